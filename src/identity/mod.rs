@@ -1,0 +1,3 @@
+//! Everything that talks to the identity service's Setting API.
+
+pub mod types;

@@ -1,0 +1,137 @@
+//! The Setting API's wire format, shared by the client and the simulator.
+//!
+//! Field names follow the contract (`../shared/identity-api/README.md`) exactly: camelCase,
+//! every `value` a string, `userId` present as `null` for organization-level settings.
+
+use serde::{Deserialize, Serialize};
+
+/// Which settings a call is about: an organization, and optionally one user in it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SettingScope {
+    /// The organization's id (`partitionGlobalId`).
+    pub partition_global_id: String,
+    /// A user id for user-level settings; `None` for organization-level settings.
+    pub user_id: Option<String>,
+}
+
+impl SettingScope {
+    /// An organization-level scope.
+    pub fn organization(partition_global_id: impl Into<String>) -> Self {
+        Self { partition_global_id: partition_global_id.into(), user_id: None }
+    }
+
+    /// A user-level scope.
+    pub fn user(partition_global_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        Self { partition_global_id: partition_global_id.into(), user_id: Some(user_id.into()) }
+    }
+}
+
+/// One key and the value to store, as sent in a PUT body.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingValue {
+    /// The setting key, e.g. `Auth.Password.DefaultExpirationDays`.
+    pub key: String,
+    /// The value as a string (structured values are JSON text).
+    pub value: String,
+}
+
+/// Values may be secret (`Email.Smtp.Password`), so `Debug` shows the key only.
+impl std::fmt::Debug for SettingValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SettingValue").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+/// The body of `PUT {base}/api/Setting`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PutSettingsRequest {
+    /// The settings to create or update, in the order the response will follow.
+    pub settings: Vec<SettingValue>,
+    /// The organization.
+    pub partition_global_id: String,
+    /// The user, for user-level settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// One element of the array the server returns from PUT and GET.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredSetting {
+    /// The server's row id for (partition, user, key); stable across updates.
+    pub id: i64,
+    /// The setting key.
+    pub key: String,
+    /// The value as the server stored it (possibly normalised).
+    pub value: String,
+    /// The organization.
+    pub partition_global_id: String,
+    /// The user, or `null` for organization-level settings.
+    pub user_id: Option<String>,
+}
+
+/// Values may be secret, so `Debug` leaves them out.
+impl std::fmt::Debug for StoredSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSetting")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("partition_global_id", &self.partition_global_id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful OAuth 2.0 token response from `POST {base}/connect/token`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The bearer token.
+    pub access_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// The scopes granted, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// The body of the legacy ROPC call `POST {orchestrator}/api/account/authenticate`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AuthenticateRequest {
+    /// The tenant's name.
+    pub tenancy_name: String,
+    /// The host administrator's user name or e-mail.
+    pub username_or_email_address: String,
+    /// The password.
+    pub password: String,
+}
+
+/// The response of the ROPC call; `result` is the access token.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthenticateResponse {
+    /// The access token, when `success` is true.
+    pub result: Option<String>,
+    /// Unused by the operator; part of the ABP envelope.
+    #[serde(default)]
+    pub target_url: Option<String>,
+    /// Whether authentication succeeded.
+    pub success: bool,
+    /// The error, when `success` is false.
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+    /// Part of the ABP envelope.
+    #[serde(default)]
+    pub un_authorized_request: bool,
+    /// Part of the ABP envelope.
+    #[serde(default, rename = "__abp")]
+    pub abp: bool,
+}
+
+/// The scope the operator asks for by default: enough to read and write settings.
+pub const SCOPE_SETTING: &str = "PM.Setting";
+/// The read-only scope the contract allows for GET.
+pub const SCOPE_SETTING_READ: &str = "PM.Setting.Read";

@@ -7,7 +7,17 @@
 //! API — are test support and power the no-cluster demo; they are never on the operator's
 //! runtime path in a cluster.
 
+pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod crdgen;
+pub mod health;
 pub mod identity;
 pub mod kube_emulator;
+pub mod leader;
+pub mod metrics;
+pub mod operator;
+pub mod reconcile;
 pub mod secret;
+pub mod semantics;
 pub mod simulator;

@@ -1,1 +1,61 @@
-fn main() {}
+//! The `identity-settings-operator` binary: see [`identity_settings_operator::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use identity_settings_operator::cli::{Cli, Command, LogFormat};
+use identity_settings_operator::{crdgen, operator, simulator};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match crdgen::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the CRD: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Simulate(args) => {
+            init_logging(LogFormat::Text);
+            let config = simulator::SimulatorConfig {
+                bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
+                prefix: args.prefix,
+                ..simulator::SimulatorConfig::default()
+            };
+            match simulator::serve_until_shutdown(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: simulator: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            match operator::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

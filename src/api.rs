@@ -1,0 +1,212 @@
+//! The `IdentitySettingPolicy` custom resource (`identitysettings.dev/v1alpha1`).
+//!
+//! These Rust types are the single source of the CRD: `crds/` is generated from them
+//! (`identity-settings-operator crd`) and a test fails when the committed YAML is stale.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every resource this operator owns.
+pub const GROUP: &str = "identitysettings.dev";
+
+/// The finalizer the operator puts on policies so it sees their deletion.
+pub const FINALIZER: &str = "identitysettings.dev/finalizer";
+
+/// Desired organization (or user) settings of one identity service, and how to reach it.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "identitysettings.dev",
+    version = "v1alpha1",
+    kind = "IdentitySettingPolicy",
+    plural = "identitysettingpolicies",
+    shortname = "isp",
+    namespaced,
+    status = "IdentitySettingPolicyStatus",
+    printcolumn = r#"{"name":"Partition","type":"string","jsonPath":".spec.partitionGlobalId"}"#,
+    printcolumn = r#"{"name":"Settings","type":"integer","jsonPath":".status.settingCount"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySettingPolicySpec {
+    /// The identity service and the credentials to use with it.
+    pub server: ServerSpec,
+    /// The organization whose settings are managed (`partitionGlobalId` in the identity API).
+    #[schemars(length(min = 1))]
+    pub partition_global_id: String,
+    /// A user id, for user-level settings. Omit for organization-level settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The settings to keep. Each key appears once.
+    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub settings: Vec<SettingSpec>,
+    /// How often the settings are checked for drift when nothing changed, as a duration such as
+    /// `30s`, `10m` or `1h` (default `10m`, at least `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub resync_interval: Option<String>,
+    /// `Enforce` (default) corrects drift; `Observe` only reports it and never writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SyncMode>,
+    /// What happens to the settings when the policy is deleted. Only `Retain` (default) exists:
+    /// the identity API has no way to delete a setting or restore an earlier value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// Where the identity service is and how to authenticate to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSpec {
+    /// The identity base URL, e.g. `https://cloud.uipath.com/acme/identity_`. Taken as given
+    /// (with or without a trailing slash); `https` is required unless the operator runs with
+    /// `--allow-insecure-http`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// A Secret in the policy's namespace holding the credentials (see `auth` for its keys).
+    pub credentials_secret_ref: LocalObjectRef,
+    /// How to get a token. When omitted it is inferred from the Secret's keys:
+    /// `clientId`+`clientSecret` → `ClientCredentials`, `token` → `BearerToken`,
+    /// `username`+`password` → `Password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthMethod>,
+    /// OAuth scopes for `ClientCredentials` (default `PM.Setting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// The Orchestrator `.../api/account/authenticate` URL, required for `Password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authenticate_url: Option<String>,
+    /// A Secret key holding a PEM CA bundle to trust in addition to the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// The ways the identity service hands out tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AuthMethod {
+    /// An external application's client id and secret (Secret keys `clientId`, `clientSecret`).
+    ClientCredentials,
+    /// A token used as given (Secret key `token`); rotate it by updating the Secret.
+    BearerToken,
+    /// Legacy host-administrator login (Secret keys `username`, `password`, optional `tenancyName`).
+    Password,
+}
+
+/// Whether the operator writes or only reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SyncMode {
+    /// Write every difference to the identity service.
+    #[default]
+    Enforce,
+    /// Never write; report differences with `Ready=False`, reason `Drifted`.
+    Observe,
+}
+
+/// What deleting a policy does to the settings it managed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the settings as they are.
+    #[default]
+    Retain,
+}
+
+/// A reference to an object in the policy's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct LocalObjectRef {
+    /// The object's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+/// One key of a Secret in the policy's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The key inside the Secret's data.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// One setting: its key and either a literal value or a value read from a Secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.value) != has(self.valueFrom)", "message": "set exactly one of value and valueFrom"},
+    {"rule": "self.key != 'Email.Smtp.Password' || has(self.valueFrom)", "message": "Email.Smtp.Password is a secret: take it from a Secret with valueFrom.secretKeyRef"}
+]))]
+pub struct SettingSpec {
+    /// The setting key, e.g. `Auth.Password.DefaultExpirationDays`. Unknown keys are allowed.
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"),
+        length(max = 256)
+    )]
+    pub key: String,
+    /// The value as a string, even for numbers and booleans; structured values are JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Take the value from a Secret instead (required for secrets such as `Email.Smtp.Password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueSource>,
+}
+
+/// Where a setting's value comes from when it is not written in the policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueSource {
+    /// A key of a Secret in the policy's namespace.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// What the operator last observed and did. Written only by the operator; holds no setting values.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentitySettingPolicyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` tells whether the identity service holds the policy's settings, and why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// One entry per key: the server's id for it and when the operator last wrote it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub applied_settings: Vec<AppliedSetting>,
+    /// How many settings the policy manages (shown by `kubectl get isp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setting_count: Option<i32>,
+    /// When the operator last changed this status after checking the identity service. A check
+    /// that finds nothing new writes nothing, so the operator never triggers itself; the metric
+    /// `identity_settings_last_sync_timestamp_seconds` shows every check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// When the operator last wrote settings to the identity service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_time: Option<Time>,
+}
+
+/// The server's record of one managed key. Deliberately no value: values may be secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedSetting {
+    /// The setting key.
+    pub key: String,
+    /// The identity service's id for this (partition, user, key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// When the operator last wrote this key; absent if the server already held the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_time: Option<Time>,
+}
+
+impl IdentitySettingPolicySpec {
+    /// The effective sync mode.
+    pub fn mode(&self) -> SyncMode {
+        self.mode.unwrap_or_default()
+    }
+}

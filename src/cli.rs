@@ -1,0 +1,128 @@
+//! The command line: `run` (the operator), `simulate` (the identity simulator), `crd`.
+//!
+//! Every `run` flag can also be set by an environment variable, which is how the Helm chart
+//! configures the operator.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps UiPath Identity Server settings equal to IdentitySettingPolicy resources.
+#[derive(Debug, Parser)]
+#[command(name = "identity-settings-operator", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator against the cluster in KUBECONFIG or the in-cluster config.
+    Run(RunArgs),
+    /// Run the identity service simulator, to try policies without a real identity service.
+    Simulate(SimulateArgs),
+    /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
+    Crd,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated; empty means all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "HTTP_ADDRESS", default_value = "0.0.0.0")]
+    pub http_address: IpAddr,
+    /// Port for /metrics, /healthz and /readyz.
+    #[arg(long, env = "HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Policies reconciled at the same time, at most.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// Take part in leader election (required when running more than one replica).
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// The Lease used for leader election.
+    #[arg(long, env = "LEASE_NAME", default_value = "identity-settings-operator")]
+    pub lease_name: String,
+    /// The Lease's namespace (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's name in the Lease and in Events (defaults to the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// How often the Lease is renewed (or tried).
+    #[arg(long, env = "LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub lease_renew_interval: Duration,
+    /// Allow http:// identity URLs. Only for loopback servers and tests.
+    #[arg(long, env = "ALLOW_INSECURE_HTTP", default_value_t = false)]
+    pub allow_insecure_http: bool,
+    /// Timeout of one identity API request.
+    #[arg(long, env = "IDENTITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub identity_timeout: Duration,
+    /// First retry delay after a transient failure (doubles up to --backoff-max).
+    #[arg(long, env = "BACKOFF_MIN", default_value = "5s", value_parser = parse_duration)]
+    pub backoff_min: Duration,
+    /// Longest retry delay after transient failures.
+    #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+}
+
+/// Flags of `simulate`.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Port to listen on (loopback only).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Path prefix of the identity service.
+    #[arg(long, default_value = "/identity_")]
+    pub prefix: String,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::reconcile::validate::parse_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration like 30s, 5m or 1h"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn namespaces_split_on_commas_and_durations_parse() {
+        let cli =
+            Cli::try_parse_from(["x", "run", "--namespaces", "a,b", "--lease-duration", "2s"])
+                .expect("parses");
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.namespaces, ["a", "b"]);
+        assert_eq!(args.lease_duration, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["x", "run", "--lease-duration", "2"]).is_err());
+    }
+}

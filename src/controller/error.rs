@@ -1,0 +1,98 @@
+//! Why a reconcile failed, as a stable condition reason and a class that decides the retry.
+
+use crate::identity::error::{ErrorClass, IdentityError};
+use crate::reconcile::resolve::ResolveError;
+
+/// Condition reasons for failures; stable strings that users and alerts can match on.
+pub mod reason {
+    /// The spec is invalid; the message names the field.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A referenced Secret is missing.
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    /// A referenced Secret lacks a key, or its content cannot be used.
+    pub const SECRET_INVALID: &str = "SecretInvalid";
+    /// The identity service refused the credentials (401).
+    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    /// The credentials lack `PM.Setting` or admin rights (403).
+    pub const FORBIDDEN: &str = "Forbidden";
+    /// The identity service could not be reached or answered 429/5xx.
+    pub const SERVER_UNREACHABLE: &str = "ServerUnreachable";
+    /// The identity service refused the request (400): a value in the policy is wrong.
+    pub const SERVER_REJECTED: &str = "ServerRejected";
+    /// The URL answered 404: the identity base URL is wrong.
+    pub const ENDPOINT_NOT_FOUND: &str = "EndpointNotFound";
+    /// The identity service answered something that is not its API (a proxy login page, say).
+    pub const UNEXPECTED_RESPONSE: &str = "UnexpectedResponse";
+    /// The server accepted a write but stored a value that does not mean what was sent.
+    pub const VALUE_NOT_ACCEPTED: &str = "ValueNotAccepted";
+    /// Talking to the Kubernetes API failed.
+    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+}
+
+/// How the controller reacts to an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Retry with exponential backoff per policy.
+    Backoff,
+    /// Wait for the policy or its Secrets to change (checked again only at the resync interval).
+    NeedsUser,
+}
+
+/// A failed reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The spec is invalid.
+    #[error("invalid policy: {0}")]
+    InvalidSpec(String),
+    /// Secrets could not be resolved.
+    #[error(transparent)]
+    Secrets(#[from] ResolveError),
+    /// The identity service call failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The server stored values that differ from what was written.
+    #[error(
+        "the identity service stored different values than written for {}; check that these values are valid for the server",
+        .0.join(", ")
+    )]
+    NotAccepted(Vec<String>),
+    /// A Kubernetes API call failed.
+    #[error("Kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl ReconcileError {
+    /// The `Ready` condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::InvalidSpec(_) => reason::INVALID_SPEC,
+            ReconcileError::Secrets(ResolveError::SecretNotFound { .. }) => {
+                reason::SECRET_NOT_FOUND
+            }
+            ReconcileError::Secrets(_) => reason::SECRET_INVALID,
+            ReconcileError::Identity(e) => match e.class() {
+                ErrorClass::Transient => reason::SERVER_UNREACHABLE,
+                ErrorClass::Authentication => reason::CREDENTIALS_REJECTED,
+                ErrorClass::Forbidden => reason::FORBIDDEN,
+                ErrorClass::InvalidRequest => reason::SERVER_REJECTED,
+                ErrorClass::NotFound => reason::ENDPOINT_NOT_FOUND,
+                ErrorClass::Protocol => reason::UNEXPECTED_RESPONSE,
+                ErrorClass::Configuration => reason::INVALID_SPEC,
+            },
+            ReconcileError::NotAccepted(_) => reason::VALUE_NOT_ACCEPTED,
+            ReconcileError::Kube(_) => reason::KUBERNETES_ERROR,
+        }
+    }
+
+    /// Whether retrying soon can help.
+    pub fn recovery(&self) -> Recovery {
+        match self {
+            ReconcileError::Identity(e) => match e.class() {
+                ErrorClass::Transient | ErrorClass::Protocol => Recovery::Backoff,
+                _ => Recovery::NeedsUser,
+            },
+            ReconcileError::Kube(_) => Recovery::Backoff,
+            _ => Recovery::NeedsUser,
+        }
+    }
+}

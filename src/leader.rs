@@ -1,0 +1,270 @@
+//! Leader election with a `coordination.k8s.io/v1` Lease, so that with several replicas only
+//! one writes to the identity service and another takes over when it stops.
+//!
+//! kube-rs has no built-in leader election. This follows client-go's protocol: the holder renews
+//! `renewTime` every `renew_interval`; a candidate takes the Lease over once `renewTime +
+//! leaseDurationSeconds` has passed; every write carries the `resourceVersion` it read, so two
+//! candidates racing for it cannot both win (the loser gets 409 Conflict).
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, ObjectMeta, PostParams};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// How a replica takes part in the election.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// The Lease's name.
+    pub name: String,
+    /// The Lease's namespace (usually the operator's own).
+    pub namespace: String,
+    /// This replica's identity (the pod name).
+    pub identity: String,
+    /// How long a Lease stays valid without renewal.
+    pub lease_duration: Duration,
+    /// How often the holder renews, and candidates retry.
+    pub renew_interval: Duration,
+}
+
+/// What to do with the Lease as it is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// No Lease exists: create it, holding it.
+    Create,
+    /// We hold it: renew.
+    Renew,
+    /// Someone else held it but let it expire (or released it): take it over.
+    TakeOver,
+    /// Someone else holds it.
+    Follow(String),
+}
+
+/// Decides from the Lease's spec (pure; `now` is passed in so tests control time).
+pub fn decide(
+    lease: Option<&LeaseSpec>,
+    me: &str,
+    now: Timestamp,
+    default_duration: Duration,
+) -> Decision {
+    let Some(spec) = lease else {
+        return Decision::Create;
+    };
+    let holder = spec.holder_identity.as_deref().unwrap_or_default();
+    if holder == me {
+        return Decision::Renew;
+    }
+    if holder.is_empty() {
+        return Decision::TakeOver;
+    }
+    let duration = spec.lease_duration_seconds.map_or(default_duration, |s| {
+        Duration::from_secs(u64::try_from(s).unwrap_or_default())
+    });
+    let expired = match &spec.renew_time {
+        Some(MicroTime(renewed)) => SignedDuration::try_from(duration)
+            .ok()
+            .and_then(|d| renewed.checked_add(d).ok())
+            .is_none_or(|deadline| deadline <= now),
+        None => true,
+    };
+    if expired {
+        Decision::TakeOver
+    } else {
+        Decision::Follow(holder.to_owned())
+    }
+}
+
+/// The spec we write when we hold the Lease.
+fn held_spec(
+    previous: Option<&LeaseSpec>,
+    cfg: &LeaseConfig,
+    now: Timestamp,
+    take_over: bool,
+) -> LeaseSpec {
+    let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
+    LeaseSpec {
+        holder_identity: Some(cfg.identity.clone()),
+        lease_duration_seconds: i32::try_from(cfg.lease_duration.as_secs()).ok(),
+        acquire_time: if take_over || previous.is_none() {
+            Some(MicroTime(now))
+        } else {
+            previous.and_then(|p| p.acquire_time.clone())
+        },
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(if take_over {
+            transitions + 1
+        } else {
+            transitions
+        }),
+        ..LeaseSpec::default()
+    }
+}
+
+/// Acquires and renews the Lease.
+pub struct LeaderElector {
+    api: Api<Lease>,
+    cfg: LeaseConfig,
+}
+
+impl LeaderElector {
+    /// An elector for the Lease in `cfg`.
+    pub fn new(client: kube::Client, cfg: LeaseConfig) -> Self {
+        Self {
+            api: Api::namespaced(client, &cfg.namespace),
+            cfg,
+        }
+    }
+
+    /// One round: returns whether this replica holds the Lease afterwards.
+    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        let current = self.api.get_opt(&self.cfg.name).await?;
+        let spec = current.as_ref().and_then(|l| l.spec.clone());
+        let decision = decide(
+            spec.as_ref(),
+            &self.cfg.identity,
+            now,
+            self.cfg.lease_duration,
+        );
+        let result = match decision {
+            Decision::Follow(_) => return Ok(false),
+            Decision::Create => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.cfg.name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(held_spec(None, &self.cfg, now, false)),
+                };
+                self.api
+                    .create(&PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
+            }
+            Decision::Renew | Decision::TakeOver => {
+                let mut lease = current.unwrap_or_default();
+                lease.spec = Some(held_spec(
+                    spec.as_ref(),
+                    &self.cfg,
+                    now,
+                    decision == Decision::TakeOver,
+                ));
+                if decision == Decision::TakeOver {
+                    info!(lease = %self.cfg.name, "taking over the leader lease");
+                }
+                self.api
+                    .replace(&self.cfg.name, &PostParams::default(), &lease)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => Ok(true),
+            // Someone else wrote first: they are the leader this round.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives the Lease up on shutdown so another replica takes over at once.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.cfg.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.cfg.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        self.api
+            .replace(&self.cfg.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
+    }
+
+    /// Campaigns forever, publishing `true` while this replica leads. Leadership counts as lost
+    /// when renewal has failed for longer than the lease duration.
+    pub async fn run(self, leading: watch::Sender<Option<bool>>) {
+        let mut last_renewed: Option<tokio::time::Instant> = None;
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => last_renewed = Some(tokio::time::Instant::now()),
+                Ok(false) => last_renewed = None,
+                Err(e) => warn!(error = %e, "leader lease round failed"),
+            }
+            let is_leader = last_renewed.is_some_and(|t| t.elapsed() < self.cfg.lease_duration);
+            leading.send_if_modified(|v| {
+                let changed = *v != Some(is_leader);
+                *v = Some(is_leader);
+                changed
+            });
+            tokio::time::sleep(self.cfg.renew_interval).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + s).expect("valid")
+    }
+
+    fn spec(holder: &str, renewed: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(at(renewed))),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn decisions_follow_client_go_rules() {
+        let d = Duration::from_secs(15);
+        assert_eq!(decide(None, "a", at(0), d), Decision::Create);
+        assert_eq!(
+            decide(Some(&spec("a", 0)), "a", at(100), d),
+            Decision::Renew
+        );
+        assert_eq!(
+            decide(Some(&spec("b", 0)), "a", at(10), d),
+            Decision::Follow("b".into())
+        );
+        assert_eq!(
+            decide(Some(&spec("b", 0)), "a", at(15), d),
+            Decision::TakeOver
+        );
+        assert_eq!(
+            decide(Some(&LeaseSpec::default()), "a", at(0), d),
+            Decision::TakeOver
+        );
+    }
+
+    #[test]
+    fn taking_over_counts_a_transition_and_renewing_keeps_the_acquire_time() {
+        let cfg = LeaseConfig {
+            name: "l".into(),
+            namespace: "n".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(15),
+            renew_interval: Duration::from_secs(5),
+        };
+        let mut prev = spec("b", 0);
+        prev.lease_transitions = Some(3);
+        let taken = held_spec(Some(&prev), &cfg, at(20), true);
+        assert_eq!(taken.lease_transitions, Some(4));
+        assert_eq!(taken.acquire_time, Some(MicroTime(at(20))));
+        let renewed = held_spec(Some(&taken), &cfg, at(25), false);
+        assert_eq!(renewed.acquire_time, Some(MicroTime(at(20))));
+        assert_eq!(renewed.renew_time, Some(MicroTime(at(25))));
+        assert_eq!(renewed.lease_transitions, Some(4));
+    }
+}

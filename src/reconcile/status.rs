@@ -1,0 +1,300 @@
+//! Computes the next status from the last one and what a reconcile did (pure).
+//!
+//! Timestamps only move when something they describe changed, so a reconcile that finds nothing
+//! new produces a status equal to the old one and the controller skips the write.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{AppliedSetting, IdentitySettingPolicyStatus};
+
+/// The one condition type the operator maintains.
+pub const READY: &str = "Ready";
+
+/// Reasons of the `Ready` condition; stable strings users and alerts can match on.
+pub mod reason {
+    /// The server already held every value.
+    pub const IN_SYNC: &str = "InSync";
+    /// Values from a new or changed policy were written.
+    pub const APPLIED: &str = "Applied";
+    /// Values changed on the server behind the operator's back were written back.
+    pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+    /// Observe mode: the server differs from the policy; nothing was written.
+    pub const DRIFTED: &str = "Drifted";
+}
+
+/// What a reconcile found or did, reduced to what status shows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The server now holds every desired value.
+    Synced {
+        /// The reason: [`reason::IN_SYNC`], [`reason::APPLIED`] or [`reason::DRIFT_CORRECTED`].
+        reason: &'static str,
+        /// The server's id of every desired key.
+        ids: BTreeMap<String, i64>,
+        /// The keys written in this reconcile.
+        written: Vec<String>,
+    },
+    /// Observe mode found differences.
+    Drifted {
+        /// Ids of the keys the server has.
+        ids: BTreeMap<String, i64>,
+        /// The keys that differ.
+        keys: Vec<String>,
+    },
+    /// The reconcile failed; `reason` is a stable name, `message` says what to fix.
+    Failed {
+        /// The condition reason.
+        reason: &'static str,
+        /// A message without secrets.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// The `Ready` condition's reason for this outcome.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Synced { reason, .. } | Outcome::Failed { reason, .. } => reason,
+            Outcome::Drifted { .. } => reason::DRIFTED,
+        }
+    }
+
+    /// Whether `Ready` is true.
+    pub fn ready(&self) -> bool {
+        matches!(self, Outcome::Synced { .. })
+    }
+
+    /// The human message for the `Ready` condition.
+    pub fn message(&self, total: usize) -> String {
+        match self {
+            Outcome::Synced { written, .. } if written.is_empty() => {
+                format!("all {total} settings hold the policy's values")
+            }
+            Outcome::Synced {
+                written, reason, ..
+            } => {
+                let why = if *reason == reason::DRIFT_CORRECTED {
+                    "changed on the server; wrote back"
+                } else {
+                    "wrote"
+                };
+                format!(
+                    "{why} {} of {total} settings: {}",
+                    written.len(),
+                    written.join(", ")
+                )
+            }
+            Outcome::Drifted { keys, .. } => format!(
+                "{} of {total} settings differ from the policy (observe mode, not written): {}",
+                keys.len(),
+                keys.join(", ")
+            ),
+            Outcome::Failed { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// The status after a reconcile of a policy with `generation` and the desired `keys`.
+pub fn next_status(
+    old: Option<&IdentitySettingPolicyStatus>,
+    generation: Option<i64>,
+    keys: &[String],
+    outcome: &Outcome,
+    now: Timestamp,
+) -> IdentitySettingPolicyStatus {
+    let empty = IdentitySettingPolicyStatus::default();
+    let old = old.unwrap_or(&empty);
+    let old_applied: BTreeMap<&str, &AppliedSetting> = old
+        .applied_settings
+        .iter()
+        .map(|a| (a.key.as_str(), a))
+        .collect();
+    let (ids, written): (Option<&BTreeMap<String, i64>>, &[String]) = match outcome {
+        Outcome::Synced { ids, written, .. } => (Some(ids), written),
+        Outcome::Drifted { ids, .. } => (Some(ids), &[]),
+        Outcome::Failed { .. } => (None, &[]),
+    };
+    let applied_settings = keys
+        .iter()
+        .map(|k| {
+            let before = old_applied.get(k.as_str());
+            AppliedSetting {
+                key: k.clone(),
+                id: ids
+                    .and_then(|m| m.get(k).copied())
+                    .or_else(|| before.and_then(|b| b.id)),
+                last_applied_time: if written.contains(k) {
+                    Some(Time(now))
+                } else {
+                    before.and_then(|b| b.last_applied_time.clone())
+                },
+            }
+        })
+        .collect();
+    let mut next = IdentitySettingPolicyStatus {
+        observed_generation: generation,
+        conditions: vec![ready_condition(old, generation, outcome, keys.len(), now)],
+        applied_settings,
+        setting_count: i32::try_from(keys.len()).ok(),
+        last_sync_time: old.last_sync_time.clone(),
+        last_applied_time: if written.is_empty() {
+            old.last_applied_time.clone()
+        } else {
+            Some(Time(now))
+        },
+    };
+    if &next != old && !matches!(outcome, Outcome::Failed { .. }) {
+        next.last_sync_time = Some(Time(now));
+    }
+    next
+}
+
+fn ready_condition(
+    old: &IdentitySettingPolicyStatus,
+    generation: Option<i64>,
+    outcome: &Outcome,
+    total: usize,
+    now: Timestamp,
+) -> Condition {
+    let status = if outcome.ready() { "True" } else { "False" };
+    let previous = old.conditions.iter().find(|c| c.type_ == READY);
+    let last_transition_time = match previous {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    Condition {
+        type_: READY.to_owned(),
+        status: status.to_owned(),
+        reason: outcome.reason().to_owned(),
+        message: truncate(outcome.message(total), 1024),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Kubernetes caps condition messages at 32 KiB; we keep them readable.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + secs).expect("valid")
+    }
+
+    fn keys() -> Vec<String> {
+        vec!["A".into(), "B".into()]
+    }
+
+    fn synced(reason: &'static str, written: &[&str]) -> Outcome {
+        Outcome::Synced {
+            reason,
+            ids: BTreeMap::from([("A".into(), 4), ("B".into(), 7)]),
+            written: written.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_applied_policy_records_ids_times_and_a_ready_condition() {
+        let s = next_status(
+            None,
+            Some(1),
+            &keys(),
+            &synced(reason::APPLIED, &["A", "B"]),
+            t(0),
+        );
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(
+            s.applied_settings[0],
+            AppliedSetting {
+                key: "A".into(),
+                id: Some(4),
+                last_applied_time: Some(Time(t(0)))
+            }
+        );
+        assert_eq!(s.conditions[0].status, "True");
+        assert_eq!(s.conditions[0].reason, "Applied");
+        assert_eq!(s.conditions[0].message, "wrote 2 of 2 settings: A, B");
+        assert_eq!(s.last_applied_time, Some(Time(t(0))));
+        assert_eq!(s.last_sync_time, Some(Time(t(0))));
+        assert_eq!(s.setting_count, Some(2));
+    }
+
+    #[test]
+    fn a_later_in_sync_check_changes_only_the_reason_once_then_nothing() {
+        let s1 = next_status(
+            None,
+            Some(1),
+            &keys(),
+            &synced(reason::APPLIED, &["A", "B"]),
+            t(0),
+        );
+        let s2 = next_status(
+            Some(&s1),
+            Some(1),
+            &keys(),
+            &synced(reason::IN_SYNC, &[]),
+            t(60),
+        );
+        assert_eq!(s2.conditions[0].reason, "InSync");
+        assert_eq!(
+            s2.conditions[0].last_transition_time,
+            Time(t(0)),
+            "status stayed True"
+        );
+        assert_eq!(s2.applied_settings[0].last_applied_time, Some(Time(t(0))));
+        let s3 = next_status(
+            Some(&s2),
+            Some(1),
+            &keys(),
+            &synced(reason::IN_SYNC, &[]),
+            t(120),
+        );
+        assert_eq!(s3, s2, "nothing new: the same status, so no write");
+    }
+
+    #[test]
+    fn a_failure_keeps_known_ids_and_moves_the_transition_time() {
+        let s1 = next_status(
+            None,
+            Some(1),
+            &keys(),
+            &synced(reason::APPLIED, &["A", "B"]),
+            t(0),
+        );
+        let failed = Outcome::Failed {
+            reason: "ServerUnreachable",
+            message: "connection refused".into(),
+        };
+        let s2 = next_status(Some(&s1), Some(2), &keys(), &failed, t(30));
+        assert_eq!(s2.conditions[0].status, "False");
+        assert_eq!(s2.conditions[0].last_transition_time, Time(t(30)));
+        assert_eq!(s2.applied_settings[1].id, Some(7));
+        assert_eq!(
+            s2.last_sync_time,
+            Some(Time(t(0))),
+            "a failed sync is not a sync"
+        );
+        assert_eq!(next_status(Some(&s2), Some(2), &keys(), &failed, t(90)), s2);
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let m = truncate("é".repeat(600), 1024);
+        assert!(m.len() <= 1024 + '…'.len_utf8());
+    }
+}

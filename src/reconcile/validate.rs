@@ -1,0 +1,327 @@
+//! Turns a policy's spec into checked plain data, or says exactly what to fix.
+//!
+//! The CRD schema refuses most bad input at `kubectl apply`, but not everything can be written as
+//! a schema (and a policy may predate a schema change), so the controller checks again here and
+//! reports `InvalidSpec` with a message naming the field.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::api::{AuthMethod, IdentitySettingPolicySpec, SecretKeyRef, SyncMode};
+use crate::identity::types::SettingScope;
+
+/// Settings whose value is a secret: they must come from a Secret, never from the spec.
+pub const SECRET_SETTING_KEYS: &[&str] = &["Email.Smtp.Password"];
+
+/// The resync interval when a policy does not set one.
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+/// The shortest resync interval accepted, so a typo cannot hammer the identity service.
+pub const MIN_RESYNC: Duration = Duration::from_secs(10);
+
+/// A policy that passed every check, as plain data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidPolicy {
+    /// The identity base URL as given.
+    pub base_url: String,
+    /// The organization and optional user.
+    pub scope: SettingScope,
+    /// The credentials Secret's name.
+    pub credentials_secret: String,
+    /// The auth method, if stated; otherwise inferred from the Secret.
+    pub auth: Option<AuthMethod>,
+    /// OAuth scopes for client credentials (empty: the client's default).
+    pub scopes: Vec<String>,
+    /// The ROPC URL, for `Password`.
+    pub authenticate_url: Option<String>,
+    /// An extra CA bundle.
+    pub ca: Option<SecretKeyRef>,
+    /// The settings in spec order.
+    pub settings: Vec<DesiredSetting>,
+    /// How often to check for drift.
+    pub resync: Duration,
+    /// Enforce or observe.
+    pub mode: SyncMode,
+}
+
+/// One desired setting before its value is resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredSetting {
+    /// The key.
+    pub key: String,
+    /// Where its value comes from.
+    pub source: ValueOrigin,
+}
+
+/// A literal value or a Secret key.
+#[derive(Clone, PartialEq)]
+pub enum ValueOrigin {
+    /// Written in the policy (never a secret setting).
+    Literal(String),
+    /// Read from a Secret at reconcile time.
+    Secret(SecretKeyRef),
+}
+
+/// A literal value may still be sensitive to someone; keep it out of logs anyway.
+impl std::fmt::Debug for ValueOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueOrigin::Literal(_) => f.write_str("Literal(..)"),
+            ValueOrigin::Secret(r) => write!(f, "Secret({}/{})", r.name, r.key),
+        }
+    }
+}
+
+/// Checks a spec; the error lists every problem found, each naming its field.
+pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String> {
+    let mut problems = Vec::new();
+    let url = spec.server.url.trim();
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+        Ok(u) => problems.push(format!(
+            "spec.server.url: scheme {:?} is not https",
+            u.scheme()
+        )),
+        Err(e) => problems.push(format!("spec.server.url: not a URL ({e})")),
+    }
+    if spec.partition_global_id.trim().is_empty() {
+        problems.push("spec.partitionGlobalId: must not be empty".to_owned());
+    }
+    if spec.server.credentials_secret_ref.name.is_empty() {
+        problems.push("spec.server.credentialsSecretRef.name: must not be empty".to_owned());
+    }
+    if spec.server.auth == Some(AuthMethod::Password) && spec.server.authenticate_url.is_none() {
+        problems.push(
+            "spec.server.authenticateUrl: required when auth is Password (the Orchestrator's .../api/account/authenticate URL)"
+                .to_owned(),
+        );
+    }
+    if let Some(a) = &spec.server.authenticate_url
+        && url::Url::parse(a).is_err()
+    {
+        problems.push("spec.server.authenticateUrl: not a URL".to_owned());
+    }
+    let scopes = spec.server.scopes.clone().unwrap_or_default();
+    if scopes
+        .iter()
+        .any(|s| s.trim().is_empty() || s.contains(' '))
+    {
+        problems.push("spec.server.scopes: each scope must be one non-empty word".to_owned());
+    }
+    if spec.settings.is_empty() {
+        problems.push("spec.settings: list at least one setting".to_owned());
+    }
+    let mut seen = BTreeSet::new();
+    let mut settings = Vec::with_capacity(spec.settings.len());
+    for (i, s) in spec.settings.iter().enumerate() {
+        let field = format!("spec.settings[{i}]");
+        if s.key.trim().is_empty() {
+            problems.push(format!("{field}.key: must not be empty"));
+            continue;
+        }
+        if !seen.insert(s.key.as_str()) {
+            problems.push(format!("{field}.key: {:?} is listed twice", s.key));
+        }
+        let source = match (&s.value, &s.value_from) {
+            (Some(_), Some(_)) | (None, None) => {
+                problems.push(format!(
+                    "{field} ({}): set exactly one of value and valueFrom",
+                    s.key
+                ));
+                continue;
+            }
+            (Some(v), None) => {
+                if SECRET_SETTING_KEYS.contains(&s.key.as_str()) {
+                    problems.push(format!(
+                        "{field} ({}): is a secret; move it to a Secret and use valueFrom.secretKeyRef",
+                        s.key
+                    ));
+                    continue;
+                }
+                ValueOrigin::Literal(v.clone())
+            }
+            (None, Some(from)) => ValueOrigin::Secret(from.secret_key_ref.clone()),
+        };
+        settings.push(DesiredSetting {
+            key: s.key.clone(),
+            source,
+        });
+    }
+    let resync = match spec.resync_interval.as_deref() {
+        None => DEFAULT_RESYNC,
+        Some(text) => match parse_duration(text) {
+            Some(d) if d >= MIN_RESYNC => d,
+            Some(_) => {
+                problems.push(format!("spec.resyncInterval: {text:?} is shorter than 10s"));
+                DEFAULT_RESYNC
+            }
+            None => {
+                problems.push(format!(
+                    "spec.resyncInterval: {text:?} is not a duration like 30s, 10m or 1h"
+                ));
+                DEFAULT_RESYNC
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(ValidPolicy {
+        base_url: url.to_owned(),
+        scope: SettingScope {
+            partition_global_id: spec.partition_global_id.trim().to_owned(),
+            user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
+        },
+        credentials_secret: spec.server.credentials_secret_ref.name.clone(),
+        auth: spec.server.auth,
+        scopes,
+        authenticate_url: spec.server.authenticate_url.clone(),
+        ca: spec.server.ca_secret_ref.clone(),
+        settings,
+        resync,
+        mode: spec.mode(),
+    })
+}
+
+/// Parses Go-style durations made of `<number><unit>` parts (`ms`, `s`, `m`, `h`): `1h30m`, `45s`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (0.001, 2)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else {
+            return None;
+        };
+        total += number * unit;
+        rest = &rest[len..];
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{LocalObjectRef, ServerSpec, SettingSpec, ValueSource};
+
+    fn spec() -> IdentitySettingPolicySpec {
+        IdentitySettingPolicySpec {
+            server: ServerSpec {
+                url: "https://cloud.example.com/acme/identity_".into(),
+                credentials_secret_ref: LocalObjectRef {
+                    name: "admin".into(),
+                },
+                auth: None,
+                scopes: None,
+                authenticate_url: None,
+                ca_secret_ref: None,
+            },
+            partition_global_id: "magic-7".into(),
+            user_id: None,
+            settings: vec![SettingSpec {
+                key: "Auth.UserLockOut.IsEnabled".into(),
+                value: Some("false".into()),
+                value_from: None,
+            }],
+            resync_interval: None,
+            mode: None,
+            deletion_policy: None,
+        }
+    }
+
+    #[test]
+    fn a_plain_policy_is_valid_with_defaults() {
+        let v = validate(&spec()).expect("valid");
+        assert_eq!(v.resync, DEFAULT_RESYNC);
+        assert_eq!(v.mode, SyncMode::Enforce);
+        assert_eq!(v.scope, SettingScope::organization("magic-7"));
+        assert_eq!(v.settings[0].source, ValueOrigin::Literal("false".into()));
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_field() {
+        let mut s = spec();
+        s.server.url = "ftp://x".into();
+        s.settings.push(s.settings[0].clone());
+        s.settings.push(SettingSpec {
+            key: "Email.Smtp.Password".into(),
+            value: Some("pw".into()),
+            value_from: None,
+        });
+        s.settings.push(SettingSpec {
+            key: "A.B".into(),
+            value: None,
+            value_from: None,
+        });
+        s.resync_interval = Some("5s".into());
+        let err = validate(&s).expect_err("invalid");
+        assert!(err.contains("spec.server.url"), "{err}");
+        assert!(
+            err.contains("spec.settings[1].key: \"Auth.UserLockOut.IsEnabled\" is listed twice"),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.settings[2] (Email.Smtp.Password): is a secret"),
+            "{err}"
+        );
+        assert!(
+            err.contains("spec.settings[3] (A.B): set exactly one"),
+            "{err}"
+        );
+        assert!(err.contains("spec.resyncInterval"), "{err}");
+        assert!(
+            !err.contains("pw"),
+            "a secret value leaked into the message: {err}"
+        );
+    }
+
+    #[test]
+    fn secret_settings_from_a_secret_are_fine() {
+        let mut s = spec();
+        s.settings.push(SettingSpec {
+            key: "Email.Smtp.Password".into(),
+            value: None,
+            value_from: Some(ValueSource {
+                secret_key_ref: SecretKeyRef {
+                    name: "smtp".into(),
+                    key: "password".into(),
+                },
+            }),
+        });
+        let v = validate(&s).expect("valid");
+        assert!(matches!(&v.settings[1].source, ValueOrigin::Secret(r) if r.name == "smtp"));
+    }
+
+    #[test]
+    fn password_auth_needs_its_url() {
+        let mut s = spec();
+        s.server.auth = Some(AuthMethod::Password);
+        assert!(
+            validate(&s)
+                .expect_err("invalid")
+                .contains("spec.server.authenticateUrl")
+        );
+    }
+
+    #[test]
+    fn durations_parse_like_kubernetes_ones() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

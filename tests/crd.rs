@@ -1,0 +1,100 @@
+//! The committed CRD is what the Rust types generate, and a real apiserver would accept its
+//! schema as structural.
+
+use identity_settings_operator::crdgen::crd_yaml;
+use serde_json::Value;
+
+const CRD_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/identitysettingpolicies.identitysettings.dev.yaml"
+);
+
+#[test]
+fn the_committed_crd_is_not_stale() {
+    let generated = crd_yaml().expect("renders");
+    let committed = std::fs::read_to_string(CRD_PATH).expect("crds/ file exists");
+    assert!(
+        generated == committed,
+        "crds/ is stale: run `cargo run -- crd > crds/identitysettingpolicies.identitysettings.dev.yaml`"
+    );
+}
+
+/// The CRD as the committed YAML says it (parsed back, so the test sees what users apply).
+fn crd() -> Value {
+    let yaml = std::fs::read_to_string(CRD_PATH).expect("crds/ file exists");
+    serde_yaml::from_str(&yaml).expect("valid YAML")
+}
+
+fn schema() -> Value {
+    crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// Structural schema rules the apiserver enforces: every node has a type (or says it preserves
+/// unknown fields / is int-or-string), and no `$ref`, `anyOf` or `oneOf` without types.
+fn assert_structural(node: &Value, path: &str) {
+    let Some(obj) = node.as_object() else { return };
+    let typed = obj.contains_key("type")
+        || obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+        || obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    assert!(typed, "{path}: schema node without a type");
+    assert!(!obj.contains_key("$ref"), "{path}: $ref is not allowed");
+    for forbidden in ["anyOf", "oneOf", "allOf"] {
+        assert!(
+            !obj.contains_key(forbidden),
+            "{path}: {forbidden} would need structural care"
+        );
+    }
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (name, child) in props {
+            assert_structural(child, &format!("{path}.{name}"));
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        assert_structural(items, &format!("{path}[]"));
+    }
+}
+
+#[test]
+fn the_schema_is_structural() {
+    assert_structural(&schema(), "");
+}
+
+#[test]
+fn the_schema_carries_the_validation_users_rely_on() {
+    let s = schema();
+    let settings = &s["properties"]["spec"]["properties"]["settings"];
+    assert_eq!(settings["x-kubernetes-list-type"], "map");
+    assert_eq!(settings["x-kubernetes-list-map-keys"][0], "key");
+    let item = &settings["items"];
+    assert!(item["properties"]["key"]["pattern"].is_string());
+    let rules: Vec<&str> = item["x-kubernetes-validations"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(|r| r["rule"].as_str())
+        .collect();
+    assert!(rules.contains(&"has(self.value) != has(self.valueFrom)"));
+    let required: Vec<&str> = s["properties"]["spec"]["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(required, ["partitionGlobalId", "server", "settings"]);
+}
+
+#[test]
+fn the_crd_has_the_status_subresource_printer_columns_and_short_name() {
+    let docs = crd();
+    let version = &docs["spec"]["versions"][0];
+    assert!(version["subresources"]["status"].is_object());
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(columns, ["Partition", "Settings", "Ready", "Reason", "Age"]);
+    assert_eq!(docs["spec"]["names"]["shortNames"][0], "isp");
+    assert_eq!(docs["spec"]["scope"], "Namespaced");
+}

@@ -63,7 +63,10 @@ mod tests {
         let s = SecretString::new("hunter2");
         assert_eq!(format!("{s:?}"), REDACTED);
         assert_eq!(format!("{s}"), REDACTED);
-        assert_eq!(format!("{:?}", Some(s.clone())), format!("Some({REDACTED})"));
+        assert_eq!(
+            format!("{:?}", Some(s.clone())),
+            format!("Some({REDACTED})")
+        );
         assert_eq!(s.expose(), "hunter2");
     }
 }

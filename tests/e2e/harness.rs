@@ -1,0 +1,256 @@
+//! Test harness: a Kubernetes API emulator, an identity simulator, and the real operator binary
+//! running as a separate process against both.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use identity_settings_operator::api::{
+    IdentitySettingPolicy, IdentitySettingPolicySpec, LocalObjectRef, SecretKeyRef, ServerSpec, SettingSpec, ValueSource,
+};
+use identity_settings_operator::identity::types::SettingScope;
+use identity_settings_operator::kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
+use identity_settings_operator::simulator::{Simulator, SimulatorConfig};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+/// The partition every test policy manages.
+pub const PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+/// The namespace tests use.
+pub const NS: &str = "identity";
+
+/// One world: emulator, simulator, and operator processes.
+pub struct World {
+    pub kube: KubeEmulator,
+    pub sim: Simulator,
+    pub client: kube::Client,
+    dir: tempfile::TempDir,
+    operators: Vec<Operator>,
+}
+
+/// A running operator process whose log goes to a file.
+pub struct Operator {
+    child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Operator {
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the process with SIGKILL (a crash) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process the way Kubernetes does (SIGTERM) and waits up to 10 s.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl World {
+    /// Starts the emulator and simulator.
+    pub async fn start() -> World {
+        Self::start_with(SimulatorConfig::default()).await
+    }
+
+    /// Starts the emulator and a simulator with `sim_config`.
+    pub async fn start_with(sim_config: SimulatorConfig) -> World {
+        let config = EmulatorConfig {
+            custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
+            ..EmulatorConfig::default()
+        };
+        let kube = KubeEmulator::start(config).await.expect("emulator starts");
+        let sim = Simulator::start(sim_config).await.expect("simulator starts");
+        let client = kube.client();
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("kubeconfig"), kube.kubeconfig_yaml(NS)).expect("kubeconfig written");
+        World { kube, sim, client, dir, operators: Vec::new() }
+    }
+
+    /// Starts an operator process watching `NS`; returns its index.
+    pub fn spawn_operator(&mut self, extra: &[&str]) -> usize {
+        let index = self.operators.len();
+        let name = format!("operator-{index}");
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_identity-settings-operator"))
+            .args(["run", "--namespaces", NS, "--http-address", "127.0.0.1", "--http-port", "0"])
+            .args(["--allow-insecure-http", "--backoff-min", "1s", "--backoff-max", "5s", "--identity", &name])
+            .args(["--lease-namespace", NS, "--lease-duration", "3s", "--lease-renew-interval", "1s"])
+            .args(extra)
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("RUST_LOG", "info,identity_settings_operator=debug")
+            .stdout(file.try_clone().expect("clone"))
+            .stderr(file)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("operator binary starts");
+        self.operators.push(Operator { child, log, name });
+        index
+    }
+
+    /// An operator process.
+    pub fn operator(&mut self, index: usize) -> &mut Operator {
+        &mut self.operators[index]
+    }
+
+    /// Every operator's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.operators.iter().map(|o| format!("===== {} =====\n{}", o.name, o.log_text())).collect()
+    }
+
+    /// The org-level scope of `PARTITION`.
+    pub fn scope(&self) -> SettingScope {
+        SettingScope::organization(PARTITION)
+    }
+
+    pub fn policies(&self) -> Api<IdentitySettingPolicy> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Creates or replaces a Secret.
+    pub async fn put_secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: ObjectMeta { name: Some(name.into()), namespace: Some(NS.into()), ..ObjectMeta::default() },
+            data: Some(data.iter().map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec()))).collect()),
+            ..Secret::default()
+        };
+        let api = self.secrets();
+        match api.get_opt(name).await.expect("get secret") {
+            Some(existing) => {
+                let mut s = secret;
+                s.metadata.resource_version = existing.metadata.resource_version;
+                api.replace(name, &PostParams::default(), &s).await.expect("replace secret");
+            }
+            None => {
+                api.create(&PostParams::default(), &secret).await.expect("create secret");
+            }
+        }
+    }
+
+    /// The client-credentials Secret the default simulator accepts.
+    pub async fn put_good_credentials(&self, name: &str) {
+        self.put_secret(name, &[("clientId", "operator"), ("clientSecret", "operator-secret")]).await;
+    }
+
+    /// Creates a policy.
+    pub async fn create_policy(&self, policy: &IdentitySettingPolicy) {
+        self.policies().create(&PostParams::default(), policy).await.expect("create policy");
+    }
+
+    /// Waits until `check` holds for the policy, or fails with the operator logs.
+    pub async fn wait_policy(&self, name: &str, what: &str, timeout: Duration, check: impl Fn(&IdentitySettingPolicy) -> bool) -> IdentitySettingPolicy {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Ok(Some(p)) = self.policies().get_opt(name).await {
+                if check(&p) {
+                    return p;
+                }
+                last = Some(p);
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; last status: {}\n{}",
+                    serde_json::to_string_pretty(&last.and_then(|p| p.status)).unwrap_or_default(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the policy's Ready condition has `reason`.
+    pub async fn wait_reason(&self, name: &str, reason: &str, timeout: Duration) -> IdentitySettingPolicy {
+        self.wait_policy(name, &format!("Ready reason {reason}"), timeout, |p| ready_reason(p).as_deref() == Some(reason)).await
+    }
+
+    /// Waits for an arbitrary condition, polling.
+    pub async fn eventually(&self, what: &str, timeout: Duration, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !check() {
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out after {timeout:?} waiting for {what}\n{}", self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The Ready condition's reason.
+pub fn ready_reason(p: &IdentitySettingPolicy) -> Option<String> {
+    p.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone())
+}
+
+/// The Ready condition's message.
+pub fn ready_message(p: &IdentitySettingPolicy) -> String {
+    p.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.message.clone()).unwrap_or_default()
+}
+
+/// A literal setting.
+pub fn setting(key: &str, value: &str) -> SettingSpec {
+    SettingSpec { key: key.into(), value: Some(value.into()), value_from: None }
+}
+
+/// A setting taken from a Secret.
+pub fn secret_setting(key: &str, secret: &str, secret_key: &str) -> SettingSpec {
+    SettingSpec {
+        key: key.into(),
+        value: None,
+        value_from: Some(ValueSource { secret_key_ref: SecretKeyRef { name: secret.into(), key: secret_key.into() } }),
+    }
+}
+
+/// A policy against the world's simulator.
+pub fn policy(world: &World, name: &str, credentials: &str, settings: Vec<SettingSpec>) -> IdentitySettingPolicy {
+    let spec = IdentitySettingPolicySpec {
+        server: ServerSpec {
+            url: world.sim.base_url(),
+            credentials_secret_ref: LocalObjectRef { name: credentials.into() },
+            auth: None,
+            scopes: None,
+            authenticate_url: None,
+            ca_secret_ref: None,
+        },
+        partition_global_id: PARTITION.into(),
+        user_id: None,
+        settings,
+        resync_interval: Some("10s".into()),
+        mode: None,
+        deletion_policy: None,
+    };
+    let mut p = IdentitySettingPolicy::new(name, spec);
+    p.metadata.namespace = Some(NS.into());
+    p
+}

@@ -163,7 +163,7 @@ async fn setting(
         Method::PUT => &[SCOPE_SETTING],
         _ => return method_not_allowed("GET, PUT"),
     };
-    if let Err(response) = authorize(&app, &parts.headers, needed) {
+    if let Some(response) = refusal(&app, &parts.headers, needed) {
         return response;
     }
     if parts.method == Method::GET {
@@ -182,14 +182,16 @@ async fn read_body(body: Body) -> Result<Bytes, Response> {
     })
 }
 
-/// 401 without a valid bearer token, 403 when it has none of `needed`.
-fn authorize(app: &Shared, headers: &HeaderMap, needed: &[&str]) -> Result<(), Response> {
-    let token = bearer_token(headers).ok_or_else(|| unauthorized(TokenRejection::Missing))?;
-    let scopes = app.tokens.check(token).map_err(unauthorized)?;
-    if scopes.iter().any(|s| needed.contains(&s.as_str())) {
-        Ok(())
-    } else {
-        Err(forbidden())
+/// The 401 for a missing or invalid bearer token, or the 403 when it has none of `needed`;
+/// `None` when the request may go on.
+fn refusal(app: &Shared, headers: &HeaderMap, needed: &[&str]) -> Option<Response> {
+    let Some(token) = bearer_token(headers) else {
+        return Some(unauthorized(TokenRejection::Missing));
+    };
+    match app.tokens.check(token) {
+        Err(rejection) => Some(unauthorized(rejection)),
+        Ok(scopes) if scopes.iter().any(|s| needed.contains(&s.as_str())) => None,
+        Ok(_) => Some(forbidden()),
     }
 }
 

@@ -18,7 +18,7 @@
 //!
 //! # Data
 //!
-//! Rows have database-style ids from one global counter ([`store`]). With
+//! Rows have database-style ids from one global counter (module `store`). With
 //! [`SimulatorConfig::seed_example`] the partition `magic-7` starts with the contract example's
 //! seven rows (ids 4, 1, 3, 2, 26, 27, 28, prior values plausible server defaults) and new rows
 //! continue at 29, so replaying `put-setting-request.json` answers `put-setting-response.json`.

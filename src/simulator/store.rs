@@ -1,0 +1,234 @@
+//! The settings table: rows keyed by (partition, user, key) with database-style row ids.
+//!
+//! One global id counter, like an identity column: a new row takes the next id, an update keeps
+//! the row's id. Pure data, no I/O, so the id rules are unit-tested here.
+//!
+//! Deviations the real service may not share (the contract is silent): keys, partition ids and
+//! user ids are compared exactly (a SQL Server collation would likely compare keys
+//! case-insensitively, and GUIDs are case-insensitive in .NET); a user-level read returns only that
+//! user's rows, never organisation-level rows as fallback.
+
+use std::collections::BTreeMap;
+
+use crate::identity::types::{SettingScope, StoredSetting};
+
+/// Where a row lives: its scope and key.
+type RowKey = (SettingScope, String);
+
+/// One stored row.
+#[derive(Clone, PartialEq, Eq)]
+struct Row {
+    id: i64,
+    value: String,
+}
+
+/// The id the example's data continues from: the contract's response shows ids up to 28.
+pub(crate) const EXAMPLE_NEXT_ID: i64 = 29;
+
+/// The partition of the contract's example.
+pub(crate) const EXAMPLE_PARTITION: &str = "magic-7";
+
+/// The rows seeded for the example partition: (id, key, prior value).
+///
+/// Ids come from the contract's response. The prior values are plausible server defaults (our
+/// guess: no expiry, complexity digit+lowercase with length 8, no reuse limit, no forced change,
+/// lockout enabled after 10 failures for 300 seconds), so replaying the example request changes
+/// most of them and the response equals the example's.
+pub(crate) const EXAMPLE_ROWS: [(i64, &str, &str); 7] = [
+    (
+        1,
+        "Auth.Password.PasswordComplexity",
+        EXAMPLE_PRIOR_COMPLEXITY,
+    ),
+    (
+        2,
+        "Auth.Password.ShouldChangePasswordAfterFirstLogin",
+        "false",
+    ),
+    (3, "Auth.Password.PreviousUseLimit", "0"),
+    (4, "Auth.Password.DefaultExpirationDays", "0"),
+    (26, "Auth.UserLockOut.DefaultAccountLockoutSeconds", "300"),
+    (27, "Auth.UserLockOut.IsEnabled", "true"),
+    (
+        28,
+        "Auth.UserLockOut.MaxFailedAccessAttemptsBeforeLockout",
+        "10",
+    ),
+];
+
+/// The seeded complexity, given in request form and normalised when seeding.
+const EXAMPLE_PRIOR_COMPLEXITY: &str = r#"{"HasDigit":true,"HasLowercase":true,"HasSpecialCharacter":false,"HasUppercase":false,"Length":8}"#;
+
+/// The settings table.
+#[derive(Clone)]
+pub(crate) struct Store {
+    next_id: i64,
+    rows: BTreeMap<RowKey, Row>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            next_id: 1,
+            rows: BTreeMap::new(),
+        }
+    }
+}
+
+impl Store {
+    /// An empty table whose first row gets id 1.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// A table holding the contract example's prior rows, continuing at id 29.
+    pub(crate) fn with_example() -> Self {
+        let mut store = Self::new();
+        let scope = SettingScope::organization(EXAMPLE_PARTITION);
+        for (id, key, value) in EXAMPLE_ROWS {
+            let value = super::normalize::normalize_value(key, value);
+            store
+                .rows
+                .insert((scope.clone(), key.to_owned()), Row { id, value });
+        }
+        store.next_id = EXAMPLE_NEXT_ID;
+        store
+    }
+
+    /// Creates or updates one row; `value` must already be normalised.
+    pub(crate) fn upsert(
+        &mut self,
+        scope: &SettingScope,
+        key: &str,
+        value: String,
+    ) -> StoredSetting {
+        let row_key = (scope.clone(), key.to_owned());
+        let id = match self.rows.get_mut(&row_key) {
+            Some(row) => {
+                row.value = value.clone();
+                row.id
+            }
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.rows.insert(
+                    row_key,
+                    Row {
+                        id,
+                        value: value.clone(),
+                    },
+                );
+                id
+            }
+        };
+        stored(scope, key, id, value)
+    }
+
+    /// The rows for `keys` in the order asked, skipping keys without a row and repeated keys.
+    pub(crate) fn get(&self, scope: &SettingScope, keys: &[String]) -> Vec<StoredSetting> {
+        let mut out: Vec<StoredSetting> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if out.iter().any(|s| &s.key == key) {
+                continue;
+            }
+            if let Some(row) = self.rows.get(&(scope.clone(), key.clone())) {
+                out.push(stored(scope, key, row.id, row.value.clone()));
+            }
+        }
+        out
+    }
+
+    /// Every row of the scope, ordered by id.
+    pub(crate) fn all(&self, scope: &SettingScope) -> Vec<StoredSetting> {
+        let mut out: Vec<StoredSetting> = self
+            .rows
+            .iter()
+            .filter(|((s, _), _)| s == scope)
+            .map(|((s, key), row)| stored(s, key, row.id, row.value.clone()))
+            .collect();
+        out.sort_by_key(|s| s.id);
+        out
+    }
+}
+
+fn stored(scope: &SettingScope, key: &str, id: i64, value: String) -> StoredSetting {
+    StoredSetting {
+        id,
+        key: key.to_owned(),
+        value,
+        partition_global_id: scope.partition_global_id.clone(),
+        user_id: scope.user_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(k: &[&str]) -> Vec<String> {
+        k.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn new_keys_take_the_next_id_and_updates_keep_it() {
+        let mut s = Store::new();
+        let org = SettingScope::organization("p");
+        assert_eq!(s.upsert(&org, "a", "1".into()).id, 1);
+        assert_eq!(s.upsert(&org, "b", "1".into()).id, 2);
+        let updated = s.upsert(&org, "a", "2".into());
+        assert_eq!((updated.id, updated.value.as_str()), (1, "2"));
+        assert_eq!(s.upsert(&org, "c", "1".into()).id, 3);
+    }
+
+    #[test]
+    fn one_counter_across_partitions_and_users() {
+        let mut s = Store::new();
+        let org = SettingScope::organization("p");
+        let other = SettingScope::organization("q");
+        let user = SettingScope::user("p", "u1");
+        assert_eq!(s.upsert(&org, "a", "x".into()).id, 1);
+        assert_eq!(s.upsert(&other, "a", "x".into()).id, 2);
+        let row = s.upsert(&user, "a", "x".into());
+        assert_eq!((row.id, row.user_id.as_deref()), (3, Some("u1")));
+        assert_eq!(s.all(&org).len(), 1);
+        assert_eq!(s.all(&user).len(), 1);
+        assert_eq!(s.all(&SettingScope::user("p", "u2")).len(), 0);
+    }
+
+    #[test]
+    fn get_follows_the_order_asked_and_skips_absent_and_repeated_keys() {
+        let mut s = Store::new();
+        let org = SettingScope::organization("p");
+        for k in ["a", "b", "c"] {
+            s.upsert(&org, k, k.into());
+        }
+        let got = s.get(&org, &keys(&["c", "zz", "a", "c"]));
+        let got: Vec<(i64, &str)> = got.iter().map(|r| (r.id, r.key.as_str())).collect();
+        assert_eq!(got, [(3, "c"), (1, "a")]);
+    }
+
+    #[test]
+    fn all_is_ordered_by_id() {
+        let mut s = Store::new();
+        let org = SettingScope::organization("p");
+        for k in ["z", "a", "m"] {
+            s.upsert(&org, k, "v".into());
+        }
+        let ids: Vec<i64> = s.all(&org).iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+    }
+
+    #[test]
+    fn example_seed_has_the_contract_ids_and_continues_at_29() {
+        let mut s = Store::with_example();
+        let org = SettingScope::organization(EXAMPLE_PARTITION);
+        let ids: Vec<i64> = s.all(&org).iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 26, 27, 28]);
+        assert_eq!(s.upsert(&org, "Email.Smtp.Host", "smtp".into()).id, 29);
+        assert_eq!(
+            s.upsert(&org, "Auth.Password.PreviousUseLimit", "5".into())
+                .id,
+            3
+        );
+    }
+}

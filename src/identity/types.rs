@@ -17,12 +17,18 @@ pub struct SettingScope {
 impl SettingScope {
     /// An organization-level scope.
     pub fn organization(partition_global_id: impl Into<String>) -> Self {
-        Self { partition_global_id: partition_global_id.into(), user_id: None }
+        Self {
+            partition_global_id: partition_global_id.into(),
+            user_id: None,
+        }
     }
 
     /// A user-level scope.
     pub fn user(partition_global_id: impl Into<String>, user_id: impl Into<String>) -> Self {
-        Self { partition_global_id: partition_global_id.into(), user_id: Some(user_id.into()) }
+        Self {
+            partition_global_id: partition_global_id.into(),
+            user_id: Some(user_id.into()),
+        }
     }
 }
 
@@ -38,7 +44,9 @@ pub struct SettingValue {
 /// Values may be secret (`Email.Smtp.Password`), so `Debug` shows the key only.
 impl std::fmt::Debug for SettingValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SettingValue").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("SettingValue")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 

@@ -82,7 +82,7 @@ fn json_message(value: &Value) -> Option<String> {
     let main = ["detail", "error_description", "message", "error", "title"]
         .iter()
         .find_map(|name| field(name));
-    let errors = object
+    let errors: Vec<(String, Vec<String>)> = object
         .get("errors")
         .and_then(Value::as_object)
         .map(|errors| {
@@ -93,21 +93,31 @@ fn json_message(value: &Value) -> Option<String> {
                         Value::Array(items) => items
                             .iter()
                             .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                        Value::String(s) => s.clone(),
-                        _ => String::new(),
+                            .map(str::to_owned)
+                            .collect(),
+                        Value::String(s) => vec![s.clone()],
+                        _ => Vec::new(),
                     };
-                    format!("{field}: {list}")
+                    (field.clone(), list)
                 })
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
-    match (main, errors) {
-        (Some(m), Some(e)) if !e.is_empty() && !m.contains(&e) => Some(format!("{m} ({e})")),
-        (Some(m), _) => Some(m),
-        (None, Some(e)) if !e.is_empty() => Some(e),
-        _ => None,
+                .collect()
+        })
+        .unwrap_or_default();
+    // ASP.NET repeats the detail in `errors`; add only what the main message does not say.
+    let extra = errors
+        .iter()
+        .filter(|(_, list)| {
+            main.as_ref()
+                .is_none_or(|m| list.iter().any(|item| !m.contains(item.as_str())))
+        })
+        .map(|(field, list)| format!("{field}: {}", list.join("; ")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (main, extra.is_empty()) {
+        (Some(m), true) => Some(m),
+        (Some(m), false) => Some(format!("{m} ({extra})")),
+        (None, false) => Some(extra),
+        (None, true) => None,
     }
 }
 
@@ -173,9 +183,11 @@ mod tests {
     #[test]
     fn server_message_prefers_problem_fields() {
         let problem = br#"{"title":"One or more validation errors occurred.","detail":"Length must be a number","errors":{"value":["Length must be a number"]}}"#;
+        assert_eq!(server_message(problem).unwrap(), "Length must be a number");
+        let more = br#"{"detail":"Invalid","errors":{"a":["Invalid"],"b":["too long","Invalid"]}}"#;
         assert_eq!(
-            server_message(problem).unwrap(),
-            "Length must be a number (value: Length must be a number)"
+            server_message(more).unwrap(),
+            "Invalid (b: too long; Invalid)"
         );
         let only_errors = br#"{"title":"","errors":{"settings[0].key":["required"]}}"#;
         assert_eq!(

@@ -473,7 +473,7 @@ fn decode_json<T: DeserializeOwned>(
         let detail = if endpoint == Endpoint::Setting {
             let text = String::from_utf8_lossy(&answer.body);
             format!(
-                "expected JSON; the body starts with {:?}",
+                "expected JSON; the body starts with: {}",
                 body::sanitize_prefix(&text, body::PREFIX_CHARS)
             )
         } else {

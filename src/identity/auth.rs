@@ -1,0 +1,365 @@
+//! How the client gets a bearer token: the three credential kinds of the contract, and a token
+//! cache that refreshes shortly before expiry with one request shared by all concurrent callers.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use super::error::IdentityError;
+use super::types::SCOPE_SETTING;
+use crate::secret::SecretString;
+
+/// How to authenticate to the identity service. `Debug` shows no secret (they are
+/// [`SecretString`]s); `Eq + Hash` let the controller key a client cache by credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Credentials {
+    /// External application, OAuth 2.0 client credentials at `{base}/connect/token`.
+    ClientCredentials {
+        /// The application id.
+        client_id: String,
+        /// The application secret.
+        client_secret: SecretString,
+        /// Scopes to ask for; empty means `PM.Setting`.
+        scopes: Vec<String>,
+    },
+    /// A token given as is; never refreshed.
+    BearerToken {
+        /// The token.
+        token: SecretString,
+    },
+    /// Legacy ROPC at the Orchestrator's `api/account/authenticate` (host administrators).
+    Password {
+        /// The full authenticate URL (`{orchestrator}/api/account/authenticate`).
+        authenticate_url: String,
+        /// The tenant's name.
+        tenancy_name: String,
+        /// User name or e-mail.
+        username: String,
+        /// The password.
+        password: SecretString,
+    },
+}
+
+impl Credentials {
+    /// Whether a new token can be obtained after a 401 (not for a given bearer token).
+    pub fn is_refreshable(&self) -> bool {
+        !matches!(self, Credentials::BearerToken { .. })
+    }
+
+    /// A short name of the kind, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credentials::ClientCredentials { .. } => "client_credentials",
+            Credentials::BearerToken { .. } => "bearer_token",
+            Credentials::Password { .. } => "password",
+        }
+    }
+
+    /// The `scope` form parameter: the scopes space-separated, `PM.Setting` when none are given.
+    pub fn scope_param(scopes: &[String]) -> String {
+        let scopes: Vec<&str> = scopes
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if scopes.is_empty() {
+            SCOPE_SETTING.to_owned()
+        } else {
+            scopes.join(" ")
+        }
+    }
+
+    /// Rejects credentials that cannot work (empty id, secret, token, user or password), naming
+    /// the field, never its value.
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        let empty = |field: &str| {
+            Err(IdentityError::Configuration(format!(
+                "{} credentials: {field} is empty",
+                self.kind()
+            )))
+        };
+        match self {
+            Credentials::ClientCredentials {
+                client_id,
+                client_secret,
+                ..
+            } => {
+                if client_id.trim().is_empty() {
+                    return empty("client id");
+                }
+                if client_secret.is_empty() {
+                    return empty("client secret");
+                }
+            }
+            Credentials::BearerToken { token } => {
+                if token.expose().trim().is_empty() {
+                    return empty("token");
+                }
+            }
+            Credentials::Password {
+                username, password, ..
+            } => {
+                if username.trim().is_empty() {
+                    return empty("username");
+                }
+                if password.is_empty() {
+                    return empty("password");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How long an ROPC token lives by default (the contract: 30 minutes).
+pub const ROPC_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// When to refresh a token of lifetime `lifetime` after it was obtained: at 90 % of its life or
+/// 60 s before expiry, whichever is sooner, but never before half its life (so a very short-lived
+/// token is still used for a while instead of being refreshed on every call).
+pub fn refresh_delay(lifetime: Duration) -> Duration {
+    let ninety = lifetime.mul_f64(0.9);
+    let minute_before = lifetime.saturating_sub(Duration::from_secs(60));
+    ninety.min(minute_before).max(lifetime / 2)
+}
+
+/// A token in use, with the generation that identifies it in the cache.
+#[derive(Clone)]
+pub struct Token {
+    /// The bearer token.
+    pub value: SecretString,
+    /// Increases with every token fetched; 0 for a given bearer token.
+    pub generation: u64,
+}
+
+struct Cached {
+    token: Token,
+    obtained: Instant,
+    refresh_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    cached: Option<Cached>,
+    generation: u64,
+    /// The last failed fetch and when it finished: callers that were already waiting get it too
+    /// instead of each trying again.
+    last_failure: Option<(Instant, IdentityError)>,
+}
+
+/// A token cache with single-flight refresh: the lock is held while a token is fetched, so
+/// concurrent callers wait for that one request and then share its result (or its failure).
+#[derive(Default)]
+pub struct TokenCache {
+    state: Mutex<State>,
+    fetches: AtomicU64,
+}
+
+impl TokenCache {
+    /// A usable token: the cached one while fresh, else a new one from `fetch` (which returns the
+    /// token and its lifetime). With `rejected` set to the generation the server just refused,
+    /// that token is never returned again.
+    pub async fn get<F, Fut>(&self, rejected: Option<u64>, fetch: F) -> Result<Token, IdentityError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretString, Duration), IdentityError>>,
+    {
+        let asked = Instant::now();
+        let mut state = self.state.lock().await;
+        let now = Instant::now();
+        if let Some(cached) = &state.cached {
+            let fresh = now < cached.refresh_at || cached.obtained >= asked;
+            if fresh && rejected != Some(cached.token.generation) {
+                return Ok(cached.token.clone());
+            }
+        }
+        if let Some((at, error)) = &state.last_failure
+            && *at >= asked
+        {
+            return Err(error.clone());
+        }
+        state.cached = None;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        match fetch().await {
+            Ok((value, lifetime)) => {
+                state.generation += 1;
+                let obtained = Instant::now();
+                let token = Token {
+                    value,
+                    generation: state.generation,
+                };
+                state.cached = Some(Cached {
+                    token: token.clone(),
+                    obtained,
+                    refresh_at: obtained + refresh_delay(lifetime),
+                });
+                state.last_failure = None;
+                Ok(token)
+            }
+            Err(error) => {
+                state.last_failure = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    /// How many times a token was fetched (each fetch is one token request).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::identity::observe::Endpoint;
+
+    #[test]
+    fn refresh_happens_before_expiry() {
+        assert_eq!(
+            refresh_delay(Duration::from_secs(3600)),
+            Duration::from_secs(3240)
+        );
+        assert_eq!(
+            refresh_delay(ROPC_TOKEN_LIFETIME),
+            Duration::from_secs(1620)
+        );
+        assert_eq!(
+            refresh_delay(Duration::from_secs(300)),
+            Duration::from_secs(240)
+        );
+        assert_eq!(
+            refresh_delay(Duration::from_secs(100)),
+            Duration::from_secs(50)
+        );
+        assert_eq!(
+            refresh_delay(Duration::from_secs(2)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(refresh_delay(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn scopes_default_and_join() {
+        assert_eq!(Credentials::scope_param(&[]), "PM.Setting");
+        assert_eq!(Credentials::scope_param(&[" ".into()]), "PM.Setting");
+        assert_eq!(
+            Credentials::scope_param(&["PM.Setting".into(), "PM.Setting.Read".into()]),
+            "PM.Setting PM.Setting.Read"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_and_validation_names_fields_only() {
+        let c = Credentials::ClientCredentials {
+            client_id: "app".into(),
+            client_secret: "hunter2".into(),
+            scopes: vec![],
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let p = Credentials::Password {
+            authenticate_url: "https://h/api/account/authenticate".into(),
+            tenancy_name: "Default".into(),
+            username: "admin".into(),
+            password: "".into(),
+        };
+        let err = p.validate().unwrap_err();
+        assert!(err.to_string().contains("password is empty"));
+        assert!(c.validate().is_ok());
+        assert!(
+            Credentials::BearerToken { token: " ".into() }
+                .validate()
+                .is_err()
+        );
+    }
+
+    fn ok(value: &str, lifetime: Duration) -> Result<(SecretString, Duration), IdentityError> {
+        Ok((SecretString::new(value), lifetime))
+    }
+
+    #[tokio::test]
+    async fn cached_until_refresh_time_then_refetched() {
+        let cache = TokenCache::default();
+        let t1 = cache
+            .get(None, || async { ok("a", Duration::from_secs(3600)) })
+            .await
+            .unwrap();
+        let t2 = cache
+            .get(None, || async { ok("b", Duration::from_secs(3600)) })
+            .await
+            .unwrap();
+        assert_eq!(t1.value.expose(), "a");
+        assert_eq!(t2.value.expose(), "a");
+        assert_eq!(cache.fetches(), 1);
+        let t3 = cache
+            .get(Some(t1.generation), || async { ok("c", Duration::ZERO) })
+            .await
+            .unwrap();
+        assert_eq!(t3.value.expose(), "c");
+        // Lifetime zero: stale at once, so the next call fetches again.
+        let t4 = cache
+            .get(None, || async { ok("d", Duration::from_secs(60)) })
+            .await
+            .unwrap();
+        assert_eq!(t4.value.expose(), "d");
+        assert_eq!(cache.fetches(), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch_and_its_failure() {
+        let cache = Arc::new(TokenCache::default());
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ok("shared", Duration::from_secs(3600))
+        };
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get(None, slow).await.map(|t| t.generation) })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 1);
+        }
+        assert_eq!(cache.fetches(), 1);
+
+        // All 50 were refused with generation 1: one refresh serves them all.
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get(Some(1), slow).await.map(|t| t.generation) })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 2);
+        }
+        assert_eq!(cache.fetches(), 2);
+
+        let failing = Arc::new(TokenCache::default());
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let cache = failing.clone();
+                tokio::spawn(async move {
+                    cache
+                        .get(None, || async {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Err(IdentityError::Timeout {
+                                endpoint: Endpoint::Token,
+                                url: "https://h/connect/token".into(),
+                            })
+                        })
+                        .await
+                        .is_err()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(failing.fetches(), 1);
+    }
+}

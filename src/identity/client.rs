@@ -1,0 +1,642 @@
+//! The identity Setting API client: configuration, token handling, retries and the two calls the
+//! operator needs (GET and PUT `api/Setting`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::auth::{Credentials, ROPC_TOKEN_LIFETIME, Token, TokenCache};
+use super::body;
+use super::error::IdentityError;
+use super::retry::{self, Budget};
+use super::transport::{self, Answer, AttemptInfo};
+use super::types::{
+    AuthenticateRequest, AuthenticateResponse, PutSettingsRequest, SettingScope, SettingValue,
+    StoredSetting, TokenResponse,
+};
+use super::urls;
+use crate::secret::SecretString;
+
+pub use super::observe::{Endpoint, RequestObserver, RequestOutcome};
+pub use super::retry::RetryPolicy;
+
+/// Everything an [`IdentityClient`] is built from.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The identity base URL (`https://host/org/tenant/identity_`), with or without trailing slash.
+    pub base_url: String,
+    /// How to get a token.
+    pub credentials: Credentials,
+    /// Allow `http://` URLs (loopback tests and the demo only; default false).
+    pub allow_http: bool,
+    /// TCP/TLS connect timeout (default 5 s).
+    pub connect_timeout: Duration,
+    /// Timeout of one HTTP attempt, body included (default 30 s).
+    pub request_timeout: Duration,
+    /// Retries of transient failures inside one call.
+    pub retry: RetryPolicy,
+    /// An extra CA (PEM, one or more certificates) trusted in addition to the system roots.
+    pub ca_certificate_pem: Option<Vec<u8>>,
+    /// Told about every HTTP attempt (for metrics).
+    pub observer: Option<Arc<dyn RequestObserver>>,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults: https only, 5 s connect and 30 s request timeouts,
+    /// [`RetryPolicy::default`], system roots, no observer.
+    pub fn new(base_url: impl Into<String>, credentials: Credentials) -> Self {
+        Self {
+            base_url: base_url.into(),
+            credentials,
+            allow_http: false,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            ca_certificate_pem: None,
+            observer: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("credentials", &self.credentials)
+            .field("allow_http", &self.allow_http)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry", &self.retry)
+            .field(
+                "ca_certificate_pem",
+                &self.ca_certificate_pem.as_ref().map(Vec::len),
+            )
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+/// A client for one identity service and one set of credentials. Cheap to clone; clones share
+/// the connection pool and the token cache.
+#[derive(Clone)]
+pub struct IdentityClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    base: Url,
+    token_url: Url,
+    authenticate_url: Option<Url>,
+    credentials: Credentials,
+    request_timeout: Duration,
+    retry: RetryPolicy,
+    observer: Option<Arc<dyn RequestObserver>>,
+    tokens: TokenCache,
+}
+
+impl fmt::Debug for IdentityClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityClient")
+            .field("base_url", &self.inner.base_url)
+            .field("credentials", &self.inner.credentials.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body, already serialized (so retries resend the same bytes).
+enum Body<'a> {
+    None,
+    Json(&'a [u8]),
+}
+
+impl IdentityClient {
+    /// Builds a client. Fails with class Configuration for a base URL that is not https (unless
+    /// `allow_http`), an unusable CA certificate or empty credentials. Makes no request.
+    pub fn new(config: ClientConfig) -> Result<Self, IdentityError> {
+        let base = urls::validate(&config.base_url, config.allow_http, "base URL")?;
+        config.credentials.validate()?;
+        let authenticate_url = match &config.credentials {
+            Credentials::Password {
+                authenticate_url, ..
+            } => Some(urls::validate(
+                authenticate_url,
+                config.allow_http,
+                "authenticate URL",
+            )?),
+            _ => None,
+        };
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!config.allow_http)
+            .user_agent(concat!(
+                "identity-settings-operator/",
+                env!("CARGO_PKG_VERSION")
+            ));
+        if let Some(pem) = &config.ca_certificate_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                IdentityError::Configuration(format!("the CA certificate is not usable PEM: {e}"))
+            })?;
+            if certs.is_empty() {
+                return Err(IdentityError::Configuration(
+                    "the CA certificate PEM holds no certificate".into(),
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|e| {
+            IdentityError::Configuration(format!("could not build the HTTP client: {e}"))
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base_url: config.base_url.clone(),
+                token_url: urls::join(&base, urls::TOKEN_PATH),
+                base,
+                authenticate_url,
+                credentials: config.credentials,
+                request_timeout: config.request_timeout,
+                retry: config.retry,
+                observer: config.observer,
+                tokens: TokenCache::default(),
+            }),
+        })
+    }
+
+    /// The base URL as configured.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// `GET {base}/api/Setting` for `keys` in `scope`. Keys without a stored value are absent
+    /// from the answer.
+    pub async fn get_settings(
+        &self,
+        scope: &SettingScope,
+        keys: &[String],
+    ) -> Result<Vec<StoredSetting>, IdentityError> {
+        let url = urls::settings_query(&self.inner.base, scope, keys);
+        self.setting_call(Method::GET, &url, Body::None).await
+    }
+
+    /// `PUT {base}/api/Setting`: creates or updates `settings` in `scope`; answers the server's
+    /// rows (ids and values as stored), in the order sent.
+    pub async fn put_settings(
+        &self,
+        scope: &SettingScope,
+        settings: &[SettingValue],
+    ) -> Result<Vec<StoredSetting>, IdentityError> {
+        let request = PutSettingsRequest {
+            settings: settings.to_vec(),
+            partition_global_id: scope.partition_global_id.clone(),
+            user_id: scope.user_id.clone(),
+        };
+        let json = serde_json::to_vec(&request).map_err(|e| {
+            IdentityError::Configuration(format!("could not serialize the settings: {e}"))
+        })?;
+        let url = urls::join(&self.inner.base, urls::SETTING_PATH);
+        self.setting_call(Method::PUT, &url, Body::Json(&json))
+            .await
+            .map_err(|e| redact_sent_secrets(e, settings))
+    }
+
+    /// How many token requests (client credentials or ROPC) this client and its clones made.
+    pub async fn token_requests(&self) -> u64 {
+        self.inner.tokens.fetches()
+    }
+
+    /// One Setting call with retries; a 401 with refreshable credentials gets one refresh and
+    /// one more try within the call.
+    async fn setting_call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Body<'_>,
+    ) -> Result<T, IdentityError> {
+        let refreshed = AtomicBool::new(false);
+        let answer = retry::run(&self.inner.retry, |attempt, budget| {
+            self.setting_attempt(&method, url, &body, attempt, budget, &refreshed)
+        })
+        .await?;
+        decode_json(Endpoint::Setting, url.as_str(), &answer)
+    }
+
+    async fn setting_attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: &Body<'_>,
+        attempt: u32,
+        budget: Budget,
+        refreshed: &AtomicBool,
+    ) -> Result<Answer, IdentityError> {
+        let token = self.token(None, attempt, budget).await?;
+        let mut answer = self
+            .send_setting(method, url, body, &token, attempt, budget)
+            .await?;
+        if answer.status == 401
+            && self.inner.credentials.is_refreshable()
+            && !refreshed.swap(true, Ordering::SeqCst)
+        {
+            tracing::debug!("identity answered 401; refreshing the token once");
+            let token = self.token(Some(token.generation), attempt, budget).await?;
+            answer = self
+                .send_setting(method, url, body, &token, attempt, budget)
+                .await?;
+        }
+        if answer.is_success() {
+            Ok(answer)
+        } else {
+            Err(answer.into_error(Endpoint::Setting, url.as_str()))
+        }
+    }
+
+    async fn send_setting(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: &Body<'_>,
+        token: &Token,
+        attempt: u32,
+        budget: Budget,
+    ) -> Result<Answer, IdentityError> {
+        let mut request = self
+            .inner
+            .http
+            .request(method.clone(), url.clone())
+            .bearer_auth(token.value.expose())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Body::Json(json) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(json.to_vec());
+        }
+        let info = AttemptInfo {
+            method: method.as_str(),
+            endpoint: Endpoint::Setting,
+            url: url.as_str(),
+            attempt,
+            timeout: self.attempt_timeout(budget),
+        };
+        transport::send(request, info, self.inner.observer.as_deref()).await
+    }
+
+    fn attempt_timeout(&self, budget: Budget) -> Duration {
+        self.inner.request_timeout.min(budget.remaining())
+    }
+
+    /// The token to use: the given bearer token, or one from the cache (fetched when stale or
+    /// when `rejected` names the cached one).
+    async fn token(
+        &self,
+        rejected: Option<u64>,
+        attempt: u32,
+        budget: Budget,
+    ) -> Result<Token, IdentityError> {
+        match &self.inner.credentials {
+            Credentials::BearerToken { token } => Ok(Token {
+                value: token.clone(),
+                generation: 0,
+            }),
+            Credentials::ClientCredentials {
+                client_id,
+                client_secret,
+                scopes,
+            } => {
+                self.inner
+                    .tokens
+                    .get(rejected, || {
+                        self.fetch_client_credentials(
+                            client_id,
+                            client_secret,
+                            scopes,
+                            attempt,
+                            budget,
+                        )
+                    })
+                    .await
+            }
+            Credentials::Password {
+                tenancy_name,
+                username,
+                password,
+                ..
+            } => {
+                self.inner
+                    .tokens
+                    .get(rejected, || {
+                        self.fetch_ropc(tenancy_name, username, password, attempt, budget)
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// `POST {base}/connect/token`, `grant_type=client_credentials`, credentials in the form.
+    async fn fetch_client_credentials(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        scopes: &[String],
+        attempt: u32,
+        budget: Budget,
+    ) -> Result<(SecretString, Duration), IdentityError> {
+        let url = &self.inner.token_url;
+        let scope = Credentials::scope_param(scopes);
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose()),
+            ("scope", scope.as_str()),
+        ];
+        let request = self
+            .inner
+            .http
+            .post(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form);
+        let info = AttemptInfo {
+            method: "POST",
+            endpoint: Endpoint::Token,
+            url: url.as_str(),
+            attempt,
+            timeout: self.attempt_timeout(budget),
+        };
+        let answer = transport::send(request, info, self.inner.observer.as_deref()).await?;
+        if !answer.is_success() {
+            return Err(answer.into_error(Endpoint::Token, url.as_str()));
+        }
+        let response: TokenResponse = decode_json(Endpoint::Token, url.as_str(), &answer)?;
+        if response.access_token.is_empty() {
+            return Err(token_protocol_error(
+                Endpoint::Token,
+                url,
+                &answer,
+                "the access_token is empty",
+            ));
+        }
+        Ok((
+            SecretString::new(response.access_token),
+            Duration::from_secs(response.expires_in),
+        ))
+    }
+
+    /// `POST {authenticate_url}` with the ABP JSON body; the token is `result`.
+    async fn fetch_ropc(
+        &self,
+        tenancy_name: &str,
+        username: &str,
+        password: &SecretString,
+        attempt: u32,
+        budget: Budget,
+    ) -> Result<(SecretString, Duration), IdentityError> {
+        let Some(url) = &self.inner.authenticate_url else {
+            return Err(IdentityError::Configuration(
+                "password credentials need an authenticate URL".into(),
+            ));
+        };
+        let body = AuthenticateRequest {
+            tenancy_name: tenancy_name.to_owned(),
+            username_or_email_address: username.to_owned(),
+            password: password.expose().to_owned(),
+        };
+        let json = serde_json::to_vec(&body).map_err(|e| {
+            IdentityError::Configuration(format!("could not serialize the authenticate body: {e}"))
+        })?;
+        let request = self
+            .inner
+            .http
+            .post(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json);
+        let info = AttemptInfo {
+            method: "POST",
+            endpoint: Endpoint::Authenticate,
+            url: url.as_str(),
+            attempt,
+            timeout: self.attempt_timeout(budget),
+        };
+        let answer = transport::send(request, info, self.inner.observer.as_deref()).await?;
+        if !answer.is_success() {
+            return Err(answer.into_error(Endpoint::Authenticate, url.as_str()));
+        }
+        let response: AuthenticateResponse =
+            decode_json(Endpoint::Authenticate, url.as_str(), &answer)?;
+        match response.result {
+            Some(token) if response.success && !token.is_empty() => {
+                Ok((SecretString::new(token), ROPC_TOKEN_LIFETIME))
+            }
+            _ => Err(IdentityError::Unauthorized {
+                endpoint: Endpoint::Authenticate,
+                url: url.to_string(),
+                status: answer.status,
+                detail: response
+                    .error
+                    .and_then(|e| body::value_message(&serde_json::json!({ "error": e }))),
+                hint: Some(super::error::HINT_PASSWORD),
+            }),
+        }
+    }
+}
+
+/// Parses a success body as JSON of type `T`. A non-JSON content type (an HTML login page behind
+/// a proxy, say) or a body of the wrong shape is a Protocol error. A sanitized prefix of the body
+/// is quoted only for non-JSON Setting answers: JSON answers may hold secret setting values and
+/// token-endpoint answers hold tokens, so for those only the shape is described.
+fn decode_json<T: DeserializeOwned>(
+    endpoint: Endpoint,
+    url: &str,
+    answer: &Answer,
+) -> Result<T, IdentityError> {
+    let content_type = answer.content_type.as_deref().unwrap_or("none");
+    let json_type = answer
+        .content_type
+        .as_deref()
+        .is_none_or(body::is_json_content_type);
+    let protocol = |detail: String| IdentityError::Protocol {
+        endpoint,
+        url: url.to_owned(),
+        status: answer.status,
+        content_type: content_type.to_owned(),
+        detail,
+    };
+    if !json_type {
+        let detail = if endpoint == Endpoint::Setting {
+            let text = String::from_utf8_lossy(&answer.body);
+            format!(
+                "expected JSON; the body starts with: {}",
+                body::sanitize_prefix(&text, body::PREFIX_CHARS)
+            )
+        } else {
+            format!(
+                "expected JSON, got {} bytes of {content_type}",
+                answer.body.len()
+            )
+        };
+        return Err(protocol(detail));
+    }
+    serde_json::from_slice(&answer.body).map_err(|e| {
+        protocol(format!(
+            "expected {}, got {}",
+            expected_shape(endpoint),
+            body::describe_json_mismatch(&answer.body, &e)
+        ))
+    })
+}
+
+fn expected_shape(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Setting => "a JSON array of settings",
+        Endpoint::Token => "an OAuth 2.0 token response",
+        Endpoint::Authenticate => "an ABP authenticate response",
+    }
+}
+
+fn token_protocol_error(
+    endpoint: Endpoint,
+    url: &Url,
+    answer: &Answer,
+    detail: &str,
+) -> IdentityError {
+    IdentityError::Protocol {
+        endpoint,
+        url: url.to_string(),
+        status: answer.status,
+        content_type: answer.content_type.clone().unwrap_or_else(|| "none".into()),
+        detail: detail.to_owned(),
+    }
+}
+
+/// A server message may echo what was sent. Values of secret keys (a last segment `Password`,
+/// like `Email.Smtp.Password`) are cut out of it.
+fn redact_sent_secrets(error: IdentityError, settings: &[SettingValue]) -> IdentityError {
+    let secrets: Vec<&str> = settings
+        .iter()
+        .filter(|s| is_secret_key(&s.key) && s.value.len() >= 3)
+        .map(|s| s.value.as_str())
+        .collect();
+    if secrets.is_empty() {
+        return error;
+    }
+    let scrub = |text: &mut String| {
+        for secret in &secrets {
+            *text = text.replace(secret, crate::secret::REDACTED);
+        }
+    };
+    match error {
+        IdentityError::Rejected {
+            endpoint,
+            url,
+            status,
+            mut message,
+        } => {
+            scrub(&mut message);
+            IdentityError::Rejected {
+                endpoint,
+                url,
+                status,
+                message,
+            }
+        }
+        IdentityError::Unavailable {
+            endpoint,
+            url,
+            status,
+            retry_after,
+            mut message,
+        } => {
+            if let Some(m) = message.as_mut() {
+                scrub(m);
+            }
+            IdentityError::Unavailable {
+                endpoint,
+                url,
+                status,
+                retry_after,
+                message,
+            }
+        }
+        IdentityError::RetriesExhausted {
+            attempts,
+            elapsed,
+            last,
+        } => IdentityError::RetriesExhausted {
+            attempts,
+            elapsed,
+            last: Box::new(redact_sent_secrets(*last, settings)),
+        },
+        other => other,
+    }
+}
+
+/// Whether a setting key names a secret (`Email.Smtp.Password`), judged by its last segment.
+pub fn is_secret_key(key: &str) -> bool {
+    key.rsplit('.')
+        .next()
+        .is_some_and(|last| last.eq_ignore_ascii_case("password"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = ClientConfig::new(
+            "https://h/identity_",
+            Credentials::BearerToken { token: "t".into() },
+        );
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.retry, RetryPolicy::default());
+        assert!(!c.allow_http);
+        assert!(!format!("{c:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn new_validates_url_and_ca() {
+        let creds = Credentials::BearerToken {
+            token: "tok".into(),
+        };
+        let e = IdentityClient::new(ClientConfig::new("http://h/identity_", creds.clone()))
+            .unwrap_err();
+        assert_eq!(e.class(), super::super::error::ErrorClass::Configuration);
+        let mut c = ClientConfig::new("https://h/identity_/", creds.clone());
+        c.ca_certificate_pem = Some(b"not a pem".to_vec());
+        let e = IdentityClient::new(c).unwrap_err();
+        assert_eq!(e.class(), super::super::error::ErrorClass::Configuration);
+        let client = IdentityClient::new(ClientConfig::new("https://h/identity_/", creds)).unwrap();
+        assert_eq!(client.base_url(), "https://h/identity_/");
+        assert_eq!(
+            client.inner.token_url.as_str(),
+            "https://h/identity_/connect/token"
+        );
+    }
+
+    #[test]
+    fn secret_keys_and_redaction() {
+        assert!(is_secret_key("Email.Smtp.Password"));
+        assert!(!is_secret_key("Auth.Password.PasswordComplexity"));
+        let settings = vec![SettingValue {
+            key: "Email.Smtp.Password".into(),
+            value: "hunter2".into(),
+        }];
+        let e = IdentityError::Rejected {
+            endpoint: Endpoint::Setting,
+            url: "u".into(),
+            status: 400,
+            message: "value hunter2 is too weak".into(),
+        };
+        let e = redact_sent_secrets(e, &settings);
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,163 @@
+//! Pure URL handling: validating the configured base URL and joining endpoint paths onto it.
+
+use url::Url;
+
+use super::error::IdentityError;
+use super::types::SettingScope;
+
+/// Path of the Setting API below the identity base.
+pub const SETTING_PATH: &str = "api/Setting";
+/// Path of the OAuth 2.0 token endpoint below the identity base.
+pub const TOKEN_PATH: &str = "connect/token";
+
+/// Parses and checks a URL the client will call: absolute, `https` (or `http` when allowed), with
+/// a host, without user info (a password in a URL would end up in error messages), without a
+/// query or fragment. `what` names the URL in errors ("base URL", "authenticate URL").
+pub fn validate(raw: &str, allow_http: bool, what: &'static str) -> Result<Url, IdentityError> {
+    let invalid = |reason: String| IdentityError::InvalidUrl {
+        what,
+        url: display_safe(raw),
+        reason,
+    };
+    let url = Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return Err(IdentityError::InsecureUrl {
+                what,
+                url: display_safe(raw),
+            });
+        }
+        other => return Err(invalid(format!("unsupported scheme {other:?}, use https"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "user info in the URL is not allowed; put credentials in the Secret".into(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a query or fragment is not allowed".into()));
+    }
+    Ok(url)
+}
+
+/// Joins `path` (relative, like `api/Setting`) onto `base`, with exactly one slash between them
+/// whether or not the base ends in a slash. Unlike [`Url::join`], the base's last segment is kept.
+pub fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    url
+}
+
+/// `GET {base}/api/Setting?partitionGlobalId=..&userId=..&key=a&key=b`, query-encoded.
+pub fn settings_query(base: &Url, scope: &SettingScope, keys: &[String]) -> Url {
+    let mut url = join(base, SETTING_PATH);
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("partitionGlobalId", &scope.partition_global_id);
+        if let Some(user) = &scope.user_id {
+            query.append_pair("userId", user);
+        }
+        for key in keys {
+            query.append_pair("key", key);
+        }
+    }
+    url
+}
+
+/// A URL as it may appear in an error: parsed URLs lose any password; unparsable text is cut
+/// at a bounded length and stripped of anything between `//` and `@`.
+pub fn display_safe(raw: &str) -> String {
+    if let Ok(mut url) = Url::parse(raw.trim()) {
+        if url.password().is_some() {
+            let _ = url.set_password(Some("redacted"));
+        }
+        return url.to_string();
+    }
+    let text = match (raw.find("//"), raw.rfind('@')) {
+        (Some(start), Some(at)) if at > start => format!("{}//…{}", &raw[..start], &raw[at..]),
+        _ => raw.to_owned(),
+    };
+    super::body::sanitize_prefix(&text, 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn join_never_doubles_or_drops_a_slash() {
+        for base in [
+            "https://h/org/tenant/identity_",
+            "https://h/org/tenant/identity_/",
+            "https://h/org/tenant/identity_//",
+        ] {
+            assert_eq!(
+                join(&url(base), SETTING_PATH).as_str(),
+                "https://h/org/tenant/identity_/api/Setting"
+            );
+            assert_eq!(
+                join(&url(base), "/connect/token").as_str(),
+                "https://h/org/tenant/identity_/connect/token"
+            );
+        }
+        assert_eq!(
+            join(&url("https://h"), TOKEN_PATH).as_str(),
+            "https://h/connect/token"
+        );
+        assert_eq!(
+            join(&url("https://h/"), TOKEN_PATH).as_str(),
+            "https://h/connect/token"
+        );
+    }
+
+    #[test]
+    fn settings_query_encodes_and_repeats_keys() {
+        let scope = SettingScope::user("magic 7&x", "u/1");
+        let keys = vec!["Email.Smtp.Domain".to_owned(), "a&b=c".to_owned()];
+        let u = settings_query(&url("https://h/identity_/"), &scope, &keys);
+        assert_eq!(
+            u.as_str(),
+            "https://h/identity_/api/Setting?partitionGlobalId=magic+7%26x&userId=u%2F1&key=Email.Smtp.Domain&key=a%26b%3Dc"
+        );
+        let org = settings_query(&url("https://h/i"), &SettingScope::organization("p"), &[]);
+        assert_eq!(org.as_str(), "https://h/i/api/Setting?partitionGlobalId=p");
+    }
+
+    #[test]
+    fn validate_requires_https_unless_http_is_allowed() {
+        assert!(validate("https://h/identity_", false, "base URL").is_ok());
+        let err = validate("http://h/identity_", false, "base URL").unwrap_err();
+        assert!(matches!(err, IdentityError::InsecureUrl { .. }));
+        assert!(validate("http://h/identity_", true, "base URL").is_ok());
+        for bad in [
+            "ftp://h/x",
+            "not a url",
+            "https://u:pw@h/x",
+            "https://h/x?a=b",
+            "/relative",
+        ] {
+            assert!(validate(bad, true, "base URL").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_in_errors_lose_passwords() {
+        let err = validate("https://u:hunter2@h/x", true, "base URL").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
+        assert!(!display_safe("garbage//user:hunter2@host").contains("hunter2"));
+    }
+}

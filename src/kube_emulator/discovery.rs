@@ -36,7 +36,9 @@ pub(crate) fn groups(registry: &Registry) -> Value {
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for def in registry.all().iter().filter(|d| !d.kind.group.is_empty()) {
         match groups.iter_mut().find(|(g, _)| *g == def.kind.group) {
-            Some((_, versions)) if !versions.contains(&def.kind.version) => versions.push(def.kind.version.clone()),
+            Some((_, versions)) if !versions.contains(&def.kind.version) => {
+                versions.push(def.kind.version.clone())
+            }
             Some(_) => {}
             None => groups.push((def.kind.group.clone(), vec![def.kind.version.clone()])),
         }
@@ -104,10 +106,21 @@ mod tests {
     fn lists_builtin_groups_and_resources() {
         let reg = Registry::new(&[]);
         let g = groups(&reg);
-        let names: Vec<&str> = g["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = g["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, vec!["events.k8s.io", "coordination.k8s.io"]);
         let core = resource_list(&reg, "", "v1").unwrap();
-        assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "namespaces/status"));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "namespaces/status")
+        );
         assert!(resource_list(&reg, "apps", "v1").is_none());
     }
 }

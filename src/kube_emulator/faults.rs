@@ -39,7 +39,11 @@ impl EmulatorFaults {
     /// answered with a Kubernetes `Status` error of HTTP `status`. A 429 carries `Retry-After: 1`.
     /// Note that kube-rs's default client retries 429, 503 and 504 on its own.
     pub fn fail_next(&self, n: u32, status: u16) {
-        let mut fail = self.inner.fail.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut fail = self
+            .inner
+            .fail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         *fail = (n > 0).then_some((n, status));
     }
 
@@ -50,7 +54,11 @@ impl EmulatorFaults {
 
     /// Consumes one pending failure, returning its status code.
     pub(crate) fn take_failure(&self) -> Option<u16> {
-        let mut fail = self.inner.fail.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut fail = self
+            .inner
+            .fail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let (n, status) = (*fail)?;
         *fail = (n > 1).then_some((n - 1, status));
         Some(status)

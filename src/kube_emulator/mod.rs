@@ -122,7 +122,10 @@ async fn serve(shared: Arc<Shared>, bind: SocketAddr) -> std::io::Result<(Runnin
         let shutdown = async move {
             let _ = signal.wait_for(|stopped| *stopped).await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::warn!(error = %e, "kube emulator server failed");
         }
     });
@@ -176,7 +179,8 @@ impl KubeEmulator {
             .url()
             .parse()
             .expect("an http URL built from a socket address is a valid URI");
-        kube::Client::try_from(kube::Config::new(uri)).expect("a client for a plain-HTTP URL always builds")
+        kube::Client::try_from(kube::Config::new(uri))
+            .expect("a client for a plain-HTTP URL always builds")
     }
 
     /// Every request served so far, in order.

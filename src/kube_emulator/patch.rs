@@ -79,12 +79,34 @@ pub(crate) fn apply_patch(doc: &mut Value, kind: PatchKind, body: &[u8]) -> Resu
             let patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding JSON patch: {e}")))?;
             // The real server answers failed operations (including a failing `test`) with 422.
-            json_patch::patch(doc, &patch.0).map_err(|e| ApiError::unprocessable(e.to_string()))?;
+            apply_json_patch(doc, &patch.0)?;
         }
         PatchKind::Apply => {
             let applied = parse_apply_body(body)?;
             apply_merge(doc, &applied);
         }
+    }
+    Ok(())
+}
+
+/// Applies RFC 6902 operations the way kube-apiserver's JSON patch library does.
+///
+/// One difference from the `json-patch` crate is kept on purpose: a `test` for `null` at a missing
+/// key passes when the parent exists (kube-rs's finalizer helper relies on this when it adds the
+/// first finalizer). The caller patches a copy, so a failure part-way changes nothing stored.
+fn apply_json_patch(doc: &mut Value, ops: &[json_patch::PatchOperation]) -> Result<(), ApiError> {
+    for op in ops {
+        if let json_patch::PatchOperation::Test(t) = op
+            && t.value.is_null()
+            && doc.pointer(t.path.as_str()).is_none()
+        {
+            let parent = t.path.as_str().rsplit_once('/').map_or("", |(p, _)| p);
+            if doc.pointer(parent).is_some() {
+                continue;
+            }
+        }
+        json_patch::patch(doc, std::slice::from_ref(op))
+            .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     }
     Ok(())
 }
@@ -160,6 +182,28 @@ mod tests {
     }
 
     #[test]
+    fn json_patch_test_null_matches_missing_key() {
+        let mut doc = json!({"metadata": {"name": "x"}});
+        let body = br#"[{"op":"test","path":"/metadata/finalizers","value":null},{"op":"add","path":"/metadata/finalizers","value":["f"]}]"#;
+        apply_patch(&mut doc, PatchKind::Json, body).unwrap();
+        assert_eq!(doc["metadata"]["finalizers"], json!(["f"]));
+        let missing_parent = br#"[{"op":"test","path":"/nope/finalizers","value":null}]"#;
+        assert_eq!(
+            apply_patch(&mut doc, PatchKind::Json, missing_parent)
+                .unwrap_err()
+                .code,
+            422
+        );
+        let not_null = br#"[{"op":"test","path":"/metadata/finalizers","value":null}]"#;
+        assert_eq!(
+            apply_patch(&mut doc, PatchKind::Json, not_null)
+                .unwrap_err()
+                .code,
+            422
+        );
+    }
+
+    #[test]
     fn apply_merges_maps_and_replaces_lists() {
         let mut live = json!({"spec": {"a": 1, "list": [1, 2]}, "status": {"conditions": [{"type": "A"}, {"type": "B"}]}});
         let applied = json!({"spec": {"b": 2, "list": [3]}, "status": {"conditions": [{"type": "B", "status": "True"}]}});
@@ -172,7 +216,10 @@ mod tests {
 
     #[test]
     fn apply_body_accepts_yaml_and_json() {
-        assert_eq!(parse_apply_body(b"a: 1\nb: [x]\n").unwrap(), json!({"a": 1, "b": ["x"]}));
+        assert_eq!(
+            parse_apply_body(b"a: 1\nb: [x]\n").unwrap(),
+            json!({"a": 1, "b": ["x"]})
+        );
         assert_eq!(parse_apply_body(br#"{"a": 1}"#).unwrap(), json!({"a": 1}));
         assert!(parse_apply_body(b"- 1\n- 2\n").is_err());
     }

@@ -49,25 +49,32 @@ pub(crate) fn parse(path: &str) -> Option<Route> {
         ["watch", rest @ ..] => (true, rest),
         _ => (false, rest),
     };
-    let resource = |plural: &str, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-        if [Some(plural), namespace, name, sub].iter().flatten().any(|s| s.is_empty()) {
-            return None;
-        }
-        Some(Route::Resource(ResourcePath {
-            group: group.into(),
-            version: version.into(),
-            plural: plural.into(),
-            namespace: namespace.map(Into::into),
-            name: name.map(Into::into),
-            subresource: sub.map(Into::into),
-            legacy_watch,
-        }))
-    };
+    let resource =
+        |plural: &str, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+            if [Some(plural), namespace, name, sub]
+                .iter()
+                .flatten()
+                .any(|s| s.is_empty())
+            {
+                return None;
+            }
+            Some(Route::Resource(ResourcePath {
+                group: group.into(),
+                version: version.into(),
+                plural: plural.into(),
+                namespace: namespace.map(Into::into),
+                name: name.map(Into::into),
+                subresource: sub.map(Into::into),
+                legacy_watch,
+            }))
+        };
     match rest {
         // The namespace object itself and its subresources.
         ["namespaces"] => resource("namespaces", None, None, None),
         ["namespaces", name] => resource("namespaces", None, Some(name), None),
-        ["namespaces", name, sub @ ("status" | "finalize")] => resource("namespaces", None, Some(name), Some(sub)),
+        ["namespaces", name, sub @ ("status" | "finalize")] => {
+            resource("namespaces", None, Some(name), Some(sub))
+        }
         // Namespaced collections and objects.
         ["namespaces", ns, plural] => resource(plural, Some(ns), None, None),
         ["namespaces", ns, plural, name] => resource(plural, Some(ns), Some(name), None),
@@ -90,14 +97,22 @@ impl Query {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Self {
         let pairs = raw
-            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
             .unwrap_or_default();
         Self { pairs }
     }
 
     /// The value of `key`, if given.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A boolean parameter (`true`/`1`).
@@ -131,12 +146,18 @@ mod tests {
     #[test]
     fn core_paths() {
         let r = res("/api/v1/secrets");
-        assert_eq!((r.group.as_str(), r.plural.as_str(), r.namespace), ("", "secrets", None));
+        assert_eq!(
+            (r.group.as_str(), r.plural.as_str(), r.namespace),
+            ("", "secrets", None)
+        );
         let r = res("/api/v1/namespaces/ns1/secrets");
         assert_eq!(r.namespace.as_deref(), Some("ns1"));
         assert_eq!(r.name, None);
         let r = res("/api/v1/namespaces/ns1");
-        assert_eq!((r.plural.as_str(), r.name.as_deref(), r.namespace), ("namespaces", Some("ns1"), None));
+        assert_eq!(
+            (r.plural.as_str(), r.name.as_deref(), r.namespace),
+            ("namespaces", Some("ns1"), None)
+        );
         let r = res("/api/v1/namespaces/ns1/status");
         assert_eq!(r.subresource.as_deref(), Some("status"));
         let r = res("/api/v1/watch/namespaces/a/configmaps");

@@ -20,7 +20,10 @@ pub struct ResourceKind {
 
 impl ResourceKind {
     /// Convenience for a custom resource type derived with `kube::CustomResource`.
-    pub fn of<K: kube::Resource<DynamicType = ()>>(namespaced: bool, status_subresource: bool) -> Self {
+    pub fn of<K: kube::Resource<DynamicType = ()>>(
+        namespaced: bool,
+        status_subresource: bool,
+    ) -> Self {
         Self {
             group: K::group(&()).into_owned(),
             version: K::version(&()).into_owned(),
@@ -31,7 +34,14 @@ impl ResourceKind {
         }
     }
 
-    fn new(group: &str, version: &str, plural: &str, kind: &str, namespaced: bool, status: bool) -> Self {
+    fn new(
+        group: &str,
+        version: &str,
+        plural: &str,
+        kind: &str,
+        namespaced: bool,
+        status: bool,
+    ) -> Self {
         Self {
             group: group.into(),
             version: version.into(),
@@ -90,7 +100,11 @@ impl ResourceDef {
     ///
     /// Deviation: only a few of the real per-type field labels are supported.
     pub fn extra_field_labels(&self) -> &'static [&'static str] {
-        match (self.custom, self.kind.group.as_str(), self.kind.plural.as_str()) {
+        match (
+            self.custom,
+            self.kind.group.as_str(),
+            self.kind.plural.as_str(),
+        ) {
             (false, "", "secrets") => &["type"],
             (false, "", "namespaces") => &["status.phase"],
             (false, "", "events") => &[
@@ -137,9 +151,17 @@ impl Registry {
         ];
         let mut defs: Vec<ResourceDef> = builtins
             .into_iter()
-            .map(|kind| ResourceDef { kind, custom: false })
+            .map(|kind| ResourceDef {
+                kind,
+                custom: false,
+            })
             .collect();
-        defs.extend(custom.iter().cloned().map(|kind| ResourceDef { kind, custom: true }));
+        defs.extend(
+            custom
+                .iter()
+                .cloned()
+                .map(|kind| ResourceDef { kind, custom: true }),
+        );
         Self { defs }
     }
 

@@ -76,7 +76,11 @@ pub(crate) fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), 
 }
 
 /// Sets `metadata.namespace` from the path, refusing a different one in the body.
-pub(crate) fn check_namespace(def: &ResourceDef, obj: &mut Value, ns: Option<&str>) -> Result<(), ApiError> {
+pub(crate) fn check_namespace(
+    def: &ResourceDef,
+    obj: &mut Value,
+    ns: Option<&str>,
+) -> Result<(), ApiError> {
     let meta = meta_mut(obj);
     match ns {
         Some(ns) if def.kind.namespaced => {
@@ -100,13 +104,53 @@ pub(crate) fn check_namespace(def: &ResourceDef, obj: &mut Value, ns: Option<&st
 /// RFC 1123 subdomain (most object names) or label (namespace names).
 fn valid_name(name: &str, label: bool) -> bool {
     let max = if label { 63 } else { 253 };
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label && c == '.');
+    let ok_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label && c == '.');
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     !name.is_empty()
         && name.len() <= max
         && name.chars().all(ok_char)
         && edge(name.chars().next())
         && edge(name.chars().last())
+}
+
+/// What decoding into typed objects does on a real server: empty `metadata` fields are dropped
+/// (every `ObjectMeta` field is `omitempty`, for custom resources too), top-level `null`s of
+/// built-ins vanish, and Secrets get `stringData` merged into `data` (base64) and `type`
+/// defaulted to `Opaque`.
+///
+/// Deviation: other defaulting of built-in types, `immutable` Secrets/ConfigMaps, and CRD schema
+/// defaulting, pruning and validation are not implemented.
+pub(crate) fn normalize(def: &ResourceDef, obj: &mut Value) {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    meta_mut(obj).retain(|_, v| !empty(v));
+    if def.custom {
+        return;
+    }
+    let Value::Object(map) = obj else { return };
+    map.retain(|_, v| !v.is_null());
+    if def.kind.group.is_empty() && def.kind.plural == "secrets" {
+        if let Some(Value::Object(string_data)) = map.remove("stringData") {
+            use base64::Engine as _;
+            let data = map.entry("data").or_insert_with(|| json!({}));
+            if let Value::Object(data) = data {
+                for (k, v) in string_data {
+                    let text = v.as_str().unwrap_or_default().to_string();
+                    data.insert(
+                        k,
+                        json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
+                }
+            }
+        }
+        map.entry("type").or_insert_with(|| json!("Opaque"));
+    }
 }
 
 /// Random suffix alphabet of `generateName` (no vowels, as in apimachinery).
@@ -126,7 +170,14 @@ pub(crate) fn new_uid() -> String {
     bits = (bits & !(0xF << 76)) | (0x4 << 76);
     bits = (bits & !(0x3 << 62)) | (0x2 << 62);
     let h = format!("{bits:032x}");
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Prepares a body for creation (`BeforeCreate` + strategy `PrepareForCreate`): type meta,
@@ -148,7 +199,9 @@ pub(crate) fn prepare_create(
     check_namespace(def, &mut obj, ns)?;
     if meta_str(&obj, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
         // etcd3 storage refuses this with a plain error, which surfaces as a 500.
-        return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+        return Err(ApiError::internal(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     let name = match meta_str(&obj, "name").filter(|n| !n.is_empty()) {
         Some(name) => name.to_string(),
@@ -194,7 +247,12 @@ pub(crate) fn prepare_create(
     meta.insert("name".into(), json!(name));
     meta.insert("uid".into(), json!(new_uid()));
     meta.insert("creationTimestamp".into(), json!(now));
-    for key in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+    for key in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+    ] {
         meta.remove(key);
     }
     if def.tracks_generation() {
@@ -202,6 +260,7 @@ pub(crate) fn prepare_create(
     } else {
         meta.remove("generation");
     }
+    normalize(def, &mut obj);
     if let Value::Object(map) = &mut obj {
         if is_namespace {
             map.insert("status".into(), json!({ "phase": "Active" }));
@@ -247,21 +306,35 @@ pub(crate) enum UpdateEffect {
 }
 
 fn immutable(def: &ResourceDef, name: &str, field: &str, value: &Value) -> ApiError {
-    ApiError::invalid(def, name, field, &format!("Invalid value: {value}: field is immutable"))
+    ApiError::invalid(
+        def,
+        name,
+        field,
+        &format!("Invalid value: {value}: field is immutable"),
+    )
 }
 
 /// Checks the resourceVersion precondition of an update.
-fn check_resource_version(def: &ResourceDef, old: &Value, new: &Value, mode: UpdateMode) -> Result<(), ApiError> {
+fn check_resource_version(
+    def: &ResourceDef,
+    old: &Value,
+    new: &Value,
+    mode: UpdateMode,
+) -> Result<(), ApiError> {
     let name = meta_str(old, "name").unwrap_or_default();
     match meta_str(new, "resourceVersion").filter(|rv| !rv.is_empty()) {
-        Some(rv) if Some(rv) != meta_str(old, "resourceVersion") => Err(ApiError::conflict(def, name)),
+        Some(rv) if Some(rv) != meta_str(old, "resourceVersion") => {
+            Err(ApiError::conflict(def, name))
+        }
         Some(_) => Ok(()),
-        None if mode == UpdateMode::Put && !def.allow_unconditional_update() => Err(ApiError::invalid(
-            def,
-            name,
-            "metadata.resourceVersion",
-            "Invalid value: 0x0: must be specified for an update",
-        )),
+        None if mode == UpdateMode::Put && !def.allow_unconditional_update() => {
+            Err(ApiError::invalid(
+                def,
+                name,
+                "metadata.resourceVersion",
+                "Invalid value: 0x0: must be specified for an update",
+            ))
+        }
         None => Ok(()),
     }
 }
@@ -285,12 +358,17 @@ pub(crate) fn prepare_update(
         }
         Target::Main => {
             let mut r = new;
+            normalize(def, &mut r);
             if def.kind.status_subresource {
                 copy_key(&mut r, old, "status");
             }
             let old_meta = &old["metadata"];
             let meta = meta_mut(&mut r);
-            match meta.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) {
+            match meta
+                .get("uid")
+                .and_then(Value::as_str)
+                .filter(|u| !u.is_empty())
+            {
                 None => {
                     meta.insert("uid".into(), old_meta["uid"].clone());
                 }
@@ -299,9 +377,15 @@ pub(crate) fn prepare_update(
                 }
                 Some(_) => {}
             }
-            meta.insert("creationTimestamp".into(), old_meta["creationTimestamp"].clone());
+            meta.insert(
+                "creationTimestamp".into(),
+                old_meta["creationTimestamp"].clone(),
+            );
             if old_meta.get("deletionTimestamp").is_some() {
-                meta.insert("deletionTimestamp".into(), old_meta["deletionTimestamp"].clone());
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    old_meta["deletionTimestamp"].clone(),
+                );
                 if meta.get("deletionGracePeriodSeconds").is_none() {
                     meta.insert(
                         "deletionGracePeriodSeconds".into(),
@@ -321,7 +405,10 @@ pub(crate) fn prepare_update(
             meta.remove("selfLink");
             if is_deleting(old) {
                 let before = finalizers(old);
-                let added: Vec<&str> = finalizers(&r).into_iter().filter(|f| !before.contains(f)).collect();
+                let added: Vec<&str> = finalizers(&r)
+                    .into_iter()
+                    .filter(|f| !before.contains(f))
+                    .collect();
                 if !added.is_empty() {
                     return Err(ApiError::invalid(
                         def,
@@ -340,7 +427,10 @@ pub(crate) fn prepare_update(
             r
         }
     };
-    meta_mut(&mut result).insert("resourceVersion".into(), old["metadata"]["resourceVersion"].clone());
+    meta_mut(&mut result).insert(
+        "resourceVersion".into(),
+        old["metadata"]["resourceVersion"].clone(),
+    );
     if &result == old {
         return Ok(UpdateEffect::Unchanged);
     }
@@ -358,7 +448,11 @@ pub(crate) fn mark_deleting(old: &Value, now: &str) -> Option<Value> {
     }
     let mut r = old.clone();
     let meta = meta_mut(&mut r);
-    if let Some(generation) = meta.get("generation").and_then(Value::as_i64).filter(|g| *g > 0) {
+    if let Some(generation) = meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .filter(|g| *g > 0)
+    {
         meta.insert("generation".into(), json!(generation + 1));
     }
     meta.insert("deletionTimestamp".into(), json!(now));
@@ -367,7 +461,11 @@ pub(crate) fn mark_deleting(old: &Value, now: &str) -> Option<Value> {
 }
 
 /// Checks DELETE preconditions (`DeleteOptions.preconditions`).
-pub(crate) fn check_delete_preconditions(def: &ResourceDef, old: &Value, options: &Value) -> Result<(), ApiError> {
+pub(crate) fn check_delete_preconditions(
+    def: &ResourceDef,
+    old: &Value,
+    options: &Value,
+) -> Result<(), ApiError> {
     let name = meta_str(old, "name").unwrap_or_default();
     let pre = &options["preconditions"];
     for (key, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
@@ -377,7 +475,9 @@ pub(crate) fn check_delete_preconditions(def: &ResourceDef, old: &Value, options
                 return Err(ApiError::conflict_with(
                     def,
                     name,
-                    &format!("Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"),
+                    &format!(
+                        "Precondition failed: {label} in precondition: {want}, {label} in object meta: {have}"
+                    ),
                 ));
             }
         }
@@ -431,16 +531,44 @@ mod tests {
     fn create_validation() {
         let reg = registry();
         let def = reg.find("example.com", "v1", "widgets").unwrap();
-        let err = prepare_create(def, Some("ns"), json!({"metadata": {}}), "t", |_| false).unwrap_err();
+        let err =
+            prepare_create(def, Some("ns"), json!({"metadata": {}}), "t", |_| false).unwrap_err();
         assert_eq!(err.code, 422);
-        let err = prepare_create(def, Some("ns"), json!({"metadata": {"name": "w", "namespace": "other"}}), "t", |_| false)
-            .unwrap_err();
+        let err = prepare_create(
+            def,
+            Some("ns"),
+            json!({"metadata": {"name": "w", "namespace": "other"}}),
+            "t",
+            |_| false,
+        )
+        .unwrap_err();
         assert_eq!(err.code, 400);
-        let err = prepare_create(def, Some("ns"), json!({"metadata": {"name": "Bad_Name"}}), "t", |_| false).unwrap_err();
+        let err = prepare_create(
+            def,
+            Some("ns"),
+            json!({"metadata": {"name": "Bad_Name"}}),
+            "t",
+            |_| false,
+        )
+        .unwrap_err();
         assert_eq!(err.code, 422);
-        let err = prepare_create(def, Some("ns"), json!({"metadata": {"name": "w"}}), "t", |n| n == "w").unwrap_err();
+        let err = prepare_create(
+            def,
+            Some("ns"),
+            json!({"metadata": {"name": "w"}}),
+            "t",
+            |n| n == "w",
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
-        let obj = prepare_create(def, Some("ns"), json!({"metadata": {"generateName": "w-"}}), "t", |_| false).unwrap();
+        let obj = prepare_create(
+            def,
+            Some("ns"),
+            json!({"metadata": {"generateName": "w-"}}),
+            "t",
+            |_| false,
+        )
+        .unwrap();
         let name = obj["metadata"]["name"].as_str().unwrap();
         assert!(name.starts_with("w-") && name.len() == 7, "{name}");
     }
@@ -452,13 +580,17 @@ mod tests {
         let old = stored(&reg);
         let mut relabel = old.clone();
         relabel["metadata"]["labels"] = json!({"x": "y"});
-        let UpdateEffect::Store(r) = prepare_update(def, &old, relabel, Target::Main, UpdateMode::Put).unwrap() else {
+        let UpdateEffect::Store(r) =
+            prepare_update(def, &old, relabel, Target::Main, UpdateMode::Put).unwrap()
+        else {
             panic!()
         };
         assert_eq!(r["metadata"]["generation"], 1);
         let mut respec = old.clone();
         respec["spec"]["a"] = json!(2);
-        let UpdateEffect::Store(r) = prepare_update(def, &old, respec, Target::Main, UpdateMode::Put).unwrap() else {
+        let UpdateEffect::Store(r) =
+            prepare_update(def, &old, respec, Target::Main, UpdateMode::Put).unwrap()
+        else {
             panic!()
         };
         assert_eq!(r["metadata"]["generation"], 2);
@@ -476,7 +608,9 @@ mod tests {
             UpdateEffect::Unchanged
         );
         new["spec"]["a"] = json!(9);
-        let UpdateEffect::Store(r) = prepare_update(def, &old, new, Target::Status, UpdateMode::Put).unwrap() else {
+        let UpdateEffect::Store(r) =
+            prepare_update(def, &old, new, Target::Status, UpdateMode::Put).unwrap()
+        else {
             panic!()
         };
         assert_eq!(r["spec"]["a"], 1);
@@ -493,13 +627,23 @@ mod tests {
         stale["metadata"]["resourceVersion"] = json!("4");
         stale["spec"]["a"] = json!(2);
         assert_eq!(
-            prepare_update(def, &old, stale, Target::Main, UpdateMode::Put).unwrap_err().code,
+            prepare_update(def, &old, stale, Target::Main, UpdateMode::Put)
+                .unwrap_err()
+                .code,
             409
         );
         let mut unconditional = old.clone();
         meta_mut(&mut unconditional).remove("resourceVersion");
         assert_eq!(
-            prepare_update(def, &old, unconditional.clone(), Target::Main, UpdateMode::Put).unwrap_err().code,
+            prepare_update(
+                def,
+                &old,
+                unconditional.clone(),
+                Target::Main,
+                UpdateMode::Put
+            )
+            .unwrap_err()
+            .code,
             422
         );
         assert_eq!(
@@ -520,7 +664,9 @@ mod tests {
         let mut add = deleting.clone();
         add["metadata"]["finalizers"] = json!(["a", "b"]);
         assert_eq!(
-            prepare_update(def, &deleting, add, Target::Main, UpdateMode::Patch).unwrap_err().code,
+            prepare_update(def, &deleting, add, Target::Main, UpdateMode::Patch)
+                .unwrap_err()
+                .code,
             422
         );
         let mut clear = deleting.clone();
@@ -537,8 +683,32 @@ mod tests {
         let def = reg.find("example.com", "v1", "widgets").unwrap();
         let old = stored(&reg);
         assert!(check_delete_preconditions(def, &old, &json!({})).is_ok());
-        let err = check_delete_preconditions(def, &old, &json!({"preconditions": {"resourceVersion": "1"}})).unwrap_err();
+        let err = check_delete_preconditions(
+            def,
+            &old,
+            &json!({"preconditions": {"resourceVersion": "1"}}),
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
+    }
+
+    #[test]
+    fn secrets_merge_string_data_and_drop_empty_metadata() {
+        let reg = registry();
+        let def = reg.find("", "v1", "secrets").unwrap();
+        let obj = prepare_create(
+            def,
+            Some("ns"),
+            json!({"metadata": {"name": "s", "labels": {}, "finalizers": []}, "stringData": {"k": "v"}, "data": null}),
+            "t",
+            |_| false,
+        )
+        .unwrap();
+        assert_eq!(obj["data"], json!({"k": "dg=="}));
+        assert_eq!(obj["type"], "Opaque");
+        assert!(obj.get("stringData").is_none());
+        assert!(obj["metadata"].get("labels").is_none());
+        assert!(obj["metadata"].get("finalizers").is_none());
     }
 
     #[test]

@@ -127,10 +127,15 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                ));
             };
             let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" && !allowed.contains(&field) {
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !allowed.contains(&field)
+            {
                 return Err(format!("field label not supported: {field}"));
             }
             terms.push((field.to_string(), equal, value.trim().to_string()));
@@ -200,18 +205,38 @@ mod tests {
     #[test]
     fn set_based() {
         let o = obj();
-        assert!(LabelSelector::parse("app in (db, web),tier").unwrap().matches(&o));
+        assert!(
+            LabelSelector::parse("app in (db, web),tier")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(!LabelSelector::parse("app notin (web)").unwrap().matches(&o));
-        assert!(LabelSelector::parse("missing notin (web)").unwrap().matches(&o));
+        assert!(
+            LabelSelector::parse("missing notin (web)")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(LabelSelector::parse("app in web").is_err());
     }
 
     #[test]
     fn field_selectors() {
         let o = obj();
-        assert!(FieldSelector::parse("metadata.name=n1", &[]).unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.namespace!=ns", &[]).unwrap().matches(&o));
-        assert!(FieldSelector::parse("type=Opaque", &["type"]).unwrap().matches(&o));
+        assert!(
+            FieldSelector::parse("metadata.name=n1", &[])
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.namespace!=ns", &[])
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            FieldSelector::parse("type=Opaque", &["type"])
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("spec.x=1", &[]).is_err());
         assert!(FieldSelector::parse("nonsense", &[]).is_err());
     }

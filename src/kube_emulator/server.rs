@@ -44,7 +44,10 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn record(&self, r: RecordedRequest) {
-        self.requests.lock().unwrap_or_else(PoisonError::into_inner).push(r);
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(r);
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -78,9 +81,10 @@ pub(crate) fn router(state: RunState) -> Router {
 fn json_response(code: StatusCode, body: &Value) -> Response {
     let mut response = Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default()));
     *response.status_mut() = code;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -97,7 +101,9 @@ fn error_response(err: &ApiError) -> Response {
 
 fn now() -> String {
     let ts = jiff::Timestamp::now();
-    jiff::Timestamp::from_second(ts.as_second()).unwrap_or(ts).to_string()
+    jiff::Timestamp::from_second(ts.as_second())
+        .unwrap_or(ts)
+        .to_string()
 }
 
 /// The request verb as Kubernetes audit/RBAC names it.
@@ -168,7 +174,9 @@ async fn handle(State(state): State<RunState>, req: Request) -> Response {
             let method = req.method().clone();
             let request_path = req.uri().path().to_string();
             match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-                Err(e) => error_response(&ApiError::bad_request(format!("reading request body: {e}"))),
+                Err(e) => {
+                    error_response(&ApiError::bad_request(format!("reading request body: {e}")))
+                }
                 Ok(body) => {
                     let call = Call {
                         state: &state,
@@ -212,8 +220,10 @@ impl Call<'_> {
             Route::Version => discovery::version(),
             Route::CoreVersions => discovery::core_versions(&self.state.server_address),
             Route::Groups => discovery::groups(&shared.registry),
-            Route::ResourceList { group, version } => discovery::resource_list(&shared.registry, &group, &version)
-                .ok_or_else(|| ApiError::unknown_path(request_path))?,
+            Route::ResourceList { group, version } => {
+                discovery::resource_list(&shared.registry, &group, &version)
+                    .ok_or_else(|| ApiError::unknown_path(request_path))?
+            }
         };
         if self.method != Method::GET {
             return Err(ApiError::method_not_allowed(format!(
@@ -234,8 +244,11 @@ impl Call<'_> {
         Ok(Selectors {
             labels: LabelSelector::parse(self.query.get("labelSelector").unwrap_or(""))
                 .map_err(ApiError::bad_request)?,
-            fields: FieldSelector::parse(self.query.get("fieldSelector").unwrap_or(""), def.extra_field_labels())
-                .map_err(ApiError::bad_request)?,
+            fields: FieldSelector::parse(
+                self.query.get("fieldSelector").unwrap_or(""),
+                def.extra_field_labels(),
+            )
+            .map_err(ApiError::bad_request)?,
         })
     }
 
@@ -245,10 +258,15 @@ impl Call<'_> {
     fn resource(&self, p: ResourcePath, request_path: &str) -> Result<Response, ApiError> {
         let shared = &self.state.shared;
         let unknown = || ApiError::unknown_path(request_path);
-        let def = shared.registry.find(&p.group, &p.version, &p.plural).ok_or_else(unknown)?;
+        let def = shared
+            .registry
+            .find(&p.group, &p.version, &p.plural)
+            .ok_or_else(unknown)?;
         // Cluster-scoped resources have no namespaced paths; namespaced objects have no
         // cluster-level object paths (only all-namespaces collections).
-        if (!def.kind.namespaced && p.namespace.is_some()) || (def.kind.namespaced && p.namespace.is_none() && p.name.is_some()) {
+        if (!def.kind.namespaced && p.namespace.is_some())
+            || (def.kind.namespaced && p.namespace.is_none() && p.name.is_some())
+        {
             return Err(unknown());
         }
         let target = match p.subresource.as_deref() {
@@ -267,7 +285,9 @@ impl Call<'_> {
         let name = p.name.as_deref();
         let response = match (self.verb, name) {
             ("watch", _) => return self.watch(def, ns, name),
-            ("get", Some(name)) => json_response(StatusCode::OK, &shared.store().get(def, ns, name)?),
+            ("get", Some(name)) => {
+                json_response(StatusCode::OK, &shared.store().get(def, ns, name)?)
+            }
             ("list", None) if target == Target::Main => {
                 let opts = ListOptions {
                     namespace: ns.map(str::to_string),
@@ -277,7 +297,9 @@ impl Call<'_> {
                 };
                 json_response(StatusCode::OK, &shared.store().list(def, &opts)?)
             }
-            ("create", None) if target == Target::Main && (ns.is_some() || !def.kind.namespaced) => {
+            ("create", None)
+                if target == Target::Main && (ns.is_some() || !def.kind.namespaced) =>
+            {
                 let body = patch::parse_json_object(&self.body)?;
                 let created = shared.store().create(def, ns, body, opts)?;
                 json_response(StatusCode::CREATED, &created)
@@ -288,20 +310,28 @@ impl Call<'_> {
                 written_response(written)
             }
             ("patch", Some(name)) => {
-                let kind = self.patch_kind.ok_or_else(|| ApiError::unsupported_media_type(&self.content_type))?;
+                let kind = self
+                    .patch_kind
+                    .ok_or_else(|| ApiError::unsupported_media_type(&self.content_type))?;
                 self.check_patch_options(kind)?;
-                let written = shared.store().patch(def, ns, name, kind, &self.body, target, opts)?;
+                let written = shared
+                    .store()
+                    .patch(def, ns, name, kind, &self.body, target, opts)?;
                 written_response(written)
             }
             ("delete", Some(name)) if target == Target::Main => {
                 let options: Value = if self.body.is_empty() {
                     Value::Null
                 } else {
-                    serde_json::from_slice(&self.body)
-                        .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+                    serde_json::from_slice(&self.body).map_err(|e| {
+                        ApiError::bad_request(format!("error decoding DeleteOptions: {e}"))
+                    })?
                 };
                 let opts = WriteOptions {
-                    dry_run: opts.dry_run || options["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")),
+                    dry_run: opts.dry_run
+                        || options["dryRun"]
+                            .as_array()
+                            .is_some_and(|d| d.iter().any(|v| v == "All")),
                     ..opts
                 };
                 let outcome = shared.store().delete(def, ns, name, &options, opts)?;
@@ -309,7 +339,9 @@ impl Call<'_> {
             }
             ("deletecollection", None) if target == Target::Main => {
                 let selectors = self.selectors(def)?;
-                let items = shared.store().delete_collection(def, ns, &selectors, opts)?;
+                let items = shared
+                    .store()
+                    .delete_collection(def, ns, &selectors, opts)?;
                 let rv = shared.store().resource_version();
                 json_response(
                     StatusCode::OK,
@@ -330,32 +362,51 @@ impl Call<'_> {
     /// Patch options the real server validates (`ValidatePatchOptions`).
     fn check_patch_options(&self, kind: PatchKind) -> Result<(), ApiError> {
         let invalid = |field: &str, problem: &str| {
-            ApiError::invalid_kind("PatchOptions.meta.k8s.io", "meta.k8s.io", "PatchOptions", "", field, problem)
+            ApiError::invalid_kind(
+                "PatchOptions.meta.k8s.io",
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                field,
+                problem,
+            )
         };
         if kind == PatchKind::Apply {
             if self.query.get("fieldManager").is_none_or(str::is_empty) {
-                return Err(invalid("fieldManager", "Required value: is required for apply patch"));
+                return Err(invalid(
+                    "fieldManager",
+                    "Required value: is required for apply patch",
+                ));
             }
         } else if self.query.get("force").is_some() {
-            return Err(invalid("force", "Forbidden: may not be specified for non-apply patch"));
+            return Err(invalid(
+                "force",
+                "Forbidden: may not be specified for non-apply patch",
+            ));
         }
         Ok(())
     }
 
-    fn watch(&self, def: &ResourceDef, ns: Option<&str>, name: Option<&str>) -> Result<Response, ApiError> {
+    fn watch(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Response, ApiError> {
         let shared = &self.state.shared;
         let mut selectors = self.selectors(def)?;
         if let Some(name) = name {
             // Legacy `/watch/.../{name}` watches one object.
-            selectors.fields = FieldSelector::parse(&format!("metadata.name={name}"), &[]).map_err(ApiError::bad_request)?;
+            selectors.fields = FieldSelector::parse(&format!("metadata.name={name}"), &[])
+                .map_err(ApiError::bad_request)?;
         }
-        let start = match self.query.get("resourceVersion").unwrap_or("") {
-            "" | "0" => WatchStart::Now,
-            rv => WatchStart::After(
-                rv.parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?,
-            ),
-        };
+        let start =
+            match self.query.get("resourceVersion").unwrap_or("") {
+                "" | "0" => WatchStart::Now,
+                rv => WatchStart::After(rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv}"))
+                })?),
+            };
         let timeout = match self.query.get("timeoutSeconds") {
             Some(t) => Duration::from_secs(
                 t.parse()

@@ -120,7 +120,14 @@ impl ApiError {
 
     /// 422 field validation failure (`NewInvalid`).
     pub fn invalid(def: &ResourceDef, name: &str, field: &str, problem: &str) -> Self {
-        Self::invalid_kind(&qualified_kind(def), &def.kind.group, &def.kind.kind, name, field, problem)
+        Self::invalid_kind(
+            &qualified_kind(def),
+            &def.kind.group,
+            &def.kind.kind,
+            name,
+            field,
+            problem,
+        )
     }
 
     /// 422 for an arbitrary kind (used for `PatchOptions`).
@@ -251,12 +258,17 @@ mod tests {
     #[test]
     fn not_found_names_the_qualified_resource() {
         let registry = Registry::new(&[]);
-        let lease = registry.find("coordination.k8s.io", "v1", "leases").unwrap();
+        let lease = registry
+            .find("coordination.k8s.io", "v1", "leases")
+            .unwrap();
         let err = ApiError::not_found(lease, "l1");
         let body = err.to_status();
         assert_eq!(body["code"], 404);
         assert_eq!(body["reason"], "NotFound");
-        assert_eq!(body["message"], "leases.coordination.k8s.io \"l1\" not found");
+        assert_eq!(
+            body["message"],
+            "leases.coordination.k8s.io \"l1\" not found"
+        );
         assert_eq!(body["details"]["kind"], "leases");
         assert_eq!(body["details"]["group"], "coordination.k8s.io");
     }

@@ -162,7 +162,12 @@ impl Store {
 
     /// Current objects in `ns` (all namespaces if `None`) matching `selectors`, in key order, as
     /// sent in watch events.
-    pub fn matching(&self, def: &ResourceDef, ns: Option<&str>, selectors: &Selectors) -> Vec<Value> {
+    pub fn matching(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        selectors: &Selectors,
+    ) -> Vec<Value> {
         self.bucket(def)
             .into_iter()
             .flat_map(|b| b.iter())
@@ -180,7 +185,8 @@ impl Store {
     /// `resourceVersion`/`resourceVersionMatch` list parameters are ignored: lists are always
     /// served from the latest state.
     pub fn list(&self, def: &ResourceDef, opts: &ListOptions) -> Result<Value, ApiError> {
-        let (list_rv, start_after) = match opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
+        let (list_rv, start_after) = match opts.continue_token.as_deref().filter(|t| !t.is_empty())
+        {
             Some(token) => {
                 let (rv, key) = decode_continue(token)?;
                 if rv < self.compacted_rv {
@@ -201,7 +207,10 @@ impl Store {
             if opts.namespace.as_deref().is_some_and(|want| want != ns) {
                 continue;
             }
-            if start_after.as_ref().is_some_and(|(sns, sname)| (ns, name) <= (sns, sname)) {
+            if start_after
+                .as_ref()
+                .is_some_and(|(sns, sname)| (ns, name) <= (sns, sname))
+            {
                 continue;
             }
             if !opts.selectors.matches(obj) {
@@ -255,7 +264,9 @@ impl Store {
     ) -> Value {
         self.rv += 1;
         meta_mut(&mut object).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        let ns = meta_str(&object, "namespace").unwrap_or_default().to_string();
+        let ns = meta_str(&object, "namespace")
+            .unwrap_or_default()
+            .to_string();
         let name = meta_str(&object, "name").unwrap_or_default().to_string();
         let bucket = self.objects.entry(def.storage_key()).or_default();
         if event_type == EventType::Deleted {
@@ -287,7 +298,9 @@ impl Store {
         body: Value,
         opts: WriteOptions<'_>,
     ) -> Result<Value, ApiError> {
-        let obj = rules::prepare_create(def, ns, body, opts.now, |name| self.lookup(def, ns, name).is_some())?;
+        let obj = rules::prepare_create(def, ns, body, opts.now, |name| {
+            self.lookup(def, ns, name).is_some()
+        })?;
         if opts.dry_run {
             return Ok(present(def, &obj));
         }
@@ -315,8 +328,14 @@ impl Store {
         }
         Ok(match effect {
             UpdateEffect::Unchanged => Written::Updated(present(def, &old)),
-            UpdateEffect::Store(o) => Written::Updated(present(def, &self.commit(def, Some(old), o, EventType::Modified))),
-            UpdateEffect::Remove(o) => Written::Removed(present(def, &self.commit(def, Some(old), o, EventType::Deleted))),
+            UpdateEffect::Store(o) => Written::Updated(present(
+                def,
+                &self.commit(def, Some(old), o, EventType::Modified),
+            )),
+            UpdateEffect::Remove(o) => Written::Removed(present(
+                def,
+                &self.commit(def, Some(old), o, EventType::Deleted),
+            )),
         })
     }
 
@@ -370,7 +389,9 @@ impl Store {
         opts: WriteOptions<'_>,
     ) -> Result<Written, ApiError> {
         if kind == PatchKind::Strategic && def.custom {
-            return Err(ApiError::unsupported_media_type("application/strategic-merge-patch+json"));
+            return Err(ApiError::unsupported_media_type(
+                "application/strategic-merge-patch+json",
+            ));
         }
         let Some(old) = self.lookup(def, ns, name).cloned() else {
             if kind == PatchKind::Apply && target == Target::Main {
@@ -417,22 +438,25 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(def, name))?;
         rules::check_delete_preconditions(def, &old, options)?;
         if !rules::finalizers(&old).is_empty() {
-            return Ok(Deleted::Pending(match rules::mark_deleting(&old, opts.now) {
-                None => present(def, &old),
-                Some(marked) if opts.dry_run => present(def, &marked),
-                Some(marked) => present(def, &self.commit(def, Some(old), marked, EventType::Modified)),
-            }));
+            return Ok(Deleted::Pending(
+                match rules::mark_deleting(&old, opts.now) {
+                    None => present(def, &old),
+                    Some(marked) if opts.dry_run => present(def, &marked),
+                    Some(marked) => present(
+                        def,
+                        &self.commit(def, Some(old), marked, EventType::Modified),
+                    ),
+                },
+            ));
         }
         if opts.dry_run {
             return Ok(Deleted::Removed(present(def, &old)));
         }
-        let mut last = old.clone();
-        if let Some(marked) = rules::mark_deleting(&old, opts.now) {
-            last = marked;
-        }
+        // Immediate deletion: the DELETED event and response carry the last stored state (no
+        // deletionTimestamp) with the deletion's resourceVersion.
         Ok(Deleted::Removed(present(
             def,
-            &self.commit(def, Some(old), last, EventType::Deleted),
+            &self.commit(def, Some(old.clone()), old, EventType::Deleted),
         )))
     }
 
@@ -496,7 +520,9 @@ fn encode_continue(rv: u64, key: &(String, String)) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion");
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion")
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| bad())?;
@@ -535,8 +561,22 @@ mod tests {
         let secrets = reg.find("", "v1", "secrets").unwrap();
         let widgets = reg.find("example.com", "v1", "widgets").unwrap();
         let mut store = Store::new(10);
-        let a = store.create(secrets, Some("ns"), json!({"metadata": {"name": "a"}}), OPTS).unwrap();
-        let b = store.create(widgets, Some("ns"), json!({"metadata": {"name": "b"}}), OPTS).unwrap();
+        let a = store
+            .create(
+                secrets,
+                Some("ns"),
+                json!({"metadata": {"name": "a"}}),
+                OPTS,
+            )
+            .unwrap();
+        let b = store
+            .create(
+                widgets,
+                Some("ns"),
+                json!({"metadata": {"name": "b"}}),
+                OPTS,
+            )
+            .unwrap();
         assert_eq!(a["metadata"]["resourceVersion"], "1");
         assert_eq!(b["metadata"]["resourceVersion"], "2");
         assert_eq!(store.resource_version(), 2);
@@ -550,7 +590,9 @@ mod tests {
         let secrets = reg.find("", "v1", "secrets").unwrap();
         let mut store = Store::new(2);
         for n in ["a", "b", "c", "d"] {
-            store.create(secrets, Some("ns"), json!({"metadata": {"name": n}}), OPTS).unwrap();
+            store
+                .create(secrets, Some("ns"), json!({"metadata": {"name": n}}), OPTS)
+                .unwrap();
         }
         assert_eq!(store.check_watch_start(1).unwrap_err().code, 410);
         assert_eq!(store.events_after(2).unwrap().count(), 2);
@@ -562,15 +604,31 @@ mod tests {
         let secrets = reg.find("", "v1", "secrets").unwrap();
         let mut store = Store::new(10);
         let a = store
-            .create(secrets, Some("ns"), json!({"metadata": {"name": "a"}, "data": {}}), OPTS)
+            .create(
+                secrets,
+                Some("ns"),
+                json!({"metadata": {"name": "a"}, "data": {}}),
+                OPTS,
+            )
             .unwrap();
-        let Written::Updated(same) = store.update(secrets, Some("ns"), "a", a.clone(), Target::Main, OPTS).unwrap() else {
+        let Written::Updated(same) = store
+            .update(secrets, Some("ns"), "a", a.clone(), Target::Main, OPTS)
+            .unwrap()
+        else {
             panic!()
         };
         assert_eq!(same["metadata"]["resourceVersion"], "1");
         assert_eq!(store.resource_version(), 1);
         let Written::Updated(_) = store
-            .patch(secrets, Some("ns"), "a", PatchKind::Merge, br#"{"data":{"k":"dg=="}}"#, Target::Main, OPTS)
+            .patch(
+                secrets,
+                Some("ns"),
+                "a",
+                PatchKind::Merge,
+                br#"{"data":{"k":"dg=="}}"#,
+                Target::Main,
+                OPTS,
+            )
             .unwrap()
         else {
             panic!()
@@ -585,19 +643,42 @@ mod tests {
         let mut store = Store::new(100);
         for (ns, n) in [("b", "x"), ("a", "y"), ("a", "x")] {
             store
-                .create(cms, Some(ns), json!({"metadata": {"name": n, "labels": {"ns": ns}}}), OPTS)
+                .create(
+                    cms,
+                    Some(ns),
+                    json!({"metadata": {"name": n, "labels": {"ns": ns}}}),
+                    OPTS,
+                )
                 .unwrap();
         }
         let page = store
-            .list(cms, &ListOptions { limit: Some(2), ..Default::default() })
+            .list(
+                cms,
+                &ListOptions {
+                    limit: Some(2),
+                    ..Default::default()
+                },
+            )
             .unwrap();
-        let names: Vec<_> = page["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].clone()).collect();
+        let names: Vec<_> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].clone())
+            .collect();
         assert_eq!(names, vec![json!("x"), json!("y")]);
         assert!(page["items"][0].get("kind").is_none());
         assert_eq!(page["metadata"]["remainingItemCount"], 1);
         let token = page["metadata"]["continue"].as_str().unwrap().to_string();
         let page2 = store
-            .list(cms, &ListOptions { limit: Some(2), continue_token: Some(token), ..Default::default() })
+            .list(
+                cms,
+                &ListOptions {
+                    limit: Some(2),
+                    continue_token: Some(token),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(page2["items"].as_array().unwrap().len(), 1);
         assert_eq!(page2["items"][0]["metadata"]["namespace"], "b");
@@ -606,7 +687,15 @@ mod tests {
             labels: LabelSelector::parse("ns=a").unwrap(),
             ..Default::default()
         };
-        let filtered = store.list(cms, &ListOptions { selectors: sel, ..Default::default() }).unwrap();
+        let filtered = store
+            .list(
+                cms,
+                &ListOptions {
+                    selectors: sel,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         assert_eq!(filtered["items"].as_array().unwrap().len(), 2);
         assert_eq!(filtered["kind"], "ConfigMapList");
     }
@@ -617,19 +706,38 @@ mod tests {
         let widgets = reg.find("example.com", "v1", "widgets").unwrap();
         let mut store = Store::new(10);
         store
-            .create(widgets, Some("ns"), json!({"metadata": {"name": "w", "finalizers": ["f"]}}), OPTS)
+            .create(
+                widgets,
+                Some("ns"),
+                json!({"metadata": {"name": "w", "finalizers": ["f"]}}),
+                OPTS,
+            )
             .unwrap();
-        let Deleted::Pending(o) = store.delete(widgets, Some("ns"), "w", &Value::Null, OPTS).unwrap() else {
+        let Deleted::Pending(o) = store
+            .delete(widgets, Some("ns"), "w", &Value::Null, OPTS)
+            .unwrap()
+        else {
             panic!()
         };
         assert!(o["metadata"]["deletionTimestamp"].is_string());
         assert_eq!(store.resource_version(), 2);
-        let Deleted::Pending(_) = store.delete(widgets, Some("ns"), "w", &Value::Null, OPTS).unwrap() else {
+        let Deleted::Pending(_) = store
+            .delete(widgets, Some("ns"), "w", &Value::Null, OPTS)
+            .unwrap()
+        else {
             panic!()
         };
         assert_eq!(store.resource_version(), 2);
         let Written::Removed(_) = store
-            .patch(widgets, Some("ns"), "w", PatchKind::Merge, br#"{"metadata":{"finalizers":null}}"#, Target::Main, OPTS)
+            .patch(
+                widgets,
+                Some("ns"),
+                "w",
+                PatchKind::Merge,
+                br#"{"metadata":{"finalizers":null}}"#,
+                Target::Main,
+                OPTS,
+            )
             .unwrap()
         else {
             panic!()
@@ -645,7 +753,15 @@ mod tests {
         let widgets = reg.find("example.com", "v1", "widgets").unwrap();
         let mut store = Store::new(10);
         let err = store
-            .patch(widgets, Some("ns"), "w", PatchKind::Strategic, b"{}", Target::Main, OPTS)
+            .patch(
+                widgets,
+                Some("ns"),
+                "w",
+                PatchKind::Strategic,
+                b"{}",
+                Target::Main,
+                OPTS,
+            )
             .unwrap_err();
         assert_eq!(err.code, 415);
     }
@@ -657,7 +773,15 @@ mod tests {
         let mut store = Store::new(10);
         let body = br#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},"spec":{"a":1}}"#;
         let Written::Created(o) = store
-            .patch(widgets, Some("ns"), "w", PatchKind::Apply, body, Target::Main, OPTS)
+            .patch(
+                widgets,
+                Some("ns"),
+                "w",
+                PatchKind::Apply,
+                body,
+                Target::Main,
+                OPTS,
+            )
             .unwrap()
         else {
             panic!()

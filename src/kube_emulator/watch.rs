@@ -63,7 +63,8 @@ pub(crate) struct WatchContext {
 }
 
 fn line(event_type: &str, object: &Value) -> Bytes {
-    let mut buf = serde_json::to_vec(&json!({ "type": event_type, "object": object })).unwrap_or_default();
+    let mut buf =
+        serde_json::to_vec(&json!({ "type": event_type, "object": object })).unwrap_or_default();
     buf.push(b'\n');
     Bytes::from(buf)
 }
@@ -94,14 +95,21 @@ pub(crate) fn translate(req: &WatchRequest, ev: &HistoryEvent) -> Option<(EventT
     if ev.storage_key != req.def.storage_key() {
         return None;
     }
-    if req.namespace.as_deref().is_some_and(|ns| ns != ev.namespace) {
+    if req
+        .namespace
+        .as_deref()
+        .is_some_and(|ns| ns != ev.namespace)
+    {
         return None;
     }
     let now = req.selectors.matches(&ev.object);
     let out = match ev.event_type {
         EventType::Added | EventType::Deleted => now.then(|| (ev.event_type, ev.object.clone())),
         EventType::Modified => {
-            let before = ev.previous.as_ref().is_some_and(|p| req.selectors.matches(p));
+            let before = ev
+                .previous
+                .as_ref()
+                .is_some_and(|p| req.selectors.matches(p));
             match (before, now) {
                 (true, true) => Some((EventType::Modified, ev.object.clone())),
                 (false, true) => Some((EventType::Added, ev.object.clone())),
@@ -197,7 +205,10 @@ async fn run(mut ctx: WatchContext, req: WatchRequest, tx: Tx) {
     ctx.changes.borrow_and_update();
     let deadline = tokio::time::sleep_until(Instant::now() + req.timeout);
     tokio::pin!(deadline);
-    let mut ticks = tokio::time::interval_at(Instant::now() + ctx.bookmark_interval, ctx.bookmark_interval);
+    let mut ticks = tokio::time::interval_at(
+        Instant::now() + ctx.bookmark_interval,
+        ctx.bookmark_interval,
+    );
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let mut cursor = match initial(&ctx.store, &req) {
@@ -310,7 +321,10 @@ mod tests {
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["type"], "BOOKMARK");
         assert_eq!(v["object"]["metadata"]["resourceVersion"], "12");
-        assert_eq!(v["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+        assert_eq!(
+            v["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+            "true"
+        );
         assert!(b.ends_with(b"\n"));
     }
 }

@@ -1051,3 +1051,43 @@ async fn secret_string_data_is_stored_as_data() {
     assert_eq!(created.type_.as_deref(), Some("Opaque"));
     assert_eq!(created.data.unwrap()["clientSecret"].0, b"hunter2".to_vec());
 }
+
+#[tokio::test]
+async fn all_namespaces_watch_with_label_selector_transitions() {
+    let emu = emulator().await;
+    let all: Api<Widget> = Api::all(emu.client());
+    let stream = all
+        .watch(&WatchParams::default().labels("team=a").timeout(2), "0")
+        .await
+        .unwrap();
+    let a: Api<Widget> = Api::namespaced(emu.client(), "ns-a");
+    let mut w = widget("w", 1);
+    w.metadata.labels = Some(BTreeMap::from([("team".into(), "b".into())]));
+    a.create(&PostParams::default(), &w).await.unwrap();
+    a.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+    )
+    .await
+    .unwrap();
+    a.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "c"}}})),
+    )
+    .await
+    .unwrap();
+    let events: Vec<_> = stream.try_collect().await.unwrap();
+    let kinds: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            WatchEvent::Added(w) => Some(format!("ADDED:{}", w.labels()["team"])),
+            WatchEvent::Modified(w) => Some(format!("MODIFIED:{}", w.labels()["team"])),
+            WatchEvent::Deleted(w) => Some(format!("DELETED:{}", w.labels()["team"])),
+            _ => None,
+        })
+        .collect();
+    // Starts matching -> ADDED; stops matching -> DELETED with the last matching content.
+    assert_eq!(kinds, vec!["ADDED:a", "DELETED:a"]);
+}

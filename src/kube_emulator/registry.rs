@@ -138,8 +138,11 @@ pub(crate) struct Registry {
 impl Registry {
     /// The built-in resources plus the configured custom resources.
     ///
-    /// Deviation: namespaces are not required to exist for namespaced objects, deleting a
+    /// Deviations: namespaces are not required to exist for namespaced objects, deleting a
     /// namespace does not delete its contents, and namespaces carry no `kubernetes` finalizer.
+    /// Core v1 `events` and `events.k8s.io/v1` `events` are stored separately (on a real cluster
+    /// they are one resource seen through two APIs, so an Event created through one shows up in
+    /// the other).
     pub fn new(custom: &[ResourceKind]) -> Self {
         let builtins = [
             ResourceKind::new("", "v1", "secrets", "Secret", true, false),

@@ -113,7 +113,8 @@ fn verb(method: &Method, route: Option<&Route>, query: &Query) -> &'static str {
         _ => (true, false),
     };
     match *method {
-        Method::GET if legacy_watch || (!has_name && query.flag("watch")) => "watch",
+        // `watch=true` on an object path watches that one object, like the legacy form.
+        Method::GET if legacy_watch || query.flag("watch") => "watch",
         Method::GET if has_name => "get",
         Method::GET => "list",
         Method::POST => "create",
@@ -337,7 +338,9 @@ impl Call<'_> {
                 let outcome = shared.store().delete(def, ns, name, &options, opts)?;
                 json_response(StatusCode::OK, &store::delete_response(def, &outcome))
             }
-            ("deletecollection", None) if target == Target::Main => {
+            ("deletecollection", None)
+                if target == Target::Main && (ns.is_some() || !def.kind.namespaced) =>
+            {
                 let selectors = self.selectors(def)?;
                 let items = shared
                     .store()
@@ -396,7 +399,7 @@ impl Call<'_> {
         let shared = &self.state.shared;
         let mut selectors = self.selectors(def)?;
         if let Some(name) = name {
-            // Legacy `/watch/.../{name}` watches one object.
+            // `/watch/.../{name}` or `{name}?watch=true` watches one object.
             selectors.fields = FieldSelector::parse(&format!("metadata.name={name}"), &[])
                 .map_err(ApiError::bad_request)?;
         }

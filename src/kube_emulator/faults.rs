@@ -1,0 +1,97 @@
+//! Fault injection: lets tests see how an operator copes with a misbehaving apiserver.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+/// Handle for injecting faults into a running emulator. Cheap to clone; all clones share state,
+/// which survives [`super::KubeEmulator::restart`].
+#[derive(Clone, Debug)]
+pub struct EmulatorFaults {
+    inner: Arc<FaultState>,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    /// Remaining injected failures and their HTTP status.
+    fail: Mutex<Option<(u32, u16)>>,
+    /// Bumped by `drop_watches`; every open watch ends when it changes.
+    drop_tx: watch::Sender<u64>,
+}
+
+impl EmulatorFaults {
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Arc::new(FaultState {
+                fail: Mutex::new(None),
+                drop_tx: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// Ends every open watch now (the response body finishes cleanly, as when an apiserver
+    /// instance closes a watch); new watches are served normally.
+    pub fn drop_watches(&self) {
+        self.inner.drop_tx.send_modify(|g| *g += 1);
+    }
+
+    /// The next `n` requests (of any verb; watches already streaming are unaffected) are
+    /// answered with a Kubernetes `Status` error of HTTP `status`. A 429 carries `Retry-After: 1`.
+    /// Note that kube-rs's default client retries 429, 503 and 504 on its own.
+    pub fn fail_next(&self, n: u32, status: u16) {
+        let mut fail = self
+            .inner
+            .fail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *fail = (n > 0).then_some((n, status));
+    }
+
+    /// Cancels pending injected failures.
+    pub fn clear(&self) {
+        self.fail_next(0, 0);
+    }
+
+    /// Consumes one pending failure, returning its status code.
+    pub(crate) fn take_failure(&self) -> Option<u16> {
+        let mut fail = self
+            .inner
+            .fail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (n, status) = (*fail)?;
+        *fail = (n > 1).then_some((n - 1, status));
+        Some(status)
+    }
+
+    /// A receiver that changes whenever `drop_watches` is called.
+    pub(crate) fn drop_signal(&self) -> watch::Receiver<u64> {
+        self.inner.drop_tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_next_counts_down() {
+        let f = EmulatorFaults::new();
+        f.fail_next(2, 500);
+        assert_eq!(f.take_failure(), Some(500));
+        assert_eq!(f.take_failure(), Some(500));
+        assert_eq!(f.take_failure(), None);
+        f.fail_next(5, 429);
+        f.clear();
+        assert_eq!(f.take_failure(), None);
+    }
+
+    #[test]
+    fn drop_watches_signals_subscribers() {
+        let f = EmulatorFaults::new();
+        let rx = f.drop_signal();
+        assert!(!rx.has_changed().unwrap());
+        f.drop_watches();
+        assert!(rx.has_changed().unwrap());
+    }
+}

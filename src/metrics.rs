@@ -210,8 +210,7 @@ fn outcome_name(outcome: &RequestOutcome) -> String {
         RequestOutcome::Status(code) => code.to_string(),
         RequestOutcome::Timeout => "timeout".into(),
         RequestOutcome::ConnectionError => "connection_error".into(),
-        #[allow(unreachable_patterns)]
-        _ => "error".into(),
+        RequestOutcome::Other => "error".into(),
     }
 }
 

@@ -6,7 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use identity_settings_operator::api::{
-    IdentitySettingPolicy, IdentitySettingPolicySpec, LocalObjectRef, SecretKeyRef, ServerSpec, SettingSpec, ValueSource,
+    IdentitySettingPolicy, IdentitySettingPolicySpec, LocalObjectRef, SecretKeyRef, ServerSpec,
+    SettingSpec, ValueSource,
 };
 use identity_settings_operator::identity::types::SettingScope;
 use identity_settings_operator::kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
@@ -67,11 +68,6 @@ impl Operator {
         }
         self.kill();
     }
-
-    /// Whether the process is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
 }
 
 impl World {
@@ -87,11 +83,20 @@ impl World {
             ..EmulatorConfig::default()
         };
         let kube = KubeEmulator::start(config).await.expect("emulator starts");
-        let sim = Simulator::start(sim_config).await.expect("simulator starts");
+        let sim = Simulator::start(sim_config)
+            .await
+            .expect("simulator starts");
         let client = kube.client();
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("kubeconfig"), kube.kubeconfig_yaml(NS)).expect("kubeconfig written");
-        World { kube, sim, client, dir, operators: Vec::new() }
+        std::fs::write(dir.path().join("kubeconfig"), kube.kubeconfig_yaml(NS))
+            .expect("kubeconfig written");
+        World {
+            kube,
+            sim,
+            client,
+            dir,
+            operators: Vec::new(),
+        }
     }
 
     /// Starts an operator process watching `NS`; returns its index.
@@ -101,9 +106,32 @@ impl World {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_identity-settings-operator"))
-            .args(["run", "--namespaces", NS, "--http-address", "127.0.0.1", "--http-port", "0"])
-            .args(["--allow-insecure-http", "--backoff-min", "1s", "--backoff-max", "5s", "--identity", &name])
-            .args(["--lease-namespace", NS, "--lease-duration", "3s", "--lease-renew-interval", "1s"])
+            .args([
+                "run",
+                "--namespaces",
+                NS,
+                "--http-address",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+            ])
+            .args([
+                "--allow-insecure-http",
+                "--backoff-min",
+                "1s",
+                "--backoff-max",
+                "5s",
+                "--identity",
+                &name,
+            ])
+            .args([
+                "--lease-namespace",
+                NS,
+                "--lease-duration",
+                "3s",
+                "--lease-renew-interval",
+                "1s",
+            ])
             .args(extra)
             .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
             .env("RUST_LOG", "info,identity_settings_operator=debug")
@@ -123,7 +151,10 @@ impl World {
 
     /// Every operator's log, for failure messages.
     pub fn logs(&self) -> String {
-        self.operators.iter().map(|o| format!("===== {} =====\n{}", o.name, o.log_text())).collect()
+        self.operators
+            .iter()
+            .map(|o| format!("===== {} =====\n{}", o.name, o.log_text()))
+            .collect()
     }
 
     /// The org-level scope of `PARTITION`.
@@ -142,8 +173,16 @@ impl World {
     /// Creates or replaces a Secret.
     pub async fn put_secret(&self, name: &str, data: &[(&str, &str)]) {
         let secret = Secret {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some(NS.into()), ..ObjectMeta::default() },
-            data: Some(data.iter().map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec()))).collect()),
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(NS.into()),
+                ..ObjectMeta::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
             ..Secret::default()
         };
         let api = self.secrets();
@@ -151,26 +190,46 @@ impl World {
             Some(existing) => {
                 let mut s = secret;
                 s.metadata.resource_version = existing.metadata.resource_version;
-                api.replace(name, &PostParams::default(), &s).await.expect("replace secret");
+                api.replace(name, &PostParams::default(), &s)
+                    .await
+                    .expect("replace secret");
             }
             None => {
-                api.create(&PostParams::default(), &secret).await.expect("create secret");
+                api.create(&PostParams::default(), &secret)
+                    .await
+                    .expect("create secret");
             }
         }
     }
 
     /// The client-credentials Secret the default simulator accepts.
     pub async fn put_good_credentials(&self, name: &str) {
-        self.put_secret(name, &[("clientId", "operator"), ("clientSecret", "operator-secret")]).await;
+        self.put_secret(
+            name,
+            &[
+                ("clientId", "operator"),
+                ("clientSecret", "operator-secret"),
+            ],
+        )
+        .await;
     }
 
     /// Creates a policy.
     pub async fn create_policy(&self, policy: &IdentitySettingPolicy) {
-        self.policies().create(&PostParams::default(), policy).await.expect("create policy");
+        self.policies()
+            .create(&PostParams::default(), policy)
+            .await
+            .expect("create policy");
     }
 
     /// Waits until `check` holds for the policy, or fails with the operator logs.
-    pub async fn wait_policy(&self, name: &str, what: &str, timeout: Duration, check: impl Fn(&IdentitySettingPolicy) -> bool) -> IdentitySettingPolicy {
+    pub async fn wait_policy(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&IdentitySettingPolicy) -> bool,
+    ) -> IdentitySettingPolicy {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = None;
         loop {
@@ -192,8 +251,16 @@ impl World {
     }
 
     /// Waits until the policy's Ready condition has `reason`.
-    pub async fn wait_reason(&self, name: &str, reason: &str, timeout: Duration) -> IdentitySettingPolicy {
-        self.wait_policy(name, &format!("Ready reason {reason}"), timeout, |p| ready_reason(p).as_deref() == Some(reason)).await
+    pub async fn wait_reason(
+        &self,
+        name: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> IdentitySettingPolicy {
+        self.wait_policy(name, &format!("Ready reason {reason}"), timeout, |p| {
+            ready_reason(p).as_deref() == Some(reason)
+        })
+        .await
     }
 
     /// Waits for an arbitrary condition, polling.
@@ -201,7 +268,10 @@ impl World {
         let deadline = tokio::time::Instant::now() + timeout;
         while !check() {
             if tokio::time::Instant::now() > deadline {
-                panic!("timed out after {timeout:?} waiting for {what}\n{}", self.logs());
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n{}",
+                    self.logs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -210,17 +280,30 @@ impl World {
 
 /// The Ready condition's reason.
 pub fn ready_reason(p: &IdentitySettingPolicy) -> Option<String> {
-    p.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.clone())
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.clone())
 }
 
 /// The Ready condition's message.
 pub fn ready_message(p: &IdentitySettingPolicy) -> String {
-    p.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready")).map(|c| c.message.clone()).unwrap_or_default()
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 /// A literal setting.
 pub fn setting(key: &str, value: &str) -> SettingSpec {
-    SettingSpec { key: key.into(), value: Some(value.into()), value_from: None }
+    SettingSpec {
+        key: key.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
 }
 
 /// A setting taken from a Secret.
@@ -228,16 +311,28 @@ pub fn secret_setting(key: &str, secret: &str, secret_key: &str) -> SettingSpec 
     SettingSpec {
         key: key.into(),
         value: None,
-        value_from: Some(ValueSource { secret_key_ref: SecretKeyRef { name: secret.into(), key: secret_key.into() } }),
+        value_from: Some(ValueSource {
+            secret_key_ref: SecretKeyRef {
+                name: secret.into(),
+                key: secret_key.into(),
+            },
+        }),
     }
 }
 
 /// A policy against the world's simulator.
-pub fn policy(world: &World, name: &str, credentials: &str, settings: Vec<SettingSpec>) -> IdentitySettingPolicy {
+pub fn policy(
+    world: &World,
+    name: &str,
+    credentials: &str,
+    settings: Vec<SettingSpec>,
+) -> IdentitySettingPolicy {
     let spec = IdentitySettingPolicySpec {
         server: ServerSpec {
             url: world.sim.base_url(),
-            credentials_secret_ref: LocalObjectRef { name: credentials.into() },
+            credentials_secret_ref: LocalObjectRef {
+                name: credentials.into(),
+            },
             auth: None,
             scopes: None,
             authenticate_url: None,

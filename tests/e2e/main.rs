@@ -38,17 +38,28 @@ fn gets(world: &World) -> u64 {
 async fn a_new_policy_becomes_ready_with_the_servers_ids_and_then_stays_quiet() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     world.spawn_operator(&[]);
 
     let p = world.wait_reason("password", "Applied", SECS_20).await;
     let status = p.status.clone().expect("status");
     assert_eq!(status.observed_generation, p.metadata.generation);
-    assert!(p.metadata.finalizers.as_deref().unwrap_or_default().contains(&FINALIZER.to_owned()));
+    assert!(
+        p.metadata
+            .finalizers
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&FINALIZER.to_owned())
+    );
     let stored = world.sim.stored(&world.scope());
     assert_eq!(stored.len(), 3);
     for applied in &status.applied_settings {
-        let row = stored.iter().find(|s| s.key == applied.key).expect("stored on the server");
+        let row = stored
+            .iter()
+            .find(|s| s.key == applied.key)
+            .expect("stored on the server");
         assert_eq!(applied.id, Some(row.id), "status id of {}", applied.key);
         assert!(applied.last_applied_time.is_some());
     }
@@ -60,59 +71,109 @@ async fn a_new_policy_becomes_ready_with_the_servers_ids_and_then_stays_quiet() 
     let gets_before = gets(&world);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let again = world.policies().get("password").await.expect("get");
-    assert_eq!(again.metadata.resource_version, rv, "status was rewritten although nothing changed\n{}", world.logs());
+    assert_eq!(
+        again.metadata.resource_version,
+        rv,
+        "status was rewritten although nothing changed\n{}",
+        world.logs()
+    );
     assert_eq!(puts(&world), 1);
-    assert!(gets(&world) - gets_before <= 1, "the operator keeps reading: {} GETs in 3s", gets(&world) - gets_before);
+    assert!(
+        gets(&world) - gets_before <= 1,
+        "the operator keeps reading: {} GETs in 3s",
+        gets(&world) - gets_before
+    );
 
     // An Event was published for the apply, with keys but no values.
     let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
     let list = events.list(&ListParams::default()).await.expect("events");
-    assert!(list.items.iter().any(|e| e.reason.as_deref() == Some("Applied")), "no Applied event");
+    assert!(
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Applied")),
+        "no Applied event"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_one_value_puts_exactly_that_key() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     world.spawn_operator(&[]);
     let before = world.wait_reason("password", "Applied", SECS_20).await;
     let puts_before = puts(&world);
     let old_times: Vec<_> = before.status.clone().expect("status").applied_settings;
+    // Status times have one-second resolution: make "rewritten" visible.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let patch = json!({"spec": {"settings": [
         {"key": "Auth.Password.DefaultExpirationDays", "value": "90"},
         {"key": "Auth.Password.PasswordComplexity", "value": r#"{"hasSpecialCharacter":false,"hasLowercase":true,"hasUppercase":false,"hasDigit":true,"Length":"10"}"#},
         {"key": "Auth.UserLockOut.IsEnabled", "value": "false"}
     ]}});
-    world.policies().patch("password", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    world
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
     let after = world
         .wait_policy("password", "the new generation applied", SECS_20, |p| {
-            p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation && ready_reason(p).as_deref() == Some("Applied")
+            p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                && ready_reason(p).as_deref() == Some("Applied")
         })
         .await;
     assert_eq!(puts(&world) - puts_before, 1, "exactly one PUT");
-    assert_eq!(ready_message(&after), "wrote 1 of 3 settings: Auth.Password.DefaultExpirationDays");
+    assert_eq!(
+        ready_message(&after),
+        "wrote 1 of 3 settings: Auth.Password.DefaultExpirationDays"
+    );
     let new_times = after.status.expect("status").applied_settings;
-    assert_ne!(new_times[0].last_applied_time, old_times[0].last_applied_time);
-    assert_eq!(new_times[1].last_applied_time, old_times[1].last_applied_time, "unchanged keys are not rewritten");
+    assert_ne!(
+        new_times[0].last_applied_time,
+        old_times[0].last_applied_time
+    );
+    assert_eq!(
+        new_times[1].last_applied_time, old_times[1].last_applied_time,
+        "unchanged keys are not rewritten"
+    );
     let stored = world.sim.stored(&world.scope());
-    assert_eq!(stored.iter().find(|s| s.key == "Auth.Password.DefaultExpirationDays").map(|s| s.value.as_str()), Some("90"));
+    assert_eq!(
+        stored
+            .iter()
+            .find(|s| s.key == "Auth.Password.DefaultExpirationDays")
+            .map(|s| s.value.as_str()),
+        Some("90")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_on_the_server_is_corrected_within_the_resync_interval() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     world.spawn_operator(&[]);
     world.wait_reason("password", "Applied", SECS_20).await;
 
-    world.sim.set_directly(&world.scope(), "Auth.UserLockOut.IsEnabled", "true");
-    let p = world.wait_reason("password", "DriftCorrected", Duration::from_secs(15)).await;
+    world
+        .sim
+        .set_directly(&world.scope(), "Auth.UserLockOut.IsEnabled", "true");
+    let p = world
+        .wait_reason("password", "DriftCorrected", Duration::from_secs(15))
+        .await;
     assert!(ready_message(&p).contains("Auth.UserLockOut.IsEnabled"));
     let stored = world.sim.stored(&world.scope());
-    assert_eq!(stored.iter().find(|s| s.key == "Auth.UserLockOut.IsEnabled").map(|s| s.value.as_str()), Some("false"));
+    assert_eq!(
+        stored
+            .iter()
+            .find(|s| s.key == "Auth.UserLockOut.IsEnabled")
+            .map(|s| s.value.as_str()),
+        Some("false")
+    );
     let puts_after = puts(&world);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(puts(&world), puts_after, "no tight loop after a correction");
@@ -127,17 +188,31 @@ async fn observe_mode_reports_drift_and_never_writes() {
     world.create_policy(&p).await;
     world.spawn_operator(&[]);
     let p = world.wait_reason("observed", "Drifted", SECS_20).await;
-    assert!(ready_message(&p).contains("3 of 3 settings differ"), "{}", ready_message(&p));
+    assert!(
+        ready_message(&p).contains("3 of 3 settings differ"),
+        "{}",
+        ready_message(&p)
+    );
     assert_eq!(puts(&world), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotating_the_credentials_secret_reconciles_exactly_its_policies_with_the_new_credentials() {
+async fn rotating_the_credentials_secret_reconciles_exactly_its_policies_with_the_new_credentials()
+{
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
     world.put_good_credentials("other").await;
-    world.create_policy(&policy(&world, "uses-admin", "admin", password_settings())).await;
-    world.create_policy(&policy(&world, "uses-other", "other", vec![setting("Email.Smtp.Port", "25")])).await;
+    world
+        .create_policy(&policy(&world, "uses-admin", "admin", password_settings()))
+        .await;
+    world
+        .create_policy(&policy(
+            &world,
+            "uses-other",
+            "other",
+            vec![setting("Email.Smtp.Port", "25")],
+        ))
+        .await;
     world.spawn_operator(&[]);
     world.wait_reason("uses-admin", "Applied", SECS_20).await;
     world.wait_reason("uses-other", "Applied", SECS_20).await;
@@ -145,35 +220,86 @@ async fn rotating_the_credentials_secret_reconciles_exactly_its_policies_with_th
     // Rotate to credentials the server refuses: the change is picked up within seconds, not at
     // the next resync, and only the policy using the Secret is touched.
     let gets_before = gets(&world);
-    world.put_secret("admin", &[("clientId", "operator"), ("clientSecret", "rotated-but-wrong")]).await;
-    world.wait_reason("uses-admin", "CredentialsRejected", Duration::from_secs(5)).await;
+    world
+        .put_secret(
+            "admin",
+            &[
+                ("clientId", "operator"),
+                ("clientSecret", "rotated-but-wrong"),
+            ],
+        )
+        .await;
+    world
+        .wait_reason("uses-admin", "CredentialsRejected", Duration::from_secs(5))
+        .await;
     let other = world.policies().get("uses-other").await.expect("get");
     assert_eq!(ready_reason(&other).as_deref(), Some("Applied"));
-    assert!(gets(&world) - gets_before <= 1, "the other policy was reconciled too");
+    assert!(
+        gets(&world) - gets_before <= 1,
+        "the other policy was reconciled too"
+    );
 
     // Rotate to a valid bearer token: Ready again, using the token (no token request).
     let tokens_before = world.sim.counters().count(Endpoint::Token, "POST");
-    world.put_secret("admin", &[("token", "static-admin-token")]).await;
-    world.wait_reason("uses-admin", "InSync", Duration::from_secs(5)).await;
-    assert_eq!(world.sim.counters().count(Endpoint::Token, "POST"), tokens_before);
+    world
+        .put_secret("admin", &[("token", "static-admin-token")])
+        .await;
+    world
+        .wait_reason("uses-admin", "InSync", Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        world.sim.counters().count(Endpoint::Token, "POST"),
+        tokens_before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_reported_without_hammering_the_token_endpoint() {
     let mut world = World::start().await;
-    world.put_secret("admin", &[("clientId", "operator"), ("clientSecret", "wrong-secret-value")]).await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .put_secret(
+            "admin",
+            &[
+                ("clientId", "operator"),
+                ("clientSecret", "wrong-secret-value"),
+            ],
+        )
+        .await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     world.spawn_operator(&[]);
-    let p = world.wait_reason("password", "CredentialsRejected", SECS_20).await;
-    assert_eq!(p.status.as_ref().and_then(|s| s.conditions.first()).map(|c| c.status.as_str()), Some("False"));
+    let p = world
+        .wait_reason("password", "CredentialsRejected", SECS_20)
+        .await;
+    assert_eq!(
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.first())
+            .map(|c| c.status.as_str()),
+        Some("False")
+    );
     let start = world.sim.counters().count(Endpoint::Token, "POST");
     tokio::time::sleep(SECS_10).await;
     let during = world.sim.counters().count(Endpoint::Token, "POST") - start;
-    assert!(during <= 2, "{during} token requests in 10 s with rejected credentials");
-    assert!(start <= 3, "{start} token requests before the condition was set");
+    assert!(
+        during <= 2,
+        "{during} token requests in 10 s with rejected credentials"
+    );
+    assert!(
+        start <= 3,
+        "{start} token requests before the condition was set"
+    );
     let logs = world.logs();
-    assert!(!logs.contains("wrong-secret-value"), "the client secret reached the log");
-    assert!(!serde_json::to_string(&p).expect("json").contains("wrong-secret-value"));
+    assert!(
+        !logs.contains("wrong-secret-value"),
+        "the client secret reached the log"
+    );
+    assert!(
+        !serde_json::to_string(&p)
+            .expect("json")
+            .contains("wrong-secret-value")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,50 +308,104 @@ async fn a_missing_secret_is_reported_and_creating_it_makes_the_policy_ready() {
     world.put_good_credentials("admin").await;
     let mut settings = password_settings();
     settings.push(secret_setting("Email.Smtp.Password", "smtp", "password"));
-    world.create_policy(&policy(&world, "smtp", "admin", settings)).await;
+    world
+        .create_policy(&policy(&world, "smtp", "admin", settings))
+        .await;
     world.spawn_operator(&[]);
     let p = world.wait_reason("smtp", "SecretNotFound", SECS_20).await;
-    assert!(ready_message(&p).contains("\"smtp\""), "{}", ready_message(&p));
+    assert!(
+        ready_message(&p).contains("\"smtp\""),
+        "{}",
+        ready_message(&p)
+    );
 
-    world.put_secret("smtp", &[("password", "smtp-pass-4711")]).await;
-    let p = world.wait_reason("smtp", "Applied", Duration::from_secs(5)).await;
+    world
+        .put_secret("smtp", &[("password", "smtp-pass-4711")])
+        .await;
+    let p = world
+        .wait_reason("smtp", "Applied", Duration::from_secs(5))
+        .await;
     let stored = world.sim.stored(&world.scope());
-    assert_eq!(stored.iter().find(|s| s.key == "Email.Smtp.Password").map(|s| s.value.as_str()), Some("smtp-pass-4711"));
+    assert_eq!(
+        stored
+            .iter()
+            .find(|s| s.key == "Email.Smtp.Password")
+            .map(|s| s.value.as_str()),
+        Some("smtp-pass-4711")
+    );
 
     // The secret value is nowhere a user or log reader could see it.
-    assert!(!serde_json::to_string(&p).expect("json").contains("smtp-pass-4711"));
-    assert!(!world.logs().contains("smtp-pass-4711"), "the SMTP password reached the log");
+    assert!(
+        !serde_json::to_string(&p)
+            .expect("json")
+            .contains("smtp-pass-4711")
+    );
+    assert!(
+        !world.logs().contains("smtp-pass-4711"),
+        "the SMTP password reached the log"
+    );
     let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
     let list = events.list(&ListParams::default()).await.expect("events");
-    assert!(!serde_json::to_string(&list.items).expect("json").contains("smtp-pass-4711"));
+    assert!(
+        !serde_json::to_string(&list.items)
+            .expect("json")
+            .contains("smtp-pass-4711")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_policy_removes_the_finalizer_and_keeps_the_settings_even_with_the_server_down() {
+async fn deleting_a_policy_removes_the_finalizer_and_keeps_the_settings_even_with_the_server_down()
+{
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     world.spawn_operator(&[]);
     world.wait_reason("password", "Applied", SECS_20).await;
     let stored_before = world.sim.stored(&world.scope());
 
     world.sim.faults().drop_next(1000);
-    world.secrets().delete("admin", &DeleteParams::default()).await.expect("delete secret");
-    world.policies().delete("password", &DeleteParams::default()).await.expect("delete policy");
+    world
+        .secrets()
+        .delete("admin", &DeleteParams::default())
+        .await
+        .expect("delete secret");
+    world
+        .policies()
+        .delete("password", &DeleteParams::default())
+        .await
+        .expect("delete policy");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while world.policies().get_opt("password").await.expect("get").is_some() {
-        assert!(tokio::time::Instant::now() < deadline, "the policy is stuck in deletion\n{}", world.logs());
+    while world
+        .policies()
+        .get_opt("password")
+        .await
+        .expect("get")
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the policy is stuck in deletion\n{}",
+            world.logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     world.sim.faults().clear();
-    assert_eq!(world.sim.stored(&world.scope()), stored_before, "Retain keeps the settings");
+    assert_eq!(
+        world.sim.stored(&world.scope()),
+        stored_before,
+        "Retain keeps the settings"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_does_not_rewrite_policies_already_in_sync() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     let first = world.spawn_operator(&[]);
     world.wait_reason("password", "Applied", SECS_20).await;
     world.operator(first).terminate();
@@ -234,8 +414,16 @@ async fn a_restarted_operator_does_not_rewrite_policies_already_in_sync() {
 
     world.spawn_operator(&[]);
     world.wait_reason("password", "InSync", SECS_20).await;
-    world.eventually("the restarted operator read the server", SECS_10, || gets(&world) > gets_before).await;
-    assert_eq!(puts(&world), puts_before, "a restart rewrote settings already in sync");
+    world
+        .eventually("the restarted operator read the server", SECS_10, || {
+            gets(&world) > gets_before
+        })
+        .await;
+    assert_eq!(
+        puts(&world),
+        puts_before,
+        "a restart rewrote settings already in sync"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,19 +431,55 @@ async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
     let a = world.spawn_operator(&["--leader-election"]);
-    world.eventually("a replica leads", SECS_10, || world_log_has(&world, "leading: starting the controller")).await;
+    world
+        .eventually("a replica leads", SECS_10, || {
+            world_log_has(&world, "leading: starting the controller")
+        })
+        .await;
     let b = world.spawn_operator(&["--leader-election"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     world.wait_reason("password", "Applied", SECS_20).await;
-    assert!(world.operator(a).log_text().contains("wrote settings"), "the leader did not write\n{}", world.logs());
-    assert!(!world.operator(b).log_text().contains("starting the controller"), "the standby started a controller\n{}", world.logs());
-    assert!(!world.operator(b).log_text().contains("wrote settings"), "the standby wrote\n{}", world.logs());
+    assert!(
+        world.operator(a).log_text().contains("wrote settings"),
+        "the leader did not write\n{}",
+        world.logs()
+    );
+    assert!(
+        !world
+            .operator(b)
+            .log_text()
+            .contains("starting the controller"),
+        "the standby started a controller\n{}",
+        world.logs()
+    );
+    assert!(
+        !world.operator(b).log_text().contains("wrote settings"),
+        "the standby wrote\n{}",
+        world.logs()
+    );
 
     world.operator(a).kill();
-    world.create_policy(&policy(&world, "lockout", "admin", vec![setting("Auth.UserLockOut.MaxFailedAccessAttemptsBeforeLockout", "5")])).await;
+    world
+        .create_policy(&policy(
+            &world,
+            "lockout",
+            "admin",
+            vec![setting(
+                "Auth.UserLockOut.MaxFailedAccessAttemptsBeforeLockout",
+                "5",
+            )],
+        ))
+        .await;
     world.wait_reason("lockout", "Applied", SECS_20).await;
-    assert!(world.operator(b).log_text().contains("leading: starting the controller"));
+    assert!(
+        world
+            .operator(b)
+            .log_text()
+            .contains("leading: starting the controller")
+    );
 }
 
 fn world_log_has(world: &World, needle: &str) -> bool {
@@ -266,40 +490,72 @@ fn world_log_has(world: &World, needle: &str) -> bool {
 async fn dropped_watches_are_resumed_without_missing_a_change() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    world.create_policy(&policy(&world, "password", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
     world.spawn_operator(&[]);
     world.wait_reason("password", "Applied", SECS_20).await;
 
     world.kube.faults().drop_watches();
     let patch = json!({"spec": {"settings": [{"key": "Auth.Password.DefaultExpirationDays", "value": "30"}]}});
-    world.policies().patch("password", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
     world
-        .wait_policy("password", "the change made while watches were down", SECS_20, |p| {
-            p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation && ready_reason(p).as_deref() == Some("Applied")
-        })
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    world
+        .wait_policy(
+            "password",
+            "the change made while watches were down",
+            SECS_20,
+            |p| {
+                p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                    && ready_reason(p).as_deref() == Some("Applied")
+            },
+        )
         .await;
     let stored = world.sim.stored(&world.scope());
-    assert_eq!(stored.iter().find(|s| s.key == "Auth.Password.DefaultExpirationDays").map(|s| s.value.as_str()), Some("30"));
+    assert_eq!(
+        stored
+            .iter()
+            .find(|s| s.key == "Auth.Password.DefaultExpirationDays")
+            .map(|s| s.value.as_str()),
+        Some("30")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_spec_and_a_server_outage_become_clear_conditions() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    let mut bad = policy(&world, "bad", "admin", vec![setting("Email.Smtp.Password", "plain-text-pw")]);
+    let mut bad = policy(
+        &world,
+        "bad",
+        "admin",
+        vec![setting("Email.Smtp.Password", "plain-text-pw")],
+    );
     bad.spec.resync_interval = Some("1s".into());
     world.create_policy(&bad).await;
     world.sim.faults().fail_next(1000, 503, None);
-    world.create_policy(&policy(&world, "outage", "admin", password_settings())).await;
+    world
+        .create_policy(&policy(&world, "outage", "admin", password_settings()))
+        .await;
     world.spawn_operator(&[]);
 
     let p = world.wait_reason("bad", "InvalidSpec", SECS_20).await;
     let message = ready_message(&p);
-    assert!(message.contains("Email.Smtp.Password") && message.contains("valueFrom"), "{message}");
+    assert!(
+        message.contains("Email.Smtp.Password") && message.contains("valueFrom"),
+        "{message}"
+    );
     assert!(message.contains("spec.resyncInterval"), "{message}");
     assert!(!message.contains("plain-text-pw"));
-    world.wait_reason("outage", "ServerUnreachable", Duration::from_secs(60)).await;
+    world
+        .wait_reason("outage", "ServerUnreachable", Duration::from_secs(60))
+        .await;
 
     world.sim.faults().clear();
-    world.wait_reason("outage", "Applied", Duration::from_secs(30)).await;
+    world
+        .wait_reason("outage", "Applied", Duration::from_secs(30))
+        .await;
 }

@@ -52,7 +52,13 @@ pub struct Context {
     clients: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, CachedClient>>,
     /// Consecutive transient failures per policy, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, u32>>,
+    /// The referenced Secrets' resourceVersions at the last successful sync, so a write caused by
+    /// a rotated Secret is not mistaken for drift.
+    secret_versions: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, SecretVersions>>,
 }
+
+/// Secret name → resourceVersion.
+pub type SecretVersions = std::collections::BTreeMap<String, String>;
 
 /// What an identity client was built from; a change means a new client (and a new token).
 #[derive(Clone, PartialEq, Eq)]
@@ -86,6 +92,7 @@ impl Context {
             settings,
             clients: Mutex::default(),
             failures: Mutex::default(),
+            secret_versions: Mutex::default(),
         }
     }
 
@@ -124,7 +131,7 @@ impl Context {
         Ok(client)
     }
 
-    /// Forgets a deleted policy's client and backoff state.
+    /// Forgets a deleted policy's client, backoff and Secret state.
     pub fn forget(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
         self.clients
             .lock()
@@ -134,6 +141,37 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(policy);
+        let mut versions = self
+            .secret_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        versions.remove(policy);
+    }
+
+    /// Whether the policy's Secrets changed since its last successful sync in this process.
+    pub fn secrets_changed(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        now: &SecretVersions,
+    ) -> bool {
+        let known = self
+            .secret_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        known.get(policy).is_some_and(|before| before != now)
+    }
+
+    /// Records the Secrets a successful sync used.
+    pub fn remember_secrets(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        versions: SecretVersions,
+    ) {
+        let mut known = self
+            .secret_versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        known.insert(policy.clone(), versions);
     }
 
     /// Records a transient failure and returns how long to wait before the next try.

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::context::{Context, jittered};
+use super::context::{Context, SecretVersions, jittered};
 use super::error::{ReconcileError, Recovery};
 use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus, SyncMode};
 use crate::reconcile::plan::{not_accepted, plan};
@@ -127,7 +127,7 @@ async fn sync(
     oref: &ObjectRef<IdentitySettingPolicy>,
     namespace: &str,
 ) -> Result<Outcome, ReconcileError> {
-    let secrets = fetch_secrets(ctx, namespace, valid).await?;
+    let (secrets, versions) = fetch_secrets(ctx, namespace, valid).await?;
     let resolved = resolve(valid, &secrets)?;
     let client = ctx.identity_client(
         oref,
@@ -139,6 +139,7 @@ async fn sync(
     let actual = client.get_settings(&valid.scope, &keys).await?;
     let plan = plan(&resolved.desired, &actual);
     if plan.in_sync() {
+        ctx.remember_secrets(oref, versions);
         return Ok(Outcome::Synced {
             reason: reason::IN_SYNC,
             ids: plan.ids,
@@ -146,8 +147,8 @@ async fn sync(
         });
     }
     if valid.mode == SyncMode::Observe {
-        info!(keys = ?plan.keys(), "settings differ from the policy (observe mode)");
         let keys = plan.keys();
+        info!(?keys, "settings differ from the policy (observe mode)");
         return Ok(Outcome::Drifted {
             ids: plan.ids,
             keys,
@@ -158,11 +159,13 @@ async fn sync(
     if !rejected.is_empty() {
         return Err(ReconcileError::NotAccepted(rejected));
     }
-    let reason = if was_in_sync(policy) {
+    let drift = was_in_sync(policy) && !ctx.secrets_changed(oref, &versions);
+    let reason = if drift {
         reason::DRIFT_CORRECTED
     } else {
         reason::APPLIED
     };
+    ctx.remember_secrets(oref, versions);
     info!(keys = ?plan.keys(), reason, "wrote settings");
     let mut ids = plan.ids;
     ids.extend(written.iter().map(|s| (s.key.clone(), s.id)));
@@ -174,7 +177,7 @@ async fn sync(
 }
 
 /// True when the last status says this generation was already in sync: a difference found now
-/// was made on the server (or in a referenced Secret), not by a spec change.
+/// was made on the server or in a referenced Secret (told apart by the caller), not in the spec.
 fn was_in_sync(policy: &IdentitySettingPolicy) -> bool {
     policy.status.as_ref().is_some_and(|s| {
         s.observed_generation == policy.meta().generation
@@ -184,25 +187,23 @@ fn was_in_sync(policy: &IdentitySettingPolicy) -> bool {
     })
 }
 
+/// Reads every referenced Secret that exists: its data, and its resourceVersion.
 async fn fetch_secrets(
     ctx: &Context,
     namespace: &str,
     valid: &ValidPolicy,
-) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
+) -> Result<(BTreeMap<String, SecretData>, SecretVersions), ReconcileError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut out = BTreeMap::new();
+    let (mut data, mut versions) = (BTreeMap::new(), SecretVersions::new());
     for name in referenced_secrets(valid) {
         if let Some(secret) = api.get_opt(&name).await? {
-            let data = secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            out.insert(name, data);
+            let version = secret.metadata.resource_version.clone().unwrap_or_default();
+            versions.insert(name.clone(), version);
+            let bytes = secret.data.unwrap_or_default();
+            data.insert(name, bytes.into_iter().map(|(k, v)| (k, v.0)).collect());
         }
     }
-    Ok(out)
+    Ok((data, versions))
 }
 
 async fn ensure_finalizer(

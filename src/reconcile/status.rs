@@ -161,6 +161,21 @@ fn ready_condition(
 ) -> Condition {
     let status = if outcome.ready() { "True" } else { "False" };
     let previous = old.conditions.iter().find(|c| c.type_ == READY);
+    // "In sync" after a write of this very generation is what the write already said: keep the
+    // condition, so the check after an apply writes nothing.
+    if let (
+        Some(c),
+        Outcome::Synced {
+            reason: reason::IN_SYNC,
+            ..
+        },
+    ) = (previous, outcome)
+        && c.status == "True"
+        && c.observed_generation == generation
+        && (c.reason == reason::APPLIED || c.reason == reason::DRIFT_CORRECTED)
+    {
+        return c.clone();
+    }
     let last_transition_time = match previous {
         Some(c) if c.status == status => c.last_transition_time.clone(),
         _ => Time(now),
@@ -235,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn a_later_in_sync_check_changes_only_the_reason_once_then_nothing() {
+    fn an_in_sync_check_after_an_apply_changes_nothing() {
         let s1 = next_status(
             None,
             Some(1),
@@ -250,13 +265,26 @@ mod tests {
             &synced(reason::IN_SYNC, &[]),
             t(60),
         );
-        assert_eq!(s2.conditions[0].reason, "InSync");
-        assert_eq!(
-            s2.conditions[0].last_transition_time,
-            Time(t(0)),
-            "status stayed True"
+        assert_eq!(s2, s1, "nothing new: the same status, so no write");
+    }
+
+    #[test]
+    fn in_sync_replaces_a_failure_and_an_older_generation() {
+        let failed = Outcome::Failed {
+            reason: "ServerUnreachable",
+            message: "down".into(),
+        };
+        let s1 = next_status(None, Some(1), &keys(), &failed, t(0));
+        let s2 = next_status(
+            Some(&s1),
+            Some(1),
+            &keys(),
+            &synced(reason::IN_SYNC, &[]),
+            t(60),
         );
-        assert_eq!(s2.applied_settings[0].last_applied_time, Some(Time(t(0))));
+        assert_eq!(s2.conditions[0].reason, "InSync");
+        assert_eq!(s2.conditions[0].status, "True");
+        assert_eq!(s2.conditions[0].last_transition_time, Time(t(60)));
         let s3 = next_status(
             Some(&s2),
             Some(1),
@@ -264,7 +292,30 @@ mod tests {
             &synced(reason::IN_SYNC, &[]),
             t(120),
         );
-        assert_eq!(s3, s2, "nothing new: the same status, so no write");
+        assert_eq!(s3, s2);
+        let applied = next_status(
+            Some(&s2),
+            Some(1),
+            &keys(),
+            &synced(reason::APPLIED, &["A"]),
+            t(180),
+        );
+        let newer = next_status(
+            Some(&applied),
+            Some(2),
+            &keys(),
+            &synced(reason::IN_SYNC, &[]),
+            t(240),
+        );
+        assert_eq!(
+            newer.conditions[0].reason, "InSync",
+            "a new generation found in sync says so"
+        );
+        assert_eq!(
+            newer.conditions[0].last_transition_time,
+            Time(t(60)),
+            "still True since t60"
+        );
     }
 
     #[test]

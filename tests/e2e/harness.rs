@@ -45,6 +45,34 @@ impl Drop for Operator {
 }
 
 impl Operator {
+    /// The address of /metrics, /healthz and /readyz, from the start-up log line.
+    pub async fn http_address(&self) -> String {
+        for _ in 0..100 {
+            let log = self.log_text();
+            let line = log.lines().find(|l| l.contains("serving /metrics"));
+            if let Some(addr) = line.and_then(|l| l.split("address=").nth(1)) {
+                return addr
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the operator never logged its HTTP address:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// GETs a path of the operator's HTTP server: (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.http_address().await);
+        let response = reqwest::get(&url).await.expect("operator HTTP answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap_or_default())
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -101,20 +129,24 @@ impl World {
 
     /// Starts an operator process watching `NS`; returns its index.
     pub fn spawn_operator(&mut self, extra: &[&str]) -> usize {
+        self.spawn_operator_watching(Some(NS), extra)
+    }
+
+    /// Starts an operator process watching `namespaces` (comma-separated; `None`: all).
+    pub fn spawn_operator_watching(&mut self, namespaces: Option<&str>, extra: &[&str]) -> usize {
         let index = self.operators.len();
         let name = format!("operator-{index}");
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_identity-settings-operator"))
-            .args([
-                "run",
-                "--namespaces",
-                NS,
-                "--http-address",
-                "127.0.0.1",
-                "--http-port",
-                "0",
-            ])
+            .arg("run")
+            .args(
+                namespaces
+                    .map(|n| ["--namespaces", n])
+                    .into_iter()
+                    .flatten(),
+            )
+            .args(["--http-address", "127.0.0.1", "--http-port", "0"])
             .args([
                 "--allow-insecure-http",
                 "--backoff-min",
@@ -172,10 +204,15 @@ impl World {
 
     /// Creates or replaces a Secret.
     pub async fn put_secret(&self, name: &str, data: &[(&str, &str)]) {
+        self.put_secret_in(NS, name, data).await;
+    }
+
+    /// Creates or replaces a Secret in `namespace`.
+    pub async fn put_secret_in(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.into()),
-                namespace: Some(NS.into()),
+                namespace: Some(namespace.into()),
                 ..ObjectMeta::default()
             },
             data: Some(
@@ -185,7 +222,7 @@ impl World {
             ),
             ..Secret::default()
         };
-        let api = self.secrets();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         match api.get_opt(name).await.expect("get secret") {
             Some(existing) => {
                 let mut s = secret;
@@ -214,9 +251,15 @@ impl World {
         .await;
     }
 
+    /// Policies of another namespace.
+    pub fn policies_in(&self, namespace: &str) -> Api<IdentitySettingPolicy> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
     /// Creates a policy.
     pub async fn create_policy(&self, policy: &IdentitySettingPolicy) {
-        self.policies()
+        let namespace = policy.metadata.namespace.as_deref().unwrap_or(NS);
+        self.policies_in(namespace)
             .create(&PostParams::default(), policy)
             .await
             .expect("create policy");

@@ -84,6 +84,20 @@ async fn a_new_policy_becomes_ready_with_the_servers_ids_and_then_stays_quiet() 
         gets(&world) - gets_before
     );
 
+    // Health and metrics endpoints tell the same story.
+    let op = world.operator(0);
+    assert_eq!(op.http_get("/healthz").await.0, 200);
+    assert_eq!(op.http_get("/readyz").await.0, 200);
+    let (code, metrics) = op.http_get("/metrics").await;
+    assert_eq!(code, 200);
+    for line in [
+        r#"identity_settings_reconciles_total{result="Applied"} 1"#,
+        r#"identity_settings_identity_requests_total{method="PUT",endpoint="setting",status="200"} 1"#,
+        r#"identity_settings_policies{ready="true"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+
     // An Event was published for the apply, with keys but no values.
     let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
     let list = events.list(&ListParams::default()).await.expect("events");
@@ -177,6 +191,18 @@ async fn drift_on_the_server_is_corrected_within_the_resync_interval() {
     let puts_after = puts(&world);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(puts(&world), puts_after, "no tight loop after a correction");
+    let (_, metrics) = world.operator(0).http_get("/metrics").await;
+    assert!(
+        metrics.contains("identity_settings_drift_corrections_total 1"),
+        "{metrics}"
+    );
+    let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
+    let list = events.list(&ListParams::default()).await.expect("events");
+    assert!(
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DriftCorrected"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,6 +316,22 @@ async fn wrong_credentials_are_reported_without_hammering_the_token_endpoint() {
         start <= 3,
         "{start} token requests before the condition was set"
     );
+    let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
+    let rejected: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("CredentialsRejected"))
+        .collect();
+    assert_eq!(rejected.len(), 1, "one Warning event, not one per retry");
+    assert!(
+        rejected[0].series.is_none(),
+        "the event was repeated: {:?}",
+        rejected[0].series
+    );
+    assert_eq!(rejected[0].type_.as_deref(), Some("Warning"));
     let logs = world.logs();
     assert!(
         !logs.contains("wrong-secret-value"),
@@ -333,6 +375,35 @@ async fn a_missing_secret_is_reported_and_creating_it_makes_the_policy_ready() {
             .map(|s| s.value.as_str()),
         Some("smtp-pass-4711")
     );
+
+    // Rotating the value's Secret writes the new value within seconds; it is a change of the
+    // desired state, not drift.
+    world
+        .put_secret("smtp", &[("password", "smtp-pass-0815")])
+        .await;
+    world
+        .eventually(
+            "the rotated SMTP password is written",
+            Duration::from_secs(5),
+            || {
+                world
+                    .sim
+                    .stored(&world.scope())
+                    .iter()
+                    .any(|s| s.key == "Email.Smtp.Password" && s.value == "smtp-pass-0815")
+            },
+        )
+        .await;
+    let rotated = world
+        .wait_policy(
+            "smtp",
+            "the rotation recorded",
+            Duration::from_secs(5),
+            |p| ready_message(p) == "wrote 1 of 4 settings: Email.Smtp.Password",
+        )
+        .await;
+    assert_eq!(ready_reason(&rotated).as_deref(), Some("Applied"));
+    assert!(!world.logs().contains("smtp-pass-0815"));
 
     // The secret value is nowhere a user or log reader could see it.
     assert!(
@@ -411,19 +482,34 @@ async fn a_restarted_operator_does_not_rewrite_policies_already_in_sync() {
     world.operator(first).terminate();
     let puts_before = puts(&world);
     let gets_before = gets(&world);
+    let rv = world
+        .policies()
+        .get("password")
+        .await
+        .expect("get")
+        .metadata
+        .resource_version;
 
     world.spawn_operator(&[]);
-    world.wait_reason("password", "InSync", SECS_20).await;
     world
         .eventually("the restarted operator read the server", SECS_10, || {
             gets(&world) > gets_before
         })
         .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         puts(&world),
         puts_before,
         "a restart rewrote settings already in sync"
     );
+    let after = world.policies().get("password").await.expect("get");
+    assert_eq!(
+        after.metadata.resource_version,
+        rv,
+        "a restart rewrote the status\n{}",
+        world.logs()
+    );
+    assert_eq!(ready_reason(&after).as_deref(), Some("Applied"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,6 +608,88 @@ async fn dropped_watches_are_resumed_without_missing_a_change() {
             .map(|s| s.value.as_str()),
         Some("30")
     );
+
+    // The API server restarts (state kept): the operator reconnects and sees the next change.
+    world.kube.restart().await.expect("emulator restarts");
+    let patch = json!({"spec": {"settings": [{"key": "Auth.Password.DefaultExpirationDays", "value": "45"}]}});
+    world
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    world
+        .eventually(
+            "the change made after the API server restarted",
+            SECS_20,
+            || {
+                world
+                    .sim
+                    .stored(&world.scope())
+                    .iter()
+                    .any(|s| s.key == "Auth.Password.DefaultExpirationDays" && s.value == "45")
+            },
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_watched_namespaces_are_reconciled() {
+    let mut world = World::start().await;
+    for ns in [NS, "team-b", "team-c"] {
+        world
+            .put_secret_in(
+                ns,
+                "admin",
+                &[
+                    ("clientId", "operator"),
+                    ("clientSecret", "operator-secret"),
+                ],
+            )
+            .await;
+        let mut p = policy(
+            &world,
+            "lockout",
+            "admin",
+            vec![setting("Auth.UserLockOut.IsEnabled", "true")],
+        );
+        p.metadata.namespace = Some(ns.into());
+        world.create_policy(&p).await;
+    }
+    let several = world.spawn_operator_watching(Some(&format!("{NS},team-b")), &[]);
+    wait_ready_in(&world, NS).await;
+    wait_ready_in(&world, "team-b").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ignored = world
+        .policies_in("team-c")
+        .get("lockout")
+        .await
+        .expect("get");
+    assert_eq!(
+        ready_reason(&ignored),
+        None,
+        "a namespace that is not watched was reconciled"
+    );
+    world.operator(several).terminate();
+
+    world.spawn_operator_watching(None, &[]);
+    wait_ready_in(&world, "team-c").await;
+}
+
+async fn wait_ready_in(world: &World, namespace: &str) {
+    let api = world.policies_in(namespace);
+    let deadline = tokio::time::Instant::now() + SECS_20;
+    loop {
+        let p = api.get("lockout").await.expect("get");
+        if ready_reason(&p).is_some() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{namespace} not reconciled\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,8 @@ pub struct RunArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Policies reconciled at the same time, at most.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    /// Counted per watched namespace: each namespace has its own controller.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Take part in leader election (required when running more than one replica).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
@@ -85,6 +86,33 @@ pub struct RunArgs {
     /// Longest retry delay after transient failures.
     #[arg(long, env = "BACKOFF_MAX", default_value = "5m", value_parser = parse_duration)]
     pub backoff_max: Duration,
+}
+
+impl RunArgs {
+    /// Checks the flags that only make sense together; the message names the flag to fix.
+    pub fn check(&self) -> Result<(), String> {
+        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
+            return Err("--backoff-min must be above 0 and at most --backoff-max".into());
+        }
+        if self.lease_duration < Duration::from_secs(1) || self.lease_duration.subsec_nanos() != 0 {
+            return Err(
+                "--lease-duration must be whole seconds, at least 1s (a Lease counts in seconds)"
+                    .into(),
+            );
+        }
+        if self.lease_renew_interval.is_zero()
+            || self.lease_renew_interval * 2 > self.lease_duration
+        {
+            return Err(
+                "--lease-renew-interval must be above 0 and at most half of --lease-duration"
+                    .into(),
+            );
+        }
+        if self.identity_timeout.is_zero() {
+            return Err("--identity-timeout must be above 0".into());
+        }
+        Ok(())
+    }
 }
 
 /// Flags of `simulate`.
@@ -124,5 +152,29 @@ mod tests {
         assert_eq!(args.namespaces, ["a", "b"]);
         assert_eq!(args.lease_duration, Duration::from_secs(2));
         assert!(Cli::try_parse_from(["x", "run", "--lease-duration", "2"]).is_err());
+        assert!(Cli::try_parse_from(["x", "run", "--concurrency", "0"]).is_err());
+    }
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["x", "run"].iter().chain(extra)).expect("parses");
+        match cli.command {
+            Command::Run(args) => args,
+            _ => panic!("not run"),
+        }
+    }
+
+    #[test]
+    fn flags_that_contradict_each_other_are_refused() {
+        assert_eq!(run_args(&[]).check(), Ok(()));
+        let bad = [
+            &["--backoff-min", "0s"][..],
+            &["--backoff-min", "10m", "--backoff-max", "1m"],
+            &["--lease-duration", "1500ms"],
+            &["--lease-duration", "10s", "--lease-renew-interval", "6s"],
+            &["--identity-timeout", "0s"],
+        ];
+        for flags in bad {
+            assert!(run_args(flags).check().is_err(), "{flags:?} accepted");
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! The operator's own HTTP endpoints: `/metrics`, `/healthz` (the process is alive) and
 //! `/readyz` (leader state known and, when leading, the controller started).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -46,14 +45,14 @@ pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
         .with_state(AppState { metrics, health })
 }
 
-/// Binds `addr` and serves until `shutdown` resolves.
+/// Serves on an already bound `listener` (binding first lets the caller fail fast on a taken
+/// port) until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
     axum::serve(listener, router(metrics, health))
         .with_graceful_shutdown(shutdown)

@@ -13,6 +13,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// How a replica takes part in the election.
@@ -130,7 +131,10 @@ impl LeaderElector {
             self.cfg.lease_duration,
         );
         let result = match decision {
-            Decision::Follow(_) => return Ok(false),
+            Decision::Follow(holder) => {
+                tracing::debug!(%holder, "another replica leads");
+                return Ok(false);
+            }
             Decision::Create => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -188,25 +192,70 @@ impl LeaderElector {
             .map(|_| ())
     }
 
-    /// Campaigns forever, publishing `true` while this replica leads. Leadership counts as lost
-    /// when renewal has failed for longer than the lease duration.
+    /// Campaigns forever, publishing `Some(true)` while this replica leads.
+    ///
+    /// Like client-go, leadership is only claimed for a *renew deadline* (2/3 of the lease
+    /// duration) counted from the start of the last successful round, and every round is cut off
+    /// at that deadline: a renewal hanging on a dead connection makes this replica step down
+    /// before any other replica may take the Lease over, so two never lead at once (given clocks
+    /// that agree to well within a third of the lease duration).
     pub async fn run(self, leading: watch::Sender<Option<bool>>) {
-        let mut last_renewed: Option<tokio::time::Instant> = None;
+        let deadline = renew_deadline(self.cfg.lease_duration);
+        let mut renewed_at: Option<Instant> = None;
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewed = Some(tokio::time::Instant::now()),
-                Ok(false) => last_renewed = None,
-                Err(e) => warn!(error = %e, "leader lease round failed"),
+            let started = Instant::now();
+            let round = tokio::time::timeout(deadline, self.try_acquire_or_renew());
+            match step_down_on_expiry(round, &mut renewed_at, deadline, &leading).await {
+                Ok(Ok(true)) => renewed_at = Some(started),
+                Ok(Ok(false)) => renewed_at = None,
+                Ok(Err(e)) => warn!(error = %e, "leader lease round failed"),
+                Err(_) => warn!(?deadline, "leader lease round timed out"),
             }
-            let is_leader = last_renewed.is_some_and(|t| t.elapsed() < self.cfg.lease_duration);
-            leading.send_if_modified(|v| {
-                let changed = *v != Some(is_leader);
-                *v = Some(is_leader);
-                changed
-            });
-            tokio::time::sleep(self.cfg.renew_interval).await;
+            if renewed_at.is_some_and(|t| t.elapsed() >= deadline) {
+                renewed_at = None;
+            }
+            publish(&leading, renewed_at.is_some());
+            let pause = tokio::time::sleep(self.cfg.renew_interval);
+            step_down_on_expiry(pause, &mut renewed_at, deadline, &leading).await;
         }
     }
+}
+
+/// Runs `work`, but the moment the renew deadline passes publishes that this replica no longer
+/// leads — without waiting for `work` (a hung request, say) to finish.
+async fn step_down_on_expiry<T>(
+    work: impl Future<Output = T>,
+    renewed_at: &mut Option<Instant>,
+    deadline: Duration,
+    leading: &watch::Sender<Option<bool>>,
+) -> T {
+    tokio::pin!(work);
+    loop {
+        let Some(expiry) = renewed_at.map(|t| t + deadline) else {
+            return work.await;
+        };
+        tokio::select! {
+            out = &mut work => return out,
+            () = tokio::time::sleep_until(expiry) => {
+                warn!("leader lease not renewed in time; stepping down");
+                *renewed_at = None;
+                publish(leading, false);
+            }
+        }
+    }
+}
+
+fn publish(leading: &watch::Sender<Option<bool>>, is_leader: bool) {
+    leading.send_if_modified(|v| {
+        let changed = *v != Some(is_leader);
+        *v = Some(is_leader);
+        changed
+    });
+}
+
+/// How long a leader may go without a successful renewal before it steps down.
+pub fn renew_deadline(lease_duration: Duration) -> Duration {
+    lease_duration.mul_f64(2.0 / 3.0)
 }
 
 #[cfg(test)]
@@ -245,6 +294,29 @@ mod tests {
         assert_eq!(
             decide(Some(&LeaseSpec::default()), "a", at(0), d),
             Decision::TakeOver
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hung_renewal_steps_down_at_the_deadline_without_waiting_for_it() {
+        let (tx, rx) = watch::channel(Some(true));
+        let mut renewed_at = Some(Instant::now());
+        let hung = std::future::pending::<()>();
+        let deadline = Duration::from_millis(150);
+        let waited = tokio::time::timeout(
+            Duration::from_millis(600),
+            step_down_on_expiry(hung, &mut renewed_at, deadline, &tx),
+        )
+        .await;
+        assert!(waited.is_err(), "the hung work never finishes");
+        assert_eq!(
+            *rx.borrow(),
+            Some(false),
+            "stepped down while the work hung"
+        );
+        assert_eq!(
+            renew_deadline(Duration::from_secs(15)),
+            Duration::from_secs(10)
         );
     }
 

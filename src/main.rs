@@ -37,6 +37,10 @@ async fn main() -> ExitCode {
             }
         }
         Command::Run(args) => {
+            if let Err(problem) = args.check() {
+                eprintln!("error: {problem}");
+                return ExitCode::from(2);
+            }
             init_logging(args.log_format);
             match operator::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,

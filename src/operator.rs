@@ -1,9 +1,11 @@
 //! Wires the pieces of `identity-settings-operator run` together: Kubernetes client, metrics
 //! and health server, leader election, controller, shutdown on SIGTERM/Ctrl-C.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -23,7 +25,7 @@ pub enum OperatorError {
     /// The HTTP port could not be bound.
     #[error("cannot serve HTTP: {0}")]
     Http(#[from] std::io::Error),
-    /// Another replica took the Lease while this one was leading.
+    /// Another replica took the Lease while this one was leading (or the election stopped).
     #[error("lost the leader lease; exiting so a restart rejoins the election cleanly")]
     LostLeadership,
 }
@@ -33,16 +35,14 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
+    let listener = TcpListener::bind(SocketAddr::new(args.http_address, args.http_port)).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(forward_shutdown_signal(stop_tx));
-
-    let addr = SocketAddr::new(args.http_address, args.http_port);
-    let listener_stop = wait_for(stop_rx.clone());
+    tokio::spawn(forward_shutdown_signal(stop_tx.clone()));
     let server = tokio::spawn(health::serve(
-        addr,
+        listener,
         metrics.clone(),
         health.clone(),
-        listener_stop,
+        wait_for(stop_rx.clone()),
     ));
 
     let identity = args.identity.clone().unwrap_or_else(default_identity);
@@ -58,17 +58,7 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         settings,
         Some(identity.clone()),
     ));
-    let scope = if args.namespaces.iter().all(|n| n.is_empty()) {
-        WatchScope::All
-    } else {
-        WatchScope::Namespaces(
-            args.namespaces
-                .iter()
-                .filter(|n| !n.is_empty())
-                .cloned()
-                .collect(),
-        )
-    };
+    let scope = watch_scope(&args.namespaces);
 
     let result = if args.leader_election {
         let lease = LeaseConfig {
@@ -78,26 +68,58 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
             lease_duration: args.lease_duration,
             renew_interval: args.lease_renew_interval,
         };
-        run_as_elected(client, lease, ctx, scope, args.concurrency, health, stop_rx).await
+        run_as_elected(
+            client,
+            lease,
+            ctx,
+            scope,
+            args.concurrency,
+            &health,
+            stop_rx,
+        )
+        .await
     } else {
         health.set_ready(true);
         controller::run(ctx, scope, args.concurrency, wait_for(stop_rx)).await;
         Ok(())
     };
-    if let Ok(Err(e)) = server.await {
-        error!(error = %e, "HTTP server failed");
+    // Whatever ended the controller ends the process: stop answering probes, then the server.
+    health.set_ready(false);
+    let _ = stop_tx.send(true);
+    match server.await {
+        Ok(Err(e)) => error!(error = %e, "HTTP server failed"),
+        Err(e) => error!(error = %e, "HTTP server task failed"),
+        Ok(Ok(())) => {}
     }
     result
 }
 
+/// The namespaces to watch: entries trimmed, empty ones dropped, duplicates removed (two
+/// controllers on one namespace would reconcile the same policy twice at once); none means all.
+pub fn watch_scope(namespaces: &[String]) -> WatchScope {
+    let unique: BTreeSet<String> = namespaces
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if unique.is_empty() {
+        WatchScope::All
+    } else {
+        WatchScope::Namespaces(unique.into_iter().collect())
+    }
+}
+
 /// Waits for leadership, runs the controller while leading, releases the Lease on shutdown.
+/// Returns `Err(LostLeadership)` when the Lease is lost: the process then exits and its restart
+/// rejoins the election with a clean state.
 async fn run_as_elected(
     client: kube::Client,
     lease: LeaseConfig,
     ctx: Arc<Context>,
     scope: WatchScope,
     concurrency: u16,
-    health: Arc<Health>,
+    health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), OperatorError> {
     let (leading_tx, mut leading) = watch::channel(None);
@@ -106,42 +128,43 @@ async fn run_as_elected(
     loop {
         let state = *leading.borrow_and_update();
         if state.is_some() {
+            // Leader or standby: either way this replica knows its role.
             health.set_ready(true);
         }
         if state == Some(true) {
             break;
         }
         tokio::select! {
-            changed = leading.changed() => if changed.is_err() { return Ok(()) },
-            _ = stop.changed() => { campaign.abort(); return Ok(()) }
+            changed = leading.changed() => if changed.is_err() { return Err(OperatorError::LostLeadership) },
+            _ = stop.wait_for(|s| *s) => { campaign.abort(); return Ok(()) }
         }
     }
     info!("leading: starting the controller");
-    let (lost_tx, lost_rx) = watch::channel(false);
-    let mut watch_leading = leading.clone();
-    tokio::spawn(async move {
-        while watch_leading.changed().await.is_ok() {
-            if *watch_leading.borrow() != Some(true) {
-                let _ = lost_tx.send(true);
-                return;
-            }
-        }
-    });
-    let shutdown = {
-        let (mut stop, mut lost) = (stop.clone(), lost_rx.clone());
+    let lost = {
+        let mut leading = leading.clone();
         async move {
-            tokio::select! { _ = stop.wait_for(|s| *s) => {}, _ = lost.wait_for(|l| *l) => {} }
+            let _ = leading.wait_for(|l| *l != Some(true)).await;
+        }
+    };
+    let (lost_tx, lost_rx) = watch::channel(false);
+    let shutdown = {
+        let mut stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => {}
+                () = lost => { let _ = lost_tx.send(true); }
+            }
         }
     };
     controller::run(ctx, scope, concurrency, shutdown).await;
     campaign.abort();
     if *lost_rx.borrow() {
+        error!("lost the leader lease; the controller stopped");
         return Err(OperatorError::LostLeadership);
     }
     if let Err(e) = LeaderElector::new(client, lease).release().await {
         error!(error = %e, "could not release the leader lease");
     }
-    let _ = stop.changed().await;
     Ok(())
 }
 
@@ -183,5 +206,21 @@ fn default_identity() -> String {
         format!("operator-{suffix:08x}")
     } else {
         format!("{host}-{suffix:08x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_trimmed_and_deduplicated() {
+        let given = ["b", " a", "a ", "", " "].map(str::to_owned);
+        assert_eq!(
+            watch_scope(&given),
+            WatchScope::Namespaces(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(watch_scope(&[]), WatchScope::All);
+        assert_eq!(watch_scope(&[" ".to_owned()]), WatchScope::All);
     }
 }

@@ -1,6 +1,7 @@
 //! State shared by every reconcile: API clients, caches, metrics and settings.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use crate::api::IdentitySettingPolicy;
 use crate::identity::auth::Credentials;
 use crate::identity::client::{ClientConfig, IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
+use crate::identity::retry::{RetryPolicy, backoff_delay};
+use crate::identity::types::SettingValue;
 use crate::metrics::Metrics;
 
 /// Operator-wide settings that affect reconciles.
@@ -47,18 +50,29 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: ReconcileSettings,
-    /// One identity client per policy, kept while its URL and credentials stay the same so its
-    /// token cache survives between reconciles.
-    clients: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, CachedClient>>,
-    /// Consecutive transient failures per policy, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, u32>>,
-    /// The referenced Secrets' resourceVersions at the last successful sync, so a write caused by
-    /// a rotated Secret is not mistaken for drift.
-    secret_versions: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, SecretVersions>>,
+    /// What this process remembers about each policy between reconciles.
+    memory: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, PolicyMemory>>,
+    /// Keys fingerprints of desired values with a random per-process secret, so a fingerprint
+    /// says nothing about a secret value outside this process (it is never written anywhere).
+    fingerprint_key: RandomState,
 }
 
-/// Secret name → resourceVersion.
-pub type SecretVersions = std::collections::BTreeMap<String, String>;
+/// In-memory state of one policy; lost on restart, which only costs a new token and may label
+/// the first write after a restart `DriftCorrected` instead of `Applied`.
+#[derive(Default)]
+struct PolicyMemory {
+    /// The identity client, kept while URL, credentials and CA stay the same so its token cache
+    /// survives between reconciles.
+    client: Option<CachedClient>,
+    /// Consecutive transient failures, for exponential backoff.
+    failures: u32,
+    /// Fingerprint of the desired values at the last successful sync: a write with the same
+    /// desired values corrects drift; with different ones (a rotated Secret) it applies a change.
+    synced: Option<u64>,
+    /// Desired values the server would not keep, and the keys concerned: not written again
+    /// until the desired values change.
+    rejected: Option<(u64, Vec<String>)>,
+}
 
 /// What an identity client was built from; a change means a new client (and a new token).
 #[derive(Clone, PartialEq, Eq)]
@@ -90,10 +104,18 @@ impl Context {
             client,
             metrics,
             settings,
-            clients: Mutex::default(),
-            failures: Mutex::default(),
-            secret_versions: Mutex::default(),
+            memory: Mutex::default(),
+            fingerprint_key: RandomState::new(),
         }
+    }
+
+    fn with_memory<T>(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        f: impl FnOnce(&mut PolicyMemory) -> T,
+    ) -> T {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        f(memory.entry(policy.clone()).or_default())
     }
 
     /// The identity client for a policy, reused while URL, credentials and CA are unchanged.
@@ -109,104 +131,120 @@ impl Context {
             credentials: credentials.clone(),
             ca_pem: ca_pem.map(<[u8]>::to_vec),
         };
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cached) = clients.get(policy)
-            && cached.key == key
-        {
-            return Ok(cached.client.clone());
-        }
-        let mut config = ClientConfig::new(base_url, credentials.clone());
-        config.allow_http = self.settings.allow_insecure_http;
-        config.request_timeout = self.settings.request_timeout;
-        config.ca_certificate_pem = key.ca_pem.clone();
-        config.observer = Some(self.metrics.clone() as Arc<dyn RequestObserver>);
-        let client = IdentityClient::new(config)?;
-        clients.insert(
-            policy.clone(),
-            CachedClient {
+        self.with_memory(policy, |m| {
+            if let Some(cached) = &m.client
+                && cached.key == key
+            {
+                return Ok(cached.client.clone());
+            }
+            let mut config = ClientConfig::new(base_url, credentials.clone());
+            config.allow_http = self.settings.allow_insecure_http;
+            config.request_timeout = self.settings.request_timeout;
+            config.ca_certificate_pem = key.ca_pem.clone();
+            config.observer = Some(self.metrics.clone() as Arc<dyn RequestObserver>);
+            let client = IdentityClient::new(config)?;
+            m.client = Some(CachedClient {
                 key,
                 client: client.clone(),
-            },
-        );
-        Ok(client)
+            });
+            Ok(client)
+        })
     }
 
-    /// Forgets a deleted policy's client, backoff and Secret state.
+    /// Forgets everything about a deleted policy.
     pub fn forget(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
-        self.clients
+        self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(policy);
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(policy);
-        let mut versions = self
-            .secret_versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        versions.remove(policy);
     }
 
-    /// Whether the policy's Secrets changed since its last successful sync in this process.
-    pub fn secrets_changed(
+    /// Records a transient failure and returns how long to wait before the next try: exponential
+    /// backoff, or longer when the server asked for it with `Retry-After` (up to the maximum).
+    pub fn next_backoff(
         &self,
         policy: &ObjectRef<IdentitySettingPolicy>,
-        now: &SecretVersions,
-    ) -> bool {
-        let known = self
-            .secret_versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        known.get(policy).is_some_and(|before| before != now)
-    }
-
-    /// Records the Secrets a successful sync used.
-    pub fn remember_secrets(
-        &self,
-        policy: &ObjectRef<IdentitySettingPolicy>,
-        versions: SecretVersions,
-    ) {
-        let mut known = self
-            .secret_versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        known.insert(policy.clone(), versions);
-    }
-
-    /// Records a transient failure and returns how long to wait before the next try.
-    pub fn next_backoff(&self, policy: &ObjectRef<IdentitySettingPolicy>) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = failures.entry(policy.clone()).or_insert(0);
-        *n = n.saturating_add(1);
-        backoff_delay(
-            *n,
-            self.settings.backoff_min,
-            self.settings.backoff_max,
-            rand::random::<f64>(),
-        )
+        retry_after: Option<Duration>,
+    ) -> Duration {
+        let failures = self.with_memory(policy, |m| {
+            m.failures = m.failures.saturating_add(1);
+            m.failures
+        });
+        let bounds = RetryPolicy {
+            initial_backoff: self.settings.backoff_min,
+            max_backoff: self.settings.backoff_max,
+            ..RetryPolicy::default()
+        };
+        let delay = backoff_delay(&bounds, failures, rand::random::<f64>());
+        delay
+            .max(retry_after.unwrap_or_default())
+            .min(self.settings.backoff_max)
     }
 
     /// Clears the failure count after a reconcile that did not fail transiently.
     pub fn reset_backoff(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(policy);
+        self.with_memory(policy, |m| m.failures = 0);
+    }
+
+    /// A fingerprint of desired values (keyed per process; never stored or shown).
+    pub fn fingerprint(&self, desired: &[SettingValue]) -> u64 {
+        let mut hasher = self.fingerprint_key.build_hasher();
+        for d in desired {
+            d.key.hash(&mut hasher);
+            d.value.hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
+    /// Whether a write now corrects drift: the desired values are the ones last synced (or
+    /// unknown, after a restart).
+    pub fn same_desired_as_last_sync(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        fingerprint: u64,
+    ) -> bool {
+        self.with_memory(policy, |m| m.synced.is_none_or(|f| f == fingerprint))
+    }
+
+    /// Records a successful sync of these desired values.
+    pub fn remember_synced(&self, policy: &ObjectRef<IdentitySettingPolicy>, fingerprint: u64) {
+        self.with_memory(policy, |m| {
+            m.synced = Some(fingerprint);
+            m.rejected = None;
+        });
+    }
+
+    /// The keys the server would not keep for exactly these desired values, if so.
+    pub fn rejected_keys(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        fingerprint: u64,
+    ) -> Option<Vec<String>> {
+        self.with_memory(policy, |m| {
+            m.rejected
+                .as_ref()
+                .filter(|(f, _)| *f == fingerprint)
+                .map(|(_, k)| k.clone())
+        })
+    }
+
+    /// Records that the server would not keep these desired values for `keys`.
+    pub fn remember_rejected(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        fingerprint: u64,
+        keys: Vec<String>,
+    ) {
+        self.with_memory(policy, |m| m.rejected = Some((fingerprint, keys)));
     }
 }
 
-/// Exponential backoff: `min · 2^(failures-1)`, capped at `max`, with up to 20 % jitter taken off
-/// (`jitter` in `[0, 1)`) so many policies failing together do not retry in lockstep.
-pub fn backoff_delay(failures: u32, min: Duration, max: Duration, jitter: f64) -> Duration {
-    let exp = failures.saturating_sub(1).min(20);
-    let base = min.saturating_mul(1u32 << exp).min(max);
-    base.mul_f64(1.0 - 0.2 * jitter.clamp(0.0, 1.0))
-}
-
-/// Adds up to 10 % to a resync interval so policies created together spread out.
+/// Adds up to 10 % to a resync interval so policies created together spread out (saturating:
+/// never panics, whatever the interval).
 pub fn jittered(interval: Duration, jitter: f64) -> Duration {
-    interval.mul_f64(1.0 + 0.1 * jitter.clamp(0.0, 1.0))
+    let extra = Duration::try_from_secs_f64(interval.as_secs_f64() * 0.1 * jitter.clamp(0.0, 1.0))
+        .unwrap_or_default();
+    interval.saturating_add(extra)
 }
 
 #[cfg(test)]
@@ -214,16 +252,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_the_cap_and_jitter_only_shortens() {
-        let (min, max) = (Duration::from_secs(5), Duration::from_secs(300));
-        assert_eq!(backoff_delay(1, min, max, 0.0), Duration::from_secs(5));
-        assert_eq!(backoff_delay(2, min, max, 0.0), Duration::from_secs(10));
-        assert_eq!(backoff_delay(4, min, max, 0.0), Duration::from_secs(40));
-        assert_eq!(backoff_delay(30, min, max, 0.0), max);
-        assert_eq!(backoff_delay(1, min, max, 1.0), Duration::from_secs(4));
+    fn jitter_adds_at_most_a_tenth_and_saturates() {
+        assert_eq!(
+            jittered(Duration::from_secs(100), 0.0),
+            Duration::from_secs(100)
+        );
         assert_eq!(
             jittered(Duration::from_secs(100), 1.0),
             Duration::from_secs(110)
+        );
+        assert_eq!(
+            jittered(Duration::MAX, 1.0),
+            Duration::MAX,
+            "saturates instead of panicking"
         );
     }
 }

@@ -56,7 +56,12 @@ pub enum ReconcileError {
         .0.join(", ")
     )]
     NotAccepted(Vec<String>),
-    /// A Kubernetes API call failed.
+    /// Reading a referenced Secret from the Kubernetes API failed (not: it does not exist).
+    #[error(
+        "cannot read Secrets from the Kubernetes API ({0}); check the operator's RBAC and the API server"
+    )]
+    SecretRead(kube::Error),
+    /// A finalizer or status write to the Kubernetes API failed.
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -80,7 +85,15 @@ impl ReconcileError {
                 ErrorClass::Configuration => reason::INVALID_SPEC,
             },
             ReconcileError::NotAccepted(_) => reason::VALUE_NOT_ACCEPTED,
-            ReconcileError::Kube(_) => reason::KUBERNETES_ERROR,
+            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) => reason::KUBERNETES_ERROR,
+        }
+    }
+
+    /// How long the server asked to wait, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ReconcileError::Identity(e) => e.retry_after(),
+            _ => None,
         }
     }
 
@@ -91,7 +104,7 @@ impl ReconcileError {
                 ErrorClass::Transient | ErrorClass::Protocol => Recovery::Backoff,
                 _ => Recovery::NeedsUser,
             },
-            ReconcileError::Kube(_) => Recovery::Backoff,
+            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) => Recovery::Backoff,
             _ => Recovery::NeedsUser,
         }
     }

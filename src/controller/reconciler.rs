@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -13,19 +14,20 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::context::{Context, SecretVersions, jittered};
+use super::context::{Context, jittered};
 use super::error::{ReconcileError, Recovery};
 use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus, SyncMode};
 use crate::reconcile::plan::{not_accepted, plan};
+use crate::reconcile::redact::Redactor;
 use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
-use crate::reconcile::status::{Outcome, next_status, reason};
+use crate::reconcile::status::{Outcome, READY, event_worthy, next_status, reason, truncate};
 use crate::reconcile::validate::{DEFAULT_RESYNC, ValidPolicy, validate};
 
 /// The field manager name for server-side apply of status.
 pub const FIELD_MANAGER: &str = "identity-settings-operator";
 
 /// Reconciles one policy. Errors from the identity service or Secrets become status conditions
-/// here; only a failure to talk to Kubernetes itself is returned (and retried with backoff).
+/// here; only a failed finalizer or status write is returned (and retried with backoff).
 pub async fn reconcile(
     policy: Arc<IdentitySettingPolicy>,
     ctx: Arc<Context>,
@@ -34,13 +36,13 @@ pub async fn reconcile(
     reconcile_policy(policy, ctx).instrument(span).await
 }
 
-/// After a Kubernetes API error: back off per policy.
+/// After a failed finalizer or status write: back off per policy.
 pub fn error_policy(
     policy: Arc<IdentitySettingPolicy>,
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
-    let delay = ctx.next_backoff(&ObjectRef::from_obj(&*policy));
+    let delay = ctx.next_backoff(&ObjectRef::from_obj(&*policy), None);
     warn!(policy = %ObjectRef::from_obj(&*policy), %error, ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
 }
@@ -59,76 +61,114 @@ async fn reconcile_policy(
     }
     ensure_finalizer(&api, &policy).await?;
 
-    let valid = validate(&policy.spec).map_err(ReconcileError::InvalidSpec);
-    let resync = valid.as_ref().map_or(DEFAULT_RESYNC, |v| v.resync);
-    let keys: Vec<String> = policy.spec.settings.iter().map(|s| s.key.clone()).collect();
-    let result = match valid {
-        Ok(valid) => sync(&policy, &valid, &ctx, &oref, &namespace).await,
-        Err(e) => Err(e),
-    };
-    let (outcome, action) = match result {
-        Ok(outcome) => {
-            ctx.reset_backoff(&oref);
-            (outcome, Action::requeue(jittered(resync, rand::random())))
+    let mut redactor = Redactor::default();
+    let (outcome, action) = match validate(&policy.spec) {
+        Ok(valid) => {
+            let result = sync(&policy, &valid, &ctx, &oref, &mut redactor).await;
+            decide(&ctx, &oref, result, valid.resync, &redactor)
         }
-        Err(ReconcileError::Kube(e)) => return Err(ReconcileError::Kube(e)),
-        Err(error) => {
-            let action = match error.recovery() {
-                Recovery::Backoff => Action::requeue(ctx.next_backoff(&oref)),
-                Recovery::NeedsUser => {
-                    ctx.reset_backoff(&oref);
-                    Action::requeue(jittered(resync, rand::random()))
-                }
-            };
-            warn!(reason = error.reason(), %error, "policy not in sync");
-            (
-                Outcome::Failed {
-                    reason: error.reason(),
-                    message: error.to_string(),
-                },
-                action,
-            )
-        }
+        Err(problems) => decide(
+            &ctx,
+            &oref,
+            Err(ReconcileError::InvalidSpec(problems)),
+            DEFAULT_RESYNC,
+            &redactor,
+        ),
     };
+    report(&ctx, &api, &policy, &oref, &outcome).await?;
+    Ok(action)
+}
 
+/// Turns a sync result into what status shows and when to look again: the resync interval after
+/// success or an error that needs the user; exponential backoff (or the server's `Retry-After`)
+/// after a transient one.
+fn decide(
+    ctx: &Context,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+    result: Result<Outcome, ReconcileError>,
+    resync: Duration,
+    redactor: &Redactor,
+) -> (Outcome, Action) {
+    let error = match result {
+        Ok(outcome) => {
+            ctx.reset_backoff(oref);
+            return (outcome, Action::requeue(jittered(resync, rand::random())));
+        }
+        Err(error) => error,
+    };
+    let delay = match error.recovery() {
+        Recovery::Backoff => ctx.next_backoff(oref, error.retry_after()),
+        Recovery::NeedsUser => {
+            ctx.reset_backoff(oref);
+            jittered(resync, rand::random())
+        }
+    };
+    // The server's own words may quote a value it refused: take every secret out first.
+    let message = redactor.redact(&error.to_string());
+    warn!(reason = error.reason(), %message, ?delay, "policy not in sync");
+    let outcome = Outcome::Failed {
+        reason: error.reason(),
+        message,
+    };
+    (outcome, Action::requeue(delay))
+}
+
+/// Publishes an Event (first, so a failed status write cannot lose it), writes status when it
+/// changed, and updates metrics.
+async fn report(
+    ctx: &Context,
+    api: &Api<IdentitySettingPolicy>,
+    policy: &IdentitySettingPolicy,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+    outcome: &Outcome,
+) -> Result<(), ReconcileError> {
+    let keys: Vec<String> = policy.spec.settings.iter().map(|s| s.key.clone()).collect();
     let old = policy.status.as_ref();
+    let old_reason = old
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .map(|c| c.reason.as_str());
+    if event_worthy(old_reason, outcome) {
+        publish_event(ctx, policy, outcome, keys.len()).await;
+    }
     let next = next_status(
         old,
         policy.meta().generation,
         &keys,
-        &outcome,
+        outcome,
         jiff::Timestamp::now(),
     );
     if old != Some(&next) {
-        write_status(&api, &policy.name_any(), &next).await?;
+        write_status(api, &policy.name_any(), &next).await?;
     }
-    publish_event(&ctx, &policy, old, &outcome, keys.len()).await;
-    let corrected = match &outcome {
+    let corrected = match outcome {
         Outcome::Synced {
             reason: r, written, ..
         } if *r == reason::DRIFT_CORRECTED => written.len() as u64,
         _ => 0,
     };
+    let drifted = matches!(outcome, Outcome::Drifted { .. });
     ctx.metrics.record_reconcile(
         &oref.to_string(),
         outcome.reason(),
         outcome.ready(),
         corrected,
-        matches!(outcome, Outcome::Drifted { .. }),
+        drifted,
     );
-    Ok(action)
+    Ok(())
 }
 
-/// Resolves Secrets, reads the server, writes what differs; returns what happened.
+/// Resolves Secrets, reads the server, writes what differs; returns what happened. Fills
+/// `redactor` with the secret values it read.
 async fn sync(
     policy: &IdentitySettingPolicy,
     valid: &ValidPolicy,
     ctx: &Context,
     oref: &ObjectRef<IdentitySettingPolicy>,
-    namespace: &str,
+    redactor: &mut Redactor,
 ) -> Result<Outcome, ReconcileError> {
-    let (secrets, versions) = fetch_secrets(ctx, namespace, valid).await?;
+    let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), valid).await?;
     let resolved = resolve(valid, &secrets)?;
+    *redactor = Redactor::new(resolved.secret_values.iter().cloned());
     let client = ctx.identity_client(
         oref,
         &valid.base_url,
@@ -137,9 +177,10 @@ async fn sync(
     )?;
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
-    let plan = plan(&resolved.desired, &actual);
+    let plan = plan(&resolved.desired, &actual, &valid.scope);
+    let fingerprint = ctx.fingerprint(&resolved.desired);
     if plan.in_sync() {
-        ctx.remember_secrets(oref, versions);
+        ctx.remember_synced(oref, fingerprint);
         return Ok(Outcome::Synced {
             reason: reason::IN_SYNC,
             ids: plan.ids,
@@ -154,56 +195,67 @@ async fn sync(
             keys,
         });
     }
-    let written = client.put_settings(&valid.scope, &plan.writes).await?;
-    let rejected = not_accepted(&plan.writes, &written);
-    if !rejected.is_empty() {
+    // The server kept other values than these the last time: writing them again cannot help.
+    if let Some(rejected) = ctx.rejected_keys(oref, fingerprint)
+        && plan.keys().iter().all(|k| rejected.contains(k))
+    {
         return Err(ReconcileError::NotAccepted(rejected));
     }
-    let drift = was_in_sync(policy) && !ctx.secrets_changed(oref, &versions);
+    let written = client.put_settings(&valid.scope, &plan.writes).await?;
+    let rejected = not_accepted(&plan.writes, &written, &valid.scope);
+    if !rejected.is_empty() {
+        ctx.remember_rejected(oref, fingerprint, rejected.clone());
+        return Err(ReconcileError::NotAccepted(rejected));
+    }
+    // Same desired values as the last sync, and the spec was in sync: the server changed.
+    let drift = was_in_sync(policy) && ctx.same_desired_as_last_sync(oref, fingerprint);
     let reason = if drift {
         reason::DRIFT_CORRECTED
     } else {
         reason::APPLIED
     };
-    ctx.remember_secrets(oref, versions);
+    ctx.remember_synced(oref, fingerprint);
     info!(keys = ?plan.keys(), reason, "wrote settings");
     let mut ids = plan.ids;
     ids.extend(written.iter().map(|s| (s.key.clone(), s.id)));
+    let written = plan.writes.into_iter().map(|w| w.key).collect();
     Ok(Outcome::Synced {
         reason,
         ids,
-        written: plan.writes.into_iter().map(|w| w.key).collect(),
+        written,
     })
 }
 
-/// True when the last status says this generation was already in sync: a difference found now
-/// was made on the server or in a referenced Secret (told apart by the caller), not in the spec.
+/// True when the last status says this generation was already in sync.
 fn was_in_sync(policy: &IdentitySettingPolicy) -> bool {
     policy.status.as_ref().is_some_and(|s| {
         s.observed_generation == policy.meta().generation
             && s.conditions
                 .iter()
-                .any(|c| c.type_ == crate::reconcile::status::READY && c.status == "True")
+                .any(|c| c.type_ == READY && c.status == "True")
     })
 }
 
-/// Reads every referenced Secret that exists: its data, and its resourceVersion.
+/// Reads every referenced Secret that exists. A failure to read (RBAC, API server down) becomes
+/// a `KubernetesError` condition, retried with backoff.
 async fn fetch_secrets(
     ctx: &Context,
     namespace: &str,
     valid: &ValidPolicy,
-) -> Result<(BTreeMap<String, SecretData>, SecretVersions), ReconcileError> {
+) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let (mut data, mut versions) = (BTreeMap::new(), SecretVersions::new());
+    let mut data = BTreeMap::new();
     for name in referenced_secrets(valid) {
-        if let Some(secret) = api.get_opt(&name).await? {
-            let version = secret.metadata.resource_version.clone().unwrap_or_default();
-            versions.insert(name.clone(), version);
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(ReconcileError::SecretRead)?;
+        if let Some(secret) = secret {
             let bytes = secret.data.unwrap_or_default();
             data.insert(name, bytes.into_iter().map(|(k, v)| (k, v.0)).collect());
         }
     }
-    Ok((data, versions))
+    Ok(data)
 }
 
 async fn ensure_finalizer(
@@ -277,53 +329,26 @@ async fn write_status(
     Ok(())
 }
 
-/// Events mark changes, never repetitions: a write, or a move to a different `Ready` reason.
+/// Publishes the outcome as an Event (Normal when Ready, Warning otherwise).
 async fn publish_event(
     ctx: &Context,
     policy: &IdentitySettingPolicy,
-    old: Option<&IdentitySettingPolicyStatus>,
     outcome: &Outcome,
     total: usize,
 ) {
-    let old_reason = old
-        .and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == crate::reconcile::status::READY)
-        })
-        .map(|c| c.reason.as_str());
     let wrote = matches!(outcome, Outcome::Synced { written, .. } if !written.is_empty());
-    if !wrote && old_reason == Some(outcome.reason()) {
-        return;
-    }
-    if !wrote && outcome.reason() == reason::IN_SYNC {
-        return;
-    }
-    let type_ = if outcome.ready() {
-        EventType::Normal
-    } else {
-        EventType::Warning
-    };
     let event = Event {
-        type_,
+        type_: if outcome.ready() {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        },
         reason: outcome.reason().to_owned(),
-        note: Some(truncate_note(outcome.message(total))),
+        note: Some(truncate(outcome.message(total), 1024)),
         action: if wrote { "Apply".into() } else { "Sync".into() },
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
         warn!(error = %e, "could not publish event");
     }
-}
-
-fn truncate_note(mut note: String) -> String {
-    const MAX: usize = 1024;
-    if note.len() > MAX {
-        let mut cut = MAX;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-    }
-    note
 }

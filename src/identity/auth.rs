@@ -48,6 +48,16 @@ impl Credentials {
         !matches!(self, Credentials::BearerToken { .. })
     }
 
+    /// The secret parts (client secret, token or password), so callers can redact them from
+    /// text they did not write themselves.
+    pub fn secrets(&self) -> Vec<SecretString> {
+        match self {
+            Credentials::ClientCredentials { client_secret, .. } => vec![client_secret.clone()],
+            Credentials::BearerToken { token } => vec![token.clone()],
+            Credentials::Password { password, .. } => vec![password.clone()],
+        }
+    }
+
     /// A short name of the kind, for logs.
     pub fn kind(&self) -> &'static str {
         match self {

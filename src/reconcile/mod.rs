@@ -2,6 +2,7 @@
 //! status. No Kubernetes or network I/O happens here; the controller does that around them.
 
 pub mod plan;
+pub mod redact;
 pub mod resolve;
 pub mod status;
 pub mod validate;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity::types::{SettingValue, StoredSetting};
+use crate::identity::types::{SettingScope, SettingValue, StoredSetting};
 use crate::semantics::same_meaning;
 
 /// What one reconcile has to write, and the ids the server already has.
@@ -26,10 +26,23 @@ impl SyncPlan {
     }
 }
 
-/// Compares desired settings with what a GET returned.
-pub fn plan(desired: &[SettingValue], actual: &[StoredSetting]) -> SyncPlan {
-    let stored: BTreeMap<&str, &StoredSetting> =
-        actual.iter().map(|s| (s.key.as_str(), s)).collect();
+/// The rows of `scope` only: the contract does not say whether an organization-level GET also
+/// returns user-level rows, so the operator never relies on it.
+fn rows_of<'a>(
+    rows: &'a [StoredSetting],
+    scope: &SettingScope,
+) -> BTreeMap<&'a str, &'a StoredSetting> {
+    rows.iter()
+        .filter(|s| {
+            s.partition_global_id == scope.partition_global_id && s.user_id == scope.user_id
+        })
+        .map(|s| (s.key.as_str(), s))
+        .collect()
+}
+
+/// Compares desired settings with what a GET for `scope` returned.
+pub fn plan(desired: &[SettingValue], actual: &[StoredSetting], scope: &SettingScope) -> SyncPlan {
+    let stored = rows_of(actual, scope);
     let mut out = SyncPlan::default();
     for d in desired {
         match stored.get(d.key.as_str()) {
@@ -47,9 +60,12 @@ pub fn plan(desired: &[SettingValue], actual: &[StoredSetting]) -> SyncPlan {
 
 /// Keys the server answered for with a value that does not mean what was written: writing them
 /// again would not help, so the controller reports them instead of looping.
-pub fn not_accepted(written: &[SettingValue], returned: &[StoredSetting]) -> Vec<String> {
-    let by_key: BTreeMap<&str, &StoredSetting> =
-        returned.iter().map(|s| (s.key.as_str(), s)).collect();
+pub fn not_accepted(
+    written: &[SettingValue],
+    returned: &[StoredSetting],
+    scope: &SettingScope,
+) -> Vec<String> {
+    let by_key = rows_of(returned, scope);
     written
         .iter()
         .filter(|w| {
@@ -64,6 +80,23 @@ pub fn not_accepted(written: &[SettingValue], returned: &[StoredSetting]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn org() -> SettingScope {
+        SettingScope::organization("p")
+    }
+
+    #[test]
+    fn rows_of_other_scopes_are_never_compared() {
+        let mut user_row = have(5, "A", "1");
+        user_row.user_id = Some("u1".into());
+        let mut other_org = have(6, "A", "1");
+        other_org.partition_global_id = "q".into();
+        let p = plan(&[want("A", "1")], &[user_row.clone(), other_org], &org());
+        assert_eq!(p.keys(), ["A"], "no org-level row: write it");
+        assert!(p.ids.is_empty());
+        let user = SettingScope::user("p", "u1");
+        assert!(plan(&[want("A", "1")], &[user_row], &user).in_sync());
+    }
 
     fn want(key: &str, value: &str) -> SettingValue {
         SettingValue {
@@ -102,7 +135,7 @@ mod tests {
                 r#"{"HasDigit":true,"HasLowercase":false,"Length":8,"RegexComplexity":{}}"#,
             ),
         ];
-        let p = plan(&desired, &actual);
+        let p = plan(&desired, &actual, &org());
         assert_eq!(p.keys(), ["B", "C"]);
         assert_eq!(
             p.ids,
@@ -113,13 +146,13 @@ mod tests {
             ])
         );
         assert!(!p.in_sync());
-        assert!(plan(&desired[..1], &actual).in_sync());
+        assert!(plan(&desired[..1], &actual, &org()).in_sync());
     }
 
     #[test]
     fn reports_values_the_server_did_not_keep() {
         let written = [want("A", "1"), want("B", "2"), want("C", "3")];
         let returned = [have(1, "A", "1"), have(2, "B", "20")];
-        assert_eq!(not_accepted(&written, &returned), ["B", "C"]);
+        assert_eq!(not_accepted(&written, &returned, &org()), ["B", "C"]);
     }
 }

@@ -39,6 +39,8 @@ pub struct Resolved {
     pub ca_pem: Option<Vec<u8>>,
     /// The desired settings with their values, in spec order.
     pub desired: Vec<SettingValue>,
+    /// Every value read from a Secret (credentials and settings), so messages can be redacted.
+    pub secret_values: Vec<SecretString>,
 }
 
 /// Why Secrets could not be turned into what the reconcile needs. Messages name Secrets and keys,
@@ -99,11 +101,16 @@ pub fn resolve(
         Some(r) => Some(lookup(secrets, &r.name, &r.key)?.to_vec()),
         None => None,
     };
+    let mut secret_values = credentials.secrets();
     let mut desired = Vec::with_capacity(policy.settings.len());
     for s in &policy.settings {
         let value = match &s.source {
             ValueOrigin::Literal(v) => v.clone(),
-            ValueOrigin::Secret(r) => text(secrets, &r.name, &r.key)?,
+            ValueOrigin::Secret(r) => {
+                let value = text(secrets, &r.name, &r.key)?;
+                secret_values.push(SecretString::new(value.clone()));
+                value
+            }
         };
         desired.push(SettingValue {
             key: s.key.clone(),
@@ -114,6 +121,7 @@ pub fn resolve(
         credentials,
         ca_pem,
         desired,
+        secret_values,
     })
 }
 
@@ -247,6 +255,12 @@ mod tests {
             matches!(r.credentials, Credentials::ClientCredentials { ref client_id, .. } if client_id == "id")
         );
         assert_eq!(r.desired[1].value, "pw");
+        let secret: Vec<&str> = r.secret_values.iter().map(SecretString::expose).collect();
+        assert_eq!(
+            secret,
+            ["s3cr3t", "pw"],
+            "the client secret and the Secret-sourced value"
+        );
         secrets.insert("creds".into(), data(&[("token", "t0k")]));
         assert!(matches!(
             resolve(&p, &secrets).expect("ok").credentials,

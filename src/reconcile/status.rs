@@ -190,8 +190,16 @@ fn ready_condition(
     }
 }
 
-/// Kubernetes caps condition messages at 32 KiB; we keep them readable.
-fn truncate(mut s: String, max: usize) -> String {
+/// Whether an outcome deserves an Event: a write, or a move to a different `Ready` reason —
+/// never the same failure or a quiet in-sync check again.
+pub fn event_worthy(old_reason: Option<&str>, outcome: &Outcome) -> bool {
+    let wrote = matches!(outcome, Outcome::Synced { written, .. } if !written.is_empty());
+    wrote || (old_reason != Some(outcome.reason()) && outcome.reason() != reason::IN_SYNC)
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary (condition messages and Event notes
+/// stay readable; Events are capped at 1 KiB by convention).
+pub fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {
@@ -341,6 +349,42 @@ mod tests {
             "a failed sync is not a sync"
         );
         assert_eq!(next_status(Some(&s2), Some(2), &keys(), &failed, t(90)), s2);
+    }
+
+    #[test]
+    fn events_mark_writes_and_changes_of_reason_only() {
+        let failed = Outcome::Failed {
+            reason: "Forbidden",
+            message: "403".into(),
+        };
+        assert!(event_worthy(None, &failed));
+        assert!(event_worthy(Some("InSync"), &failed));
+        assert!(
+            !event_worthy(Some("Forbidden"), &failed),
+            "the same failure again"
+        );
+        assert!(event_worthy(
+            Some("Applied"),
+            &synced(reason::DRIFT_CORRECTED, &["A"])
+        ));
+        assert!(
+            event_worthy(Some("Applied"), &synced(reason::APPLIED, &["A"])),
+            "every write"
+        );
+        assert!(
+            !event_worthy(Some("Applied"), &synced(reason::IN_SYNC, &[])),
+            "a quiet check"
+        );
+        assert!(
+            !event_worthy(Some("Forbidden"), &synced(reason::IN_SYNC, &[])),
+            "recovery shows in status"
+        );
+        let drifted = Outcome::Drifted {
+            ids: BTreeMap::new(),
+            keys: vec!["A".into()],
+        };
+        assert!(event_worthy(None, &drifted));
+        assert!(!event_worthy(Some("Drifted"), &drifted));
     }
 
     #[test]

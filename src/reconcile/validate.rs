@@ -17,6 +17,8 @@ pub const SECRET_SETTING_KEYS: &[&str] = &["Email.Smtp.Password"];
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
 /// The shortest resync interval accepted, so a typo cannot hammer the identity service.
 pub const MIN_RESYNC: Duration = Duration::from_secs(10);
+/// The longest resync interval accepted: drift should be found within a day.
+pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
 
 /// A policy that passed every check, as plain data.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,8 +76,35 @@ impl std::fmt::Debug for ValueOrigin {
 /// Checks a spec; the error lists every problem found, each naming its field.
 pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String> {
     let mut problems = Vec::new();
-    let url = spec.server.url.trim();
-    match url::Url::parse(url) {
+    check_server(spec, &mut problems);
+    if spec.partition_global_id.trim().is_empty() {
+        problems.push("spec.partitionGlobalId: must not be empty".to_owned());
+    }
+    let settings = check_settings(spec, &mut problems);
+    let resync = check_resync(spec.resync_interval.as_deref(), &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(ValidPolicy {
+        base_url: spec.server.url.trim().to_owned(),
+        scope: SettingScope {
+            partition_global_id: spec.partition_global_id.trim().to_owned(),
+            user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
+        },
+        credentials_secret: spec.server.credentials_secret_ref.name.clone(),
+        auth: spec.server.auth,
+        scopes: spec.server.scopes.clone().unwrap_or_default(),
+        authenticate_url: spec.server.authenticate_url.clone(),
+        ca: spec.server.ca_secret_ref.clone(),
+        settings,
+        resync,
+        mode: spec.mode(),
+    })
+}
+
+fn check_server(spec: &IdentitySettingPolicySpec, problems: &mut Vec<String>) {
+    let server = &spec.server;
+    match url::Url::parse(server.url.trim()) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
         Ok(u) => problems.push(format!(
             "spec.server.url: scheme {:?} is not https",
@@ -83,30 +112,33 @@ pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String>
         )),
         Err(e) => problems.push(format!("spec.server.url: not a URL ({e})")),
     }
-    if spec.partition_global_id.trim().is_empty() {
-        problems.push("spec.partitionGlobalId: must not be empty".to_owned());
-    }
-    if spec.server.credentials_secret_ref.name.is_empty() {
+    if server.credentials_secret_ref.name.is_empty() {
         problems.push("spec.server.credentialsSecretRef.name: must not be empty".to_owned());
     }
-    if spec.server.auth == Some(AuthMethod::Password) && spec.server.authenticate_url.is_none() {
+    if server.auth == Some(AuthMethod::Password) && server.authenticate_url.is_none() {
         problems.push(
             "spec.server.authenticateUrl: required when auth is Password (the Orchestrator's .../api/account/authenticate URL)"
                 .to_owned(),
         );
     }
-    if let Some(a) = &spec.server.authenticate_url
+    if let Some(a) = &server.authenticate_url
         && url::Url::parse(a).is_err()
     {
         problems.push("spec.server.authenticateUrl: not a URL".to_owned());
     }
-    let scopes = spec.server.scopes.clone().unwrap_or_default();
+    let scopes = server.scopes.as_deref().unwrap_or_default();
     if scopes
         .iter()
         .any(|s| s.trim().is_empty() || s.contains(' '))
     {
         problems.push("spec.server.scopes: each scope must be one non-empty word".to_owned());
     }
+}
+
+fn check_settings(
+    spec: &IdentitySettingPolicySpec,
+    problems: &mut Vec<String>,
+) -> Vec<DesiredSetting> {
     if spec.settings.is_empty() {
         problems.push("spec.settings: list at least one setting".to_owned());
     }
@@ -129,16 +161,14 @@ pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String>
                 ));
                 continue;
             }
-            (Some(v), None) => {
-                if SECRET_SETTING_KEYS.contains(&s.key.as_str()) {
-                    problems.push(format!(
-                        "{field} ({}): is a secret; move it to a Secret and use valueFrom.secretKeyRef",
-                        s.key
-                    ));
-                    continue;
-                }
-                ValueOrigin::Literal(v.clone())
+            (Some(_), None) if SECRET_SETTING_KEYS.contains(&s.key.as_str()) => {
+                problems.push(format!(
+                    "{field} ({}): is a secret; move it to a Secret and use valueFrom.secretKeyRef",
+                    s.key
+                ));
+                continue;
             }
+            (Some(v), None) => ValueOrigin::Literal(v.clone()),
             (None, Some(from)) => ValueOrigin::Secret(from.secret_key_ref.clone()),
         };
         settings.push(DesiredSetting {
@@ -146,40 +176,28 @@ pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String>
             source,
         });
     }
-    let resync = match spec.resync_interval.as_deref() {
-        None => DEFAULT_RESYNC,
-        Some(text) => match parse_duration(text) {
-            Some(d) if d >= MIN_RESYNC => d,
-            Some(_) => {
-                problems.push(format!("spec.resyncInterval: {text:?} is shorter than 10s"));
-                DEFAULT_RESYNC
-            }
-            None => {
-                problems.push(format!(
-                    "spec.resyncInterval: {text:?} is not a duration like 30s, 10m or 1h"
-                ));
-                DEFAULT_RESYNC
-            }
-        },
+    settings
+}
+
+fn check_resync(text: Option<&str>, problems: &mut Vec<String>) -> Duration {
+    let Some(text) = text else {
+        return DEFAULT_RESYNC;
     };
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
+    match parse_duration(text) {
+        Some(d) if (MIN_RESYNC..=MAX_RESYNC).contains(&d) => d,
+        Some(_) => {
+            problems.push(format!(
+                "spec.resyncInterval: {text:?} is not between 10s and 24h"
+            ));
+            DEFAULT_RESYNC
+        }
+        None => {
+            problems.push(format!(
+                "spec.resyncInterval: {text:?} is not a duration like 30s, 10m or 1h"
+            ));
+            DEFAULT_RESYNC
+        }
     }
-    Ok(ValidPolicy {
-        base_url: url.to_owned(),
-        scope: SettingScope {
-            partition_global_id: spec.partition_global_id.trim().to_owned(),
-            user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
-        },
-        credentials_secret: spec.server.credentials_secret_ref.name.clone(),
-        auth: spec.server.auth,
-        scopes,
-        authenticate_url: spec.server.authenticate_url.clone(),
-        ca: spec.server.ca_secret_ref.clone(),
-        settings,
-        resync,
-        mode: spec.mode(),
-    })
 }
 
 /// Parses Go-style durations made of `<number><unit>` parts (`ms`, `s`, `m`, `h`): `1h30m`, `45s`.
@@ -323,5 +341,13 @@ mod tests {
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("m"), None);
         assert_eq!(parse_duration(""), None);
+        let mut problems = vec![];
+        assert_eq!(
+            check_resync(Some("5000000000000000h"), &mut problems),
+            DEFAULT_RESYNC
+        );
+        assert_eq!(check_resync(Some("25h"), &mut problems), DEFAULT_RESYNC);
+        assert_eq!(check_resync(Some("24h"), &mut problems), MAX_RESYNC);
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 }

@@ -120,9 +120,45 @@ async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_w
         .expect("create");
 
     let first = f.policies.get("lockout").await.expect("get");
+    f.kube.clear_requests();
     reconcile(Arc::new(first), f.ctx.clone())
         .await
         .expect("first reconcile");
+    // The calls of a first reconcile: add the finalizer (merge patch with a resourceVersion
+    // precondition), read the credentials Secret, apply status on the status subresource.
+    let calls: Vec<String> = f
+        .kube
+        .requests()
+        .iter()
+        .map(|r| {
+            let sub = r
+                .subresource
+                .as_deref()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default();
+            let patch = r
+                .patch_type
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default();
+            let manager = r
+                .field_manager
+                .as_deref()
+                .map(|m| format!(" by {m}"))
+                .unwrap_or_default();
+            format!("{} {}{sub}{patch}{manager}", r.verb, r.resource)
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "patch identitysettingpolicies (merge)",
+            "get secrets",
+            "create events",
+            "patch identitysettingpolicies/status (apply) by identity-settings-operator",
+        ],
+        "the Applied Event is published before the status write"
+    );
     let applied = f.policies.get("lockout").await.expect("get");
     let status = applied.status.clone().expect("status written");
     assert_eq!(status.conditions[0].reason, "Applied");
@@ -165,6 +201,20 @@ async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_w
         in_sync.metadata.resource_version
     );
     // The next check is scheduled at the resync interval (default 10 min, plus up to 10 % jitter).
+    let requeue = requeue_seconds(&action);
+    assert!(
+        (600.0..=660.0).contains(&requeue),
+        "requeued after {requeue}s"
+    );
+}
+
+/// The requeue delay of an `Action`, in seconds (kube-runtime offers no getter; its Debug form
+/// is `Action { requeue_after: Some(612.3s) }`).
+fn requeue_seconds(action: &kube::runtime::controller::Action) -> f64 {
     let text = format!("{action:?}");
-    assert!(text.contains("requeue_after: Some("), "{text}");
+    text.split("Some(")
+        .nth(1)
+        .and_then(|rest| rest.split("s)").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no requeue in {text}"))
 }

@@ -251,6 +251,93 @@ pub fn jittered(interval: Duration, jitter: f64) -> Duration {
 mod tests {
     use super::*;
 
+    /// A context whose Kubernetes client points nowhere: these tests never call the API.
+    fn context() -> Context {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("uri"));
+        let client = kube::Client::try_from(config).expect("client");
+        let settings = ReconcileSettings {
+            backoff_min: Duration::from_secs(4),
+            backoff_max: Duration::from_secs(60),
+            ..ReconcileSettings::default()
+        };
+        Context::new(client, Arc::new(Metrics::default()), settings, None)
+    }
+
+    fn desired(value: &str) -> Vec<SettingValue> {
+        vec![SettingValue {
+            key: "A".into(),
+            value: value.into(),
+        }]
+    }
+
+    #[tokio::test]
+    async fn backoff_grows_per_policy_honours_retry_after_and_resets() {
+        let ctx = context();
+        let (a, b) = (
+            ObjectRef::new("a").within("ns"),
+            ObjectRef::new("b").within("ns"),
+        );
+        let first = ctx.next_backoff(&a, None);
+        assert!(
+            (Duration::from_secs(2)..=Duration::from_secs(4)).contains(&first),
+            "{first:?}"
+        );
+        let second = ctx.next_backoff(&a, None);
+        assert!(
+            (Duration::from_secs(4)..=Duration::from_secs(8)).contains(&second),
+            "{second:?}"
+        );
+        assert!(
+            ctx.next_backoff(&b, None) <= Duration::from_secs(4),
+            "policies back off independently"
+        );
+        assert_eq!(
+            ctx.next_backoff(&b, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            ctx.next_backoff(&b, Some(Duration::from_secs(3600))),
+            Duration::from_secs(60),
+            "capped"
+        );
+        ctx.reset_backoff(&a);
+        assert!(ctx.next_backoff(&a, None) <= Duration::from_secs(4));
+    }
+
+    #[tokio::test]
+    async fn fingerprints_tell_drift_from_new_desired_values() {
+        let ctx = context();
+        let p = ObjectRef::new("p").within("ns");
+        let (v1, v2) = (
+            ctx.fingerprint(&desired("1")),
+            ctx.fingerprint(&desired("2")),
+        );
+        assert_ne!(v1, v2);
+        assert!(
+            ctx.same_desired_as_last_sync(&p, v1),
+            "unknown after a restart: counts as drift"
+        );
+        ctx.remember_synced(&p, v1);
+        assert!(ctx.same_desired_as_last_sync(&p, v1));
+        assert!(
+            !ctx.same_desired_as_last_sync(&p, v2),
+            "a rotated Secret is a change, not drift"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejected_values_are_remembered_until_the_desired_values_change() {
+        let ctx = context();
+        let p = ObjectRef::new("p").within("ns");
+        let v1 = ctx.fingerprint(&desired("010"));
+        ctx.remember_rejected(&p, v1, vec!["A".into()]);
+        assert_eq!(ctx.rejected_keys(&p, v1), Some(vec!["A".into()]));
+        assert_eq!(ctx.rejected_keys(&p, ctx.fingerprint(&desired("10"))), None);
+        ctx.remember_synced(&p, v1);
+        assert_eq!(ctx.rejected_keys(&p, v1), None, "a later success clears it");
+        ctx.forget(&p);
+    }
+
     #[test]
     fn jitter_adds_at_most_a_tenth_and_saturates() {
         assert_eq!(

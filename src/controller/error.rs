@@ -109,3 +109,72 @@ impl ReconcileError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::client::Endpoint;
+    use crate::identity::error::{FailedResponse, error_for_response};
+
+    fn answered(status: u16) -> ReconcileError {
+        ReconcileError::Identity(error_for_response(FailedResponse {
+            endpoint: Endpoint::Setting,
+            url: "https://id.example/identity_/api/Setting",
+            status,
+            retry_after: None,
+            content_type: Some("application/json"),
+            www_authenticate: None,
+            location: None,
+            body: br#"{"title":"bad value"}"#,
+        }))
+    }
+
+    #[test]
+    fn every_server_answer_maps_to_a_reason_and_a_recovery() {
+        let cases = [
+            (401, reason::CREDENTIALS_REJECTED, Recovery::NeedsUser),
+            (403, reason::FORBIDDEN, Recovery::NeedsUser),
+            (400, reason::SERVER_REJECTED, Recovery::NeedsUser),
+            (404, reason::ENDPOINT_NOT_FOUND, Recovery::NeedsUser),
+            (429, reason::SERVER_UNREACHABLE, Recovery::Backoff),
+            (503, reason::SERVER_UNREACHABLE, Recovery::Backoff),
+        ];
+        for (status, want_reason, want_recovery) in cases {
+            let e = answered(status);
+            assert_eq!(
+                (e.reason(), e.recovery()),
+                (want_reason, want_recovery),
+                "HTTP {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_and_secret_problems_wait_for_the_user() {
+        let cases = [
+            (
+                ReconcileError::InvalidSpec("x".into()),
+                reason::INVALID_SPEC,
+            ),
+            (
+                ReconcileError::Secrets(ResolveError::SecretNotFound { name: "s".into() }),
+                reason::SECRET_NOT_FOUND,
+            ),
+            (
+                ReconcileError::Secrets(ResolveError::SecretKeyMissing {
+                    name: "s".into(),
+                    key: "k".into(),
+                }),
+                reason::SECRET_INVALID,
+            ),
+            (
+                ReconcileError::NotAccepted(vec!["A".into()]),
+                reason::VALUE_NOT_ACCEPTED,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.reason(), want);
+            assert_eq!(e.recovery(), Recovery::NeedsUser, "{want}");
+        }
+    }
+}

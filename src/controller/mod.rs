@@ -17,7 +17,13 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{IdentitySettingPolicy, IdentitySettingPolicySpec};
+use crate::reconcile::status::truncate;
 use context::Context;
+use error::ReconcileError;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,12 +69,12 @@ pub async fn run(
 
 async fn run_one(
     ctx: Arc<Context>,
-    policies: Api<IdentitySettingPolicy>,
+    policies: Api<Guarded>,
     secrets: Api<Secret>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (reader, writer) = reflector::store();
+    let (reader, writer) = reflector::store::<Guarded>();
     // Only spec changes (generation) and deletion start a reconcile: the operator's own status
     // writes and finalizer patches must not trigger it again.
     let trigger = watcher(policies, watcher::Config::default())
@@ -86,7 +92,7 @@ async fn run_one(
             policies_using(&store, &secret)
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconciler::reconcile, reconciler::error_policy, ctx)
+        .run(reconcile_guarded, error_policy_guarded, ctx)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(policy = %object, "reconciled"),
@@ -97,27 +103,84 @@ async fn run_one(
     info!("controller stopped");
 }
 
+/// A policy as watched: one that does not deserialize is kept as an error instead of stopping
+/// the watch for every other policy.
+pub type Guarded = DeserializeGuard<IdentitySettingPolicy>;
+
+/// Reconciles a policy, or reports one that does not match the schema.
+async fn reconcile_guarded(
+    guard: Arc<Guarded>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    match &guard.0 {
+        Ok(policy) => reconciler::reconcile(Arc::new(policy.clone()), ctx).await,
+        Err(invalid) => {
+            report_invalid(&ctx, invalid).await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+fn error_policy_guarded(guard: Arc<Guarded>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    match &guard.0 {
+        Ok(policy) => reconciler::error_policy(Arc::new(policy.clone()), error, ctx),
+        Err(_) => Action::await_change(),
+    }
+}
+
+/// Logs and publishes a Warning Event for an object that does not deserialize; it is skipped
+/// until it changes.
+async fn report_invalid(ctx: &Context, invalid: &InvalidObject) {
+    let meta = &invalid.metadata;
+    warn!(namespace = ?meta.namespace, name = ?meta.name, error = %invalid.error, "skipping a policy that does not match the schema");
+    let reference = ObjectReference {
+        api_version: Some(IdentitySettingPolicy::api_version(&()).into_owned()),
+        kind: Some(IdentitySettingPolicy::kind(&()).into_owned()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        ..ObjectReference::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: error::reason::INVALID_SPEC.into(),
+        note: Some(truncate(
+            format!(
+                "the policy does not match the IdentitySettingPolicy schema: {}; fix it and apply again",
+                invalid.error
+            ),
+            1024,
+        )),
+        action: "Sync".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        warn!(error = %e, "could not publish event");
+    }
+}
+
 /// The predicate: a new generation or the start of deletion.
-fn spec_or_deletion(policy: &IdentitySettingPolicy) -> Option<u64> {
-    let generation = policy.meta().generation.unwrap_or_default() as u64;
+fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
+    let generation =
+        u64::try_from(policy.meta().generation.unwrap_or_default()).unwrap_or_default();
     let deleting = u64::from(policy.meta().deletion_timestamp.is_some());
     Some(generation.wrapping_mul(2).wrapping_add(deleting))
 }
 
 /// The policies in the Secret's namespace that read it.
-fn policies_using(
-    store: &Store<IdentitySettingPolicy>,
-    secret: &Secret,
-) -> Vec<ObjectRef<IdentitySettingPolicy>> {
+fn policies_using(store: &Store<Guarded>, secret: &Secret) -> Vec<ObjectRef<Guarded>> {
     let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
         return vec![];
     };
     store
         .state()
         .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|p| secret_names(&p.spec).any(|n| n == name))
-        .map(|p| ObjectRef::from_obj(&**p))
+        .filter(|g| g.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|g| {
+            g.0.as_ref()
+                .is_ok_and(|p| secret_names(&p.spec).any(|n| n == name))
+        })
+        .map(|g| ObjectRef::from_obj(&**g))
         .collect()
 }
 
@@ -131,4 +194,134 @@ pub fn secret_names(spec: &IdentitySettingPolicySpec) -> impl Iterator<Item = &s
                 .filter_map(|s| s.value_from.as_ref())
                 .map(|v| v.secret_key_ref.name.as_str()),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{LocalObjectRef, SecretKeyRef, ServerSpec, SettingSpec, ValueSource};
+    use kube::api::ObjectMeta;
+
+    fn policy(
+        ns: &str,
+        name: &str,
+        creds: &str,
+        value_secret: Option<&str>,
+    ) -> IdentitySettingPolicy {
+        let mut settings = vec![SettingSpec {
+            key: "A".into(),
+            value: Some("1".into()),
+            value_from: None,
+        }];
+        if let Some(secret) = value_secret {
+            settings.push(SettingSpec {
+                key: "Email.Smtp.Password".into(),
+                value: None,
+                value_from: Some(ValueSource {
+                    secret_key_ref: SecretKeyRef {
+                        name: secret.into(),
+                        key: "pw".into(),
+                    },
+                }),
+            });
+        }
+        let mut p = IdentitySettingPolicy::new(
+            name,
+            IdentitySettingPolicySpec {
+                server: ServerSpec {
+                    url: "https://x/identity_".into(),
+                    credentials_secret_ref: LocalObjectRef { name: creds.into() },
+                    auth: None,
+                    scopes: None,
+                    authenticate_url: None,
+                    ca_secret_ref: None,
+                },
+                partition_global_id: "p".into(),
+                user_id: None,
+                settings,
+                resync_interval: None,
+                mode: None,
+                deletion_policy: None,
+            },
+        );
+        p.metadata.namespace = Some(ns.into());
+        p
+    }
+
+    fn secret(ns: &str, name: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_maps_to_exactly_the_policies_of_its_namespace_that_read_it() {
+        let (reader, mut writer) = reflector::store::<Guarded>();
+        for p in [
+            policy("a", "uses-creds", "creds", None),
+            policy("a", "uses-smtp", "other", Some("smtp")),
+            policy("b", "same-name-elsewhere", "creds", None),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(p))));
+        }
+        let names = |s: &Secret| {
+            let mut n: Vec<String> = policies_using(&reader, s)
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(&secret("a", "creds")), ["uses-creds"]);
+        assert_eq!(names(&secret("a", "smtp")), ["uses-smtp"]);
+        assert_eq!(names(&secret("b", "creds")), ["same-name-elsewhere"]);
+        assert!(names(&secret("a", "unrelated")).is_empty());
+    }
+
+    #[test]
+    fn only_generation_and_deletion_change_the_predicate() {
+        let mut p = policy("a", "p", "creds", None);
+        p.metadata.generation = Some(3);
+        let base = spec_or_deletion(&DeserializeGuard(Ok(p.clone())));
+        p.metadata.resource_version = Some("99".into());
+        p.metadata.finalizers = Some(vec!["x".into()]);
+        p.status = Some(Default::default());
+        assert_eq!(
+            spec_or_deletion(&DeserializeGuard(Ok(p.clone()))),
+            base,
+            "status/metadata writes are ignored"
+        );
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        ));
+        assert_ne!(spec_or_deletion(&DeserializeGuard(Ok(p.clone()))), base);
+        p.metadata.deletion_timestamp = None;
+        p.metadata.generation = Some(4);
+        assert_ne!(spec_or_deletion(&DeserializeGuard(Ok(p))), base);
+    }
+
+    #[test]
+    fn the_secrets_a_spec_names_are_the_ones_a_valid_policy_reads() {
+        let mut p = policy("a", "p", "creds", Some("smtp"));
+        p.spec.server.ca_secret_ref = Some(SecretKeyRef {
+            name: "ca".into(),
+            key: "ca.crt".into(),
+        });
+        let valid = crate::reconcile::validate::validate(&p.spec).expect("valid");
+        let mut named: Vec<&str> = secret_names(&p.spec).collect();
+        named.sort();
+        named.dedup();
+        let read: Vec<String> = crate::reconcile::resolve::referenced_secrets(&valid)
+            .into_iter()
+            .collect();
+        assert_eq!(
+            named, read,
+            "a Secret read but not watched would never trigger a reconcile"
+        );
+    }
 }

@@ -11,10 +11,18 @@ pub struct EmulatorFaults {
     inner: Arc<FaultState>,
 }
 
+#[derive(Debug, Clone)]
+struct Failure {
+    remaining: u32,
+    status: u16,
+    /// Only requests for this resource (plural, e.g. `secrets`) fail; `None`: every request.
+    resource: Option<String>,
+}
+
 #[derive(Debug)]
 struct FaultState {
-    /// Remaining injected failures and their HTTP status.
-    fail: Mutex<Option<(u32, u16)>>,
+    /// Remaining injected failures, their HTTP status, and the resource they are limited to.
+    fail: Mutex<Option<Failure>>,
     /// Bumped by `drop_watches`; every open watch ends when it changes.
     drop_tx: watch::Sender<u64>,
 }
@@ -39,12 +47,26 @@ impl EmulatorFaults {
     /// answered with a Kubernetes `Status` error of HTTP `status`. A 429 carries `Retry-After: 1`.
     /// Note that kube-rs's default client retries 429, 503 and 504 on its own.
     pub fn fail_next(&self, n: u32, status: u16) {
+        self.arm(n, status, None);
+    }
+
+    /// Like [`Self::fail_next`], but only requests for `resource` (its plural, e.g. `secrets`)
+    /// fail, so a test can aim at one kind of call while its own calls go through.
+    pub fn fail_next_for(&self, n: u32, status: u16, resource: &str) {
+        self.arm(n, status, Some(resource.to_owned()));
+    }
+
+    fn arm(&self, n: u32, status: u16, resource: Option<String>) {
         let mut fail = self
             .inner
             .fail
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        *fail = (n > 0).then_some((n, status));
+        *fail = (n > 0).then_some(Failure {
+            remaining: n,
+            status,
+            resource,
+        });
     }
 
     /// Cancels pending injected failures.
@@ -52,16 +74,23 @@ impl EmulatorFaults {
         self.fail_next(0, 0);
     }
 
-    /// Consumes one pending failure, returning its status code.
-    pub(crate) fn take_failure(&self) -> Option<u16> {
+    /// Consumes one pending failure that applies to a request for `resource`, returning its
+    /// status code.
+    pub(crate) fn take_failure(&self, resource: &str) -> Option<u16> {
         let mut fail = self
             .inner
             .fail
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (n, status) = (*fail)?;
-        *fail = (n > 1).then_some((n - 1, status));
-        Some(status)
+        let f = fail.clone()?;
+        if f.resource.as_deref().is_some_and(|r| r != resource) {
+            return None;
+        }
+        *fail = (f.remaining > 1).then_some(Failure {
+            remaining: f.remaining - 1,
+            ..f.clone()
+        });
+        Some(f.status)
     }
 
     /// A receiver that changes whenever `drop_watches` is called.
@@ -78,12 +107,21 @@ mod tests {
     fn fail_next_counts_down() {
         let f = EmulatorFaults::new();
         f.fail_next(2, 500);
-        assert_eq!(f.take_failure(), Some(500));
-        assert_eq!(f.take_failure(), Some(500));
-        assert_eq!(f.take_failure(), None);
+        assert_eq!(f.take_failure("secrets"), Some(500));
+        assert_eq!(f.take_failure("leases"), Some(500));
+        assert_eq!(f.take_failure("secrets"), None);
         f.fail_next(5, 429);
         f.clear();
-        assert_eq!(f.take_failure(), None);
+        assert_eq!(f.take_failure("secrets"), None);
+    }
+
+    #[test]
+    fn fail_next_for_only_hits_its_resource() {
+        let f = EmulatorFaults::new();
+        f.fail_next_for(1, 500, "secrets");
+        assert_eq!(f.take_failure("leases"), None);
+        assert_eq!(f.take_failure("secrets"), Some(500));
+        assert_eq!(f.take_failure("secrets"), None);
     }
 
     #[test]

@@ -168,7 +168,7 @@ async fn handle(State(state): State<RunState>, req: Request) -> Response {
         }
         _ => {}
     }
-    let response = match state.shared.faults.take_failure() {
+    let response = match state.shared.faults.take_failure(&record.resource) {
         Some(code) => error_response(&ApiError::injected(code)),
         None => {
             let content_type = content_type(&req).to_string();

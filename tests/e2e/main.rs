@@ -8,8 +8,12 @@ use std::time::Duration;
 use harness::*;
 use identity_settings_operator::api::{FINALIZER, SyncMode};
 use identity_settings_operator::simulator::Endpoint;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use serde_json::json;
 
 const SECS_10: Duration = Duration::from_secs(10);
@@ -726,4 +730,146 @@ async fn an_invalid_spec_and_a_server_outage_become_clear_conditions() {
     world
         .wait_reason("outage", "Applied", Duration::from_secs(30))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_stops_and_exits() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let leader = world.spawn_operator(&["--leader-election"]);
+    world
+        .eventually("the replica leads", SECS_10, || {
+            world.logs().contains("leading: starting the controller")
+        })
+        .await;
+
+    // Someone else takes the Lease (a replica that believes ours expired, say).
+    let leases: Api<Lease> = Api::namespaced(world.client.clone(), NS);
+    let mut lease = leases
+        .get("identity-settings-operator")
+        .await
+        .expect("the Lease exists");
+    let spec = lease.spec.as_mut().expect("spec");
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    spec.lease_duration_seconds = Some(60);
+    leases
+        .replace("identity-settings-operator", &PostParams::default(), &lease)
+        .await
+        .expect("replace");
+
+    let code = world.operator(leader).wait_exit(SECS_10).await;
+    assert_eq!(
+        code,
+        Some(1),
+        "the deposed leader must exit non-zero\n{}",
+        world.logs()
+    );
+    assert!(
+        world.logs().contains("lost the leader lease"),
+        "{}",
+        world.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_policy_is_reported_and_does_not_stop_the_others() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    // The emulator does not validate against the schema (a real API server would refuse this
+    // one, but an object stored under an older schema can look like it).
+    let resource =
+        ApiResource::erase::<identity_settings_operator::api::IdentitySettingPolicy>(&());
+    let raw: Api<DynamicObject> = Api::namespaced_with(world.client.clone(), NS, &resource);
+    let broken: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "identitysettings.dev/v1alpha1",
+        "kind": "IdentitySettingPolicy",
+        "metadata": {"name": "broken", "namespace": NS},
+        "spec": {"partitionGlobalId": "p", "mode": "Sometimes", "settings": "not a list"}
+    }))
+    .expect("object");
+    raw.create(&PostParams::default(), &broken)
+        .await
+        .expect("stored");
+    world
+        .create_policy(&policy(&world, "good", "admin", password_settings()))
+        .await;
+    world.spawn_operator(&["--log-format", "json"]);
+
+    world.wait_reason("good", "Applied", SECS_20).await;
+    let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + SECS_10;
+    loop {
+        let list = events.list(&ListParams::default()).await.expect("events");
+        let found = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("InvalidSpec")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
+        });
+        if found {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no InvalidSpec event for the broken policy\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // --log-format json: every line is one JSON object.
+    let log = world.operator(0).log_text();
+    assert!(!log.is_empty());
+    for line in log.lines() {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(parsed.get("level").is_some(), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_errors_become_a_condition_and_are_retried() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
+    world.spawn_operator(&[]);
+    world.wait_reason("password", "Applied", SECS_20).await;
+
+    // Reading Secrets fails for a while (RBAC or the API server): the policy says so, and the
+    // change is applied once reading works again.
+    world.kube.clear_requests();
+    world.kube.faults().fail_next_for(3, 500, "secrets");
+    let patch = json!({"spec": {"settings": [{"key": "Auth.Password.DefaultExpirationDays", "value": "60"}]}});
+    world
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    let p = world
+        .wait_reason("password", "KubernetesError", SECS_10)
+        .await;
+    assert!(
+        ready_message(&p).contains("cannot read Secrets"),
+        "{}",
+        ready_message(&p)
+    );
+    world
+        .wait_policy(
+            "password",
+            "the change applied after the errors",
+            SECS_20,
+            |p| {
+                p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                    && ready_reason(p).as_deref() == Some("Applied")
+            },
+        )
+        .await;
+    let failed = world
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.status == 500 && r.resource == "secrets")
+        .count();
+    assert_eq!(failed, 3, "the operator met every injected error");
 }

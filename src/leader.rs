@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -44,11 +44,13 @@ pub enum Decision {
     Follow(String),
 }
 
-/// Decides from the Lease's spec (pure; `now` is passed in so tests control time).
+/// Decides from the Lease's spec and `unchanged_for`: how long this replica has seen the same
+/// Lease record (by its own monotonic clock, as client-go does — comparing the holder's
+/// `renewTime` with the local wall clock would let clock skew decide). Pure.
 pub fn decide(
     lease: Option<&LeaseSpec>,
     me: &str,
-    now: Timestamp,
+    unchanged_for: Duration,
     default_duration: Duration,
 ) -> Decision {
     let Some(spec) = lease else {
@@ -64,14 +66,7 @@ pub fn decide(
     let duration = spec.lease_duration_seconds.map_or(default_duration, |s| {
         Duration::from_secs(u64::try_from(s).unwrap_or_default())
     });
-    let expired = match &spec.renew_time {
-        Some(MicroTime(renewed)) => SignedDuration::try_from(duration)
-            .ok()
-            .and_then(|d| renewed.checked_add(d).ok())
-            .is_none_or(|deadline| deadline <= now),
-        None => true,
-    };
-    if expired {
+    if unchanged_for >= duration {
         Decision::TakeOver
     } else {
         Decision::Follow(holder.to_owned())
@@ -108,6 +103,8 @@ fn held_spec(
 pub struct LeaderElector {
     api: Api<Lease>,
     cfg: LeaseConfig,
+    /// The Lease record last seen (its resourceVersion) and when this replica first saw it.
+    observed: std::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl LeaderElector {
@@ -116,6 +113,7 @@ impl LeaderElector {
         Self {
             api: Api::namespaced(client, &cfg.namespace),
             cfg,
+            observed: std::sync::Mutex::default(),
         }
     }
 
@@ -124,10 +122,14 @@ impl LeaderElector {
         let now = Timestamp::now();
         let current = self.api.get_opt(&self.cfg.name).await?;
         let spec = current.as_ref().and_then(|l| l.spec.clone());
+        let version = current
+            .as_ref()
+            .and_then(|l| l.metadata.resource_version.clone());
+        let unchanged_for = self.unchanged_for(version.unwrap_or_default());
         let decision = decide(
             spec.as_ref(),
             &self.cfg.identity,
-            now,
+            unchanged_for,
             self.cfg.lease_duration,
         );
         let result = match decision {
@@ -170,6 +172,18 @@ impl LeaderElector {
             // Someone else wrote first: they are the leader this round.
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// How long the Lease record has stayed at `version`, by this replica's clock.
+    fn unchanged_for(&self, version: String) -> Duration {
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        match observed.as_ref() {
+            Some((seen, since)) if *seen == version => since.elapsed(),
+            _ => {
+                *observed = Some((version, Instant::now()));
+                Duration::ZERO
+            }
         }
     }
 
@@ -278,22 +292,28 @@ mod tests {
     #[test]
     fn decisions_follow_client_go_rules() {
         let d = Duration::from_secs(15);
-        assert_eq!(decide(None, "a", at(0), d), Decision::Create);
+        let secs = Duration::from_secs;
+        assert_eq!(decide(None, "a", secs(0), d), Decision::Create);
         assert_eq!(
-            decide(Some(&spec("a", 0)), "a", at(100), d),
+            decide(Some(&spec("a", 0)), "a", secs(100), d),
             Decision::Renew
         );
         assert_eq!(
-            decide(Some(&spec("b", 0)), "a", at(10), d),
+            decide(Some(&spec("b", 0)), "a", secs(10), d),
             Decision::Follow("b".into())
         );
         assert_eq!(
-            decide(Some(&spec("b", 0)), "a", at(15), d),
+            decide(Some(&spec("b", 0)), "a", secs(15), d),
             Decision::TakeOver
         );
         assert_eq!(
-            decide(Some(&LeaseSpec::default()), "a", at(0), d),
+            decide(Some(&LeaseSpec::default()), "a", secs(0), d),
             Decision::TakeOver
+        );
+        // A renewTime far in the past (a skewed clock) does not matter while the record changes.
+        assert_eq!(
+            decide(Some(&spec("b", -100_000)), "a", secs(1), d),
+            Decision::Follow("b".into())
         );
     }
 

@@ -7,7 +7,7 @@ pub mod reconciler;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Controller;
@@ -77,9 +77,20 @@ async fn run_one(
     let (reader, writer) = reflector::store::<Guarded>();
     // Only spec changes (generation) and deletion start a reconcile: the operator's own status
     // writes and finalizer patches must not trigger it again.
+    let forget_ctx = ctx.clone();
     let trigger = watcher(policies, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| {
+            // A policy gone without our finalizer step (finalizer removed by hand, or deleted
+            // while another replica led) still releases what this process kept for it.
+            if let watcher::Event::Delete(gone) = event {
+                let oref = ObjectRef::<IdentitySettingPolicy>::new(&gone.name_any())
+                    .within(&gone.namespace().unwrap_or_default());
+                forget_ctx.forget(&oref);
+                forget_ctx.metrics.forget_policy(&oref.to_string());
+            }
+        })
         .applied_objects()
         .predicate_filter(spec_or_deletion, Default::default());
     let store = reader.clone();

@@ -472,6 +472,11 @@ async fn deleting_a_policy_removes_the_finalizer_and_keeps_the_settings_even_wit
         stored_before,
         "Retain keeps the settings"
     );
+    let (_, metrics) = world.operator(0).http_get("/metrics").await;
+    assert!(
+        metrics.contains(r#"identity_settings_policies{ready="true"} 0"#),
+        "a deleted policy is still counted:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,7 +78,7 @@ pub struct RunArgs {
     #[arg(long, env = "ALLOW_INSECURE_HTTP", default_value_t = false)]
     pub allow_insecure_http: bool,
     /// Timeout of one identity API request.
-    #[arg(long, env = "IDENTITY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "IDENTITY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub identity_timeout: Duration,
     /// First retry delay after a transient failure (doubles up to --backoff-max).
     #[arg(long, env = "BACKOFF_MIN", default_value = "5s", value_parser = parse_duration)]

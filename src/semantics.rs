@@ -6,8 +6,9 @@
 //! make the operator PUT on every resync, so values are compared by meaning:
 //!
 //! - **Structured values** (text that parses as a JSON object or array) are compared as JSON:
-//!   property names case-insensitively; a string that is a JSON number equals that number, and
-//!   `"true"`/`"False"` equal the booleans; numbers by value (`10` equals `10.0`); properties the
+//!   property names case-insensitively; a string of decimal digits equals that number (`"10"`,
+//!   and `"010"` too: the server parses it and stores `10`), and `"true"`/`"False"` equal the
+//!   booleans; numbers by value (`10` equals `10.0`); properties the
 //!   server derives for that key (`RegexComplexity` for the password complexity) are ignored.
 //! - **A missing property equals an explicit `false` or `null`.** The server binds these objects
 //!   to typed records in which an absent rule is off, so `{"Length":10}` and
@@ -16,7 +17,8 @@
 //!   PUT forever. A missing number or string is *not* equal to `0` or `""`.
 //! - **Booleans** (`true`/`false` in any case) compare case-insensitively.
 //! - **Every other plain value** is compared as an exact string: the contract does not say
-//!   whether `"010"` is `"10"`, so we do not guess.
+//!   whether a plain `"010"` is `"10"` (only structured values are shown normalised), so we do
+//!   not guess.
 //!
 //! The relation is an equivalence (each value maps to one canonical form and forms are
 //! compared), so it is symmetric and transitive by construction.
@@ -113,18 +115,27 @@ fn canonical_node(value: &Value, derived: &[&str]) -> Node {
     }
 }
 
-/// A string inside a structured value: a JSON number or boolean spelled as text is that number or
-/// boolean (the server stores `"10"` as `10`); anything else stays text.
+/// A string inside a structured value: a decimal number or a boolean spelled as text is that
+/// number or boolean (the server stores `"10"` and `"010"` as `10`); anything else stays text.
 fn canonical_string(s: &str) -> Node {
     if let Some(b) = parse_bool(s) {
         return Node::Bool(b);
     }
-    match serde_json::from_str::<Value>(s) {
-        Ok(Value::Number(n)) => n
-            .as_f64()
-            .map_or_else(|| Node::Text(s.to_owned()), Node::Number),
-        _ => Node::Text(s.to_owned()),
+    if is_decimal(s)
+        && let Ok(n) = s.parse::<f64>()
+    {
+        return Node::Number(n);
     }
+    Node::Text(s.to_owned())
+}
+
+/// `-?digits(.digits)?`: what a .NET number binder reads as a number (no exponent, no spaces).
+fn is_decimal(s: &str) -> bool {
+    let unsigned = s.strip_prefix('-').unwrap_or(s);
+    let mut parts = unsigned.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && parts.next().is_none_or(digits)
 }
 
 #[cfg(test)]
@@ -162,8 +173,34 @@ mod tests {
         assert!(!same_meaning(
             PC,
             base,
-            r#"{"HasDigit":true,"HasLowercase":true,"Length":"010"}"#
+            r#"{"HasDigit":true,"HasLowercase":true,"Length":"012"}"#
         ));
+        assert!(!same_meaning(
+            PC,
+            base,
+            r#"{"HasDigit":true,"HasLowercase":true,"Length":"1e1"}"#
+        ));
+    }
+
+    #[test]
+    fn digits_inside_structured_values_are_numbers_leading_zeros_too() {
+        let stored = r#"{"HasDigit":true,"Length":10}"#;
+        assert!(same_meaning(
+            PC,
+            r#"{"hasDigit":true,"Length":"010"}"#,
+            stored
+        ));
+        assert!(same_meaning(
+            PC,
+            r#"{"hasDigit":true,"Length":"10.0"}"#,
+            stored
+        ));
+        assert!(!same_meaning(
+            PC,
+            r#"{"hasDigit":true,"Length":" 10"}"#,
+            stored
+        ));
+        assert!(is_decimal("-1.5") && !is_decimal("1.") && !is_decimal("") && !is_decimal("+1"));
     }
 
     #[test]

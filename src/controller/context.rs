@@ -33,7 +33,7 @@ impl Default for ReconcileSettings {
     fn default() -> Self {
         Self {
             allow_insecure_http: false,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
         }

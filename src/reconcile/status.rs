@@ -200,13 +200,16 @@ pub fn event_worthy(old_reason: Option<&str>, outcome: &Outcome) -> bool {
 /// Cuts `s` to at most `max` bytes on a character boundary (condition messages and Event notes
 /// stay readable; Events are capped at 1 KiB by convention).
 pub fn truncate(mut s: String, max: usize) -> String {
+    const ELLIPSIS: char = '…';
     if s.len() > max {
-        let mut cut = max;
+        // Room for the ellipsis, so the result is never longer than `max` (the API server
+        // refuses an Event whose note exceeds 1024 bytes).
+        let mut cut = max.saturating_sub(ELLIPSIS.len_utf8());
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
         s.truncate(cut);
-        s.push('…');
+        s.push(ELLIPSIS);
     }
     s
 }
@@ -389,7 +392,11 @@ mod tests {
 
     #[test]
     fn long_messages_are_cut_on_a_character_boundary() {
-        let m = truncate("é".repeat(600), 1024);
-        assert!(m.len() <= 1024 + '…'.len_utf8());
+        for text in ["é".repeat(600), "x".repeat(2000), "€".repeat(400)] {
+            let m = truncate(text, 1024);
+            assert!(m.len() <= 1024 && m.len() >= 1020, "{}", m.len());
+            assert!(m.ends_with('…'));
+        }
+        assert_eq!(truncate("short".into(), 1024), "short");
     }
 }

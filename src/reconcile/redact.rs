@@ -14,10 +14,17 @@ pub struct Redactor {
 
 impl Redactor {
     /// A redactor for these values; empty and very short ones (under 3 characters) are ignored,
-    /// since replacing them would mangle every message without protecting anything.
+    /// since replacing them would mangle every message without protecting anything. A secret
+    /// with whitespace is also matched in the folded form (runs of whitespace as one
+    /// space) in which error texts usually quote it.
     pub fn new(values: impl IntoIterator<Item = SecretString>) -> Self {
         let mut secrets: Vec<SecretString> = values
             .into_iter()
+            .flat_map(|v| {
+                let folded = v.expose().split_whitespace().collect::<Vec<_>>().join(" ");
+                let variant = (folded != v.expose()).then(|| SecretString::new(folded));
+                std::iter::once(v).chain(variant)
+            })
             .filter(|v| v.expose().chars().count() >= 3)
             .collect();
         // Longest first, so a secret containing another is replaced whole.
@@ -50,5 +57,7 @@ mod tests {
             "The value '[redacted]' is not valid; [redacted] neither; ab stays"
         );
         assert_eq!(Redactor::default().redact("plain"), "plain");
+        let spaced = Redactor::new(["pass  word\tx".into()]);
+        assert_eq!(spaced.redact("got pass word x here"), "got [redacted] here");
     }
 }

@@ -124,6 +124,9 @@ pub struct SimulateArgs {
     /// Path prefix of the identity service.
     #[arg(long, default_value = "/identity_")]
     pub prefix: String,
+    /// Lifetime of the client-credentials tokens it issues.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub token_lifetime: Duration,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -26,6 +26,7 @@ async fn main() -> ExitCode {
             let config = simulator::SimulatorConfig {
                 bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
                 prefix: args.prefix,
+                token_lifetime: args.token_lifetime,
                 ..simulator::SimulatorConfig::default()
             };
             match simulator::serve_until_shutdown(config).await {

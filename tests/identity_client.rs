@@ -184,7 +184,7 @@ async fn token_is_cached_across_calls_and_clones() {
             .unwrap();
     }
     assert_eq!(sim.counters().count(Endpoint::Token, "POST"), 1);
-    assert_eq!(client.token_requests().await, 1);
+    assert_eq!(client.token_requests(), 1);
     assert_eq!(sim.counters().count(Endpoint::Setting, "GET"), 20);
 }
 
@@ -211,7 +211,7 @@ async fn revoked_tokens_are_refreshed_once_for_fifty_concurrent_callers() {
     sim.faults().expire_all_tokens();
     fifty_concurrent_reads(&client).await;
     assert_eq!(sim.counters().count(Endpoint::Token, "POST"), 2);
-    assert_eq!(client.token_requests().await, 2);
+    assert_eq!(client.token_requests(), 2);
 }
 
 #[tokio::test]
@@ -269,7 +269,7 @@ async fn bearer_token_is_used_as_given_and_never_refreshed() {
     assert!(text.contains("401"), "{text}");
     assert_eq!(sim.counters().total(Endpoint::Token), 0);
     assert_eq!(sim.counters().count(Endpoint::Setting, "GET"), 1);
-    assert_eq!(bad.token_requests().await, 0);
+    assert_eq!(bad.token_requests(), 0);
 }
 
 #[tokio::test]
@@ -368,6 +368,8 @@ async fn a_wrong_client_secret_is_an_authentication_error_without_retries() {
         .unwrap_err();
     let text = assert_error(&err, ErrorClass::Authentication);
     assert!(text.contains("invalid_client"), "{text}");
+    // Form-posted client credentials are refused with 400 `invalid_client` (RFC 6749 §5.2).
+    assert_eq!(err.status(), Some(400), "{text}");
     assert_eq!(sim.counters().count(Endpoint::Token, "POST"), 1);
     assert_eq!(sim.counters().total(Endpoint::Setting), 0);
 }
@@ -459,13 +461,34 @@ async fn an_invalid_value_is_an_invalid_request_with_the_servers_message() {
 async fn a_wrong_prefix_is_not_found_with_the_url_tried() {
     let sim = start().await;
     let base = sim.base_url().replace("/identity_", "/identity");
-    let client = IdentityClient::new(config(base.clone(), operator())).unwrap();
-    let err = client
-        .get_settings(&org(), &keys(&[COMPLEXITY]))
-        .await
-        .unwrap_err();
-    let text = assert_error(&err, ErrorClass::NotFound);
-    assert!(text.contains(&format!("{base}/")), "{text}");
+    let not_found_url = |credentials| {
+        let base = base.clone();
+        async move {
+            let client = IdentityClient::new(config(base, credentials)).unwrap();
+            let err = client
+                .get_settings(&org(), &keys(&[COMPLEXITY]))
+                .await
+                .unwrap_err();
+            let text = assert_error(&err, ErrorClass::NotFound);
+            let IdentityError::NotFound { url } = &err else {
+                panic!("{err:?}")
+            };
+            assert!(text.contains(url.as_str()), "{text}");
+            url.clone()
+        }
+    };
+    // With client credentials the token endpoint is the first to answer 404.
+    assert_eq!(
+        not_found_url(operator()).await,
+        format!("{base}/connect/token")
+    );
+    let bearer = Credentials::BearerToken {
+        token: "static-admin-token".into(),
+    };
+    assert_eq!(
+        not_found_url(bearer).await,
+        format!("{base}/api/Setting?partitionGlobalId=magic-7&key={COMPLEXITY}")
+    );
 }
 
 #[tokio::test]
@@ -561,7 +584,7 @@ async fn persistent_server_errors_exhaust_the_attempts() {
 }
 
 #[tokio::test]
-async fn retry_after_is_honoured_and_capped() {
+async fn a_retry_after_that_fits_is_waited_for() {
     let sim = start().await;
     let mut honoured = config(sim.base_url(), operator());
     honoured.retry.max_backoff = Duration::from_secs(5);
@@ -580,33 +603,48 @@ async fn retry_after_is_honoured_and_capped() {
     let elapsed = start.elapsed();
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(sim.counters().count(Endpoint::Setting, "GET"), 3);
+}
 
-    // max_backoff (50 ms here) caps a long Retry-After.
-    let capped = self::client(&sim, operator());
-    capped
+#[tokio::test]
+async fn a_retry_after_longer_than_max_backoff_ends_the_call_with_it() {
+    let sim = start().await;
+    // max_backoff is 50 ms here: a 30 s Retry-After is not waited for, nor cut short.
+    let client = client(&sim, operator());
+    client
         .get_settings(&org(), &keys(&[COMPLEXITY]))
         .await
         .unwrap();
     sim.faults()
         .fail_next(1, 503, Some(Duration::from_secs(30)));
     let start = Instant::now();
-    capped
+    let err = client
         .get_settings(&org(), &keys(&[COMPLEXITY]))
         .await
-        .unwrap();
+        .unwrap_err();
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "{:?}",
         start.elapsed()
     );
+    let text = assert_error(&err, ErrorClass::Transient);
+    assert!(text.contains("retry after 30s"), "{text}");
+    // The caller learns how long the server asked to wait, and nothing was sent in between.
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    assert_eq!(sim.counters().count(Endpoint::Setting, "GET"), 2);
 
-    // The last error still tells the caller how long the server asked to wait.
-    sim.faults()
-        .fail_next(100, 429, Some(Duration::from_secs(7)));
-    let err = capped
+    // Also when it is within max_backoff but longer than the time left in max_elapsed.
+    let mut config = config(sim.base_url(), operator());
+    config.retry.max_backoff = Duration::from_secs(10);
+    config.retry.max_elapsed = Duration::from_secs(2);
+    let short = IdentityClient::new(config).unwrap();
+    sim.faults().fail_next(1, 429, Some(Duration::from_secs(7)));
+    let start = Instant::now();
+    let err = short
         .get_settings(&org(), &keys(&[COMPLEXITY]))
         .await
         .unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(1));
     assert_error(&err, ErrorClass::Transient);
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
 }
@@ -728,4 +766,267 @@ async fn slow_answers_time_out_as_transient() {
         .get_settings(&org(), &keys(&[COMPLEXITY]))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn an_empty_key_list_reads_nothing_without_a_request() {
+    let sim = start().await;
+    let client = client(&sim, operator());
+    let read = client.get_settings(&org(), &[]).await.unwrap();
+    assert!(read.is_empty());
+    assert_eq!(sim.counters().total(Endpoint::Setting), 0);
+    assert_eq!(sim.counters().total(Endpoint::Token), 0);
+}
+
+#[tokio::test]
+async fn a_token_lifetime_beyond_the_clock_is_clamped_not_a_panic() {
+    // The simulator then sends `expires_in: u64::MAX`.
+    let sim = Simulator::start(SimulatorConfig {
+        token_lifetime: Duration::MAX,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&sim, operator());
+    for _ in 0..3 {
+        client
+            .get_settings(&org(), &keys(&[COMPLEXITY]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(client.token_requests(), 1);
+    assert_eq!(sim.counters().count(Endpoint::Setting, "GET"), 3);
+}
+
+#[tokio::test]
+async fn a_failed_proactive_refresh_keeps_using_the_valid_token() {
+    let sim = Simulator::start(SimulatorConfig {
+        token_lifetime: Duration::from_secs(2),
+        ..SimulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = config(sim.base_url(), operator());
+    config.retry = RetryPolicy::none();
+    let client = IdentityClient::new(config).unwrap();
+    client
+        .get_settings(&org(), &keys(&[COMPLEXITY]))
+        .await
+        .unwrap();
+    // Past the refresh time (half of 2 s), before the expiry; the token endpoint is down.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    sim.faults().fail_next_token(100, 503);
+    client
+        .get_settings(&org(), &keys(&[COMPLEXITY]))
+        .await
+        .unwrap();
+    assert_eq!(sim.counters().count(Endpoint::Token, "POST"), 2);
+    assert_eq!(sim.counters().count(Endpoint::Setting, "GET"), 2);
+}
+
+#[tokio::test]
+async fn a_connect_that_hangs_times_out_at_the_connect_timeout() {
+    // A listener that never accepts, its queue filled: further connection attempts get no answer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => held.push(stream),
+            Ok(Err(e)) => panic!("connect failed instead of hanging: {e}"),
+            Err(_) => break,
+        }
+        assert!(held.len() < 64, "the listen queue never filled");
+    }
+    let recorder = Arc::new(Recorder::default());
+    let mut config = config(
+        format!("http://{addr}/identity_"),
+        Credentials::BearerToken {
+            token: "static-admin-token".into(),
+        },
+    );
+    config.connect_timeout = Duration::from_millis(300);
+    config.request_timeout = Duration::from_secs(10);
+    config.retry = RetryPolicy::none();
+    config.observer = Some(recorder.clone());
+    let client = IdentityClient::new(config).unwrap();
+    let start = Instant::now();
+    let err = client
+        .get_settings(&org(), &keys(&[COMPLEXITY]))
+        .await
+        .unwrap_err();
+    let elapsed = start.elapsed();
+    let text = assert_error(&err, ErrorClass::Transient);
+    assert!(text.contains("timed out"), "{text}");
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(
+        recorder.seen().last().map(|(_, _, o)| *o),
+        Some(RequestOutcome::Timeout)
+    );
+    drop(listener);
+}
+
+/// What a stand-in server answers: status, content type, body.
+type Reply = (u16, &'static str, String);
+
+/// A stand-in identity service on loopback for answers the simulator cannot give: `answer` gets
+/// the method, the path and the request body. Returns the identity base URL.
+async fn stand_in(answer: fn(&str, &str, &str) -> Reply) -> String {
+    use axum::extract::Request;
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().fallback(move |request: Request| async move {
+        let method = request.method().as_str().to_owned();
+        let path = request.uri().path().to_owned();
+        let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        let (status, content_type, body) = answer(&method, &path, &String::from_utf8_lossy(&body));
+        (
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            [("content-type", content_type)],
+            body,
+        )
+            .into_response()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/identity_")
+}
+
+/// A token for everyone; Setting answers come from `setting`.
+fn with_token(method: &str, path: &str, body: &str, setting: fn(&str, &str) -> Reply) -> Reply {
+    if path.ends_with("/connect/token") {
+        let token = r#"{"access_token":"stand-in-token","expires_in":3600,"token_type":"Bearer"}"#;
+        return (200, "application/json", token.to_owned());
+    }
+    setting(method, body)
+}
+
+#[tokio::test]
+async fn a_secret_with_whitespace_echoed_in_a_400_is_redacted() {
+    let base = stand_in(|method, path, body| {
+        with_token(method, path, body, |_, body| {
+            // An ASP.NET-style message quoting the (decoded) value it refused.
+            let sent: serde_json::Value = serde_json::from_str(body).unwrap();
+            let value = sent["settings"][1]["value"].as_str().unwrap().to_owned();
+            let detail = format!("The value '{value}' is not allowed for Email.Smtp.Password.");
+            let problem = serde_json::json!({ "title": "Bad Request", "detail": detail });
+            (400, "application/problem+json", problem.to_string())
+        })
+    })
+    .await;
+    let client = IdentityClient::new(config(base, operator())).unwrap();
+    let secret = "smtp  hunter2\tlast\n x";
+    let err = client
+        .put_settings(
+            &org(),
+            &[
+                setting("Email.Smtp.Port", "587"),
+                setting("Email.Smtp.Password", secret),
+            ],
+        )
+        .await
+        .unwrap_err();
+    let text = assert_error(&err, ErrorClass::InvalidRequest);
+    assert!(
+        text.contains("is not allowed for Email.Smtp.Password"),
+        "{text}"
+    );
+    assert!(text.contains("<redacted>"), "{text}");
+    for part in ["hunter2", "last"] {
+        assert!(!text.contains(part), "{part} in {text}");
+        assert!(!format!("{err:?}").contains(part), "{part} in {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_secret_echoed_in_an_html_page_is_redacted_from_the_protocol_error() {
+    let base = stand_in(|method, path, body| {
+        with_token(method, path, body, |_, body| {
+            // A web application firewall page echoing the blocked request.
+            let page = format!("<html><body>Request blocked: {body}</body></html>");
+            (200, "text/html; charset=utf-8", page)
+        })
+    })
+    .await;
+    let client = IdentityClient::new(config(base, operator())).unwrap();
+    let err = client
+        .put_settings(&org(), &[setting("Email.Smtp.Password", "smtp-hunter2")])
+        .await
+        .unwrap_err();
+    let text = assert_error(&err, ErrorClass::Protocol);
+    assert!(text.contains("Request blocked"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+}
+
+/// A gateway page echoing the token request's form, client secret included.
+fn echo_page(body: &str) -> String {
+    format!("<html><body>Bad gateway for {body}</body></html>")
+}
+
+/// Checks that a token-endpoint error quotes nothing of [`echo_page`].
+fn assert_page_not_quoted(err: &IdentityError, class: ErrorClass) -> String {
+    let text = assert_error(err, class);
+    for quoted in ["<html", "Bad gateway", "client_secret", "grant_type"] {
+        assert!(!text.contains(quoted), "{quoted} in {text}");
+    }
+    text
+}
+
+#[tokio::test]
+async fn token_endpoint_error_pages_are_never_quoted() {
+    let base = stand_in(|_, _, body| (400, "text/html", echo_page(body))).await;
+    let client = IdentityClient::new(config(base, operator())).unwrap();
+    let err = client
+        .get_settings(&org(), &keys(&[COMPLEXITY]))
+        .await
+        .unwrap_err();
+    let text = assert_page_not_quoted(&err, ErrorClass::InvalidRequest);
+    assert!(text.contains("bytes of text/html, not quoted"), "{text}");
+
+    let base = stand_in(|_, _, body| (502, "text/html", echo_page(body))).await;
+    let client = IdentityClient::new(config(base, operator())).unwrap();
+    let err = client
+        .get_settings(&org(), &keys(&[COMPLEXITY]))
+        .await
+        .unwrap_err();
+    assert_page_not_quoted(&err, ErrorClass::Transient);
+
+    // A 200 that is not JSON: described, not quoted.
+    let base = stand_in(|_, _, body| (200, "text/html", echo_page(body))).await;
+    let client = IdentityClient::new(config(base, operator())).unwrap();
+    let err = client
+        .get_settings(&org(), &keys(&[COMPLEXITY]))
+        .await
+        .unwrap_err();
+    assert_page_not_quoted(&err, ErrorClass::Protocol);
+}
+
+#[tokio::test]
+async fn a_setting_answer_of_the_wrong_json_shape_is_a_protocol_error() {
+    let base = stand_in(|method, path, body| {
+        with_token(method, path, body, |_, _| {
+            let wrong = r#"{"items":[{"key":"Email.Smtp.Password","value":"smtp-hunter2"}]}"#;
+            (200, "application/json", wrong.to_owned())
+        })
+    })
+    .await;
+    let client = IdentityClient::new(config(base, operator())).unwrap();
+    let err = client
+        .get_settings(&org(), &keys(&["Email.Smtp.Password"]))
+        .await
+        .unwrap_err();
+    let text = assert_error(&err, ErrorClass::Protocol);
+    assert!(text.contains("a JSON array of settings"), "{text}");
+    assert!(text.contains("an object"), "{text}");
+    assert!(!text.contains("items"), "{text}");
 }

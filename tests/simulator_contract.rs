@@ -531,7 +531,7 @@ async fn default_scope_is_every_allowed_scope_and_lifetime_follows_config() {
 }
 
 #[tokio::test]
-async fn client_credentials_basic_auth_is_accepted() {
+async fn client_credentials_basic_auth_is_accepted_and_a_refused_one_gets_401() {
     let sim = start().await;
     let url = format!("{}/connect/token", sim.base_url());
     let response = http()
@@ -542,6 +542,26 @@ async fn client_credentials_basic_auth_is_accepted() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+
+    // A client refused after Basic authentication gets 401 with a challenge (RFC 6749 §5.2);
+    // refused form credentials get 400 (see token_endpoint_errors_follow_oauth).
+    let response = http()
+        .post(format!("{}/connect/token", sim.base_url()))
+        .basic_auth("operator", Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Basic")
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
 }
 
 #[tokio::test]
@@ -554,7 +574,7 @@ async fn token_endpoint_errors_follow_oauth() {
                 ("client_id", "operator"),
                 ("client_secret", "wrong"),
             ],
-            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
             "invalid_client",
         ),
         (
@@ -563,12 +583,12 @@ async fn token_endpoint_errors_follow_oauth() {
                 ("client_id", "nobody"),
                 ("client_secret", "operator-secret"),
             ],
-            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
             "invalid_client",
         ),
         (
             &[("grant_type", "client_credentials")],
-            StatusCode::UNAUTHORIZED,
+            StatusCode::BAD_REQUEST,
             "invalid_client",
         ),
         (

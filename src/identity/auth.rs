@@ -126,6 +126,11 @@ impl Credentials {
 /// How long an ROPC token lives by default (the contract: 30 minutes).
 pub const ROPC_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
+/// Longest token lifetime the cache believes (24 h). A server's `expires_in` is clamped to it, so
+/// that no value (up to `u64::MAX` seconds) can overflow the clock arithmetic, and a token is
+/// refreshed at least daily.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// When to refresh a token of lifetime `lifetime` after it was obtained: at 90 % of its life or
 /// 60 s before expiry, whichever is sooner, but never before half its life (so a very short-lived
 /// token is still used for a while instead of being refreshed on every call).
@@ -148,6 +153,30 @@ struct Cached {
     token: Token,
     obtained: Instant,
     refresh_at: Instant,
+    /// Until when the token may still be used when its refresh fails: its expiry less a margin
+    /// for the trip to the server and clock differences.
+    usable_until: Instant,
+}
+
+impl Cached {
+    fn new(token: Token, lifetime: Duration) -> Self {
+        let lifetime = lifetime.min(MAX_TOKEN_LIFETIME);
+        let obtained = Instant::now();
+        let margin = (lifetime / 10).min(Duration::from_secs(10));
+        let at = |delay: Duration| obtained.checked_add(delay).unwrap_or(obtained);
+        Self {
+            token,
+            obtained,
+            refresh_at: at(refresh_delay(lifetime)),
+            usable_until: at(lifetime - margin),
+        }
+    }
+
+    /// The token, if it may still be used although a refresh is due (or failed).
+    fn still_usable(&self, rejected: Option<u64>) -> Option<Token> {
+        (Instant::now() < self.usable_until && rejected != Some(self.token.generation))
+            .then(|| self.token.clone())
+    }
 }
 
 #[derive(Default)]
@@ -161,6 +190,9 @@ struct State {
 
 /// A token cache with single-flight refresh: the lock is held while a token is fetched, so
 /// concurrent callers wait for that one request and then share its result (or its failure).
+///
+/// A proactive refresh (before expiry) that fails or is cancelled keeps the old token: it is
+/// returned instead of the error until shortly before it expires, unless the server refused it.
 #[derive(Default)]
 pub struct TokenCache {
     state: Mutex<State>,
@@ -180,37 +212,43 @@ impl TokenCache {
         let mut state = self.state.lock().await;
         let now = Instant::now();
         if let Some(cached) = &state.cached {
-            let fresh = now < cached.refresh_at || cached.obtained >= asked;
-            if fresh && rejected != Some(cached.token.generation) {
+            if rejected == Some(cached.token.generation) {
+                // The server refused it: never hand it out again, not even as a fallback.
+                state.cached = None;
+            } else if now < cached.refresh_at || cached.obtained >= asked {
                 return Ok(cached.token.clone());
             }
         }
+        let fallback = |state: &State| state.cached.as_ref()?.still_usable(rejected);
         if let Some((at, error)) = &state.last_failure
             && *at >= asked
         {
-            return Err(error.clone());
+            return fallback(&state).ok_or_else(|| error.clone());
         }
-        state.cached = None;
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match fetch().await {
             Ok((value, lifetime)) => {
                 state.generation += 1;
-                let obtained = Instant::now();
                 let token = Token {
                     value,
                     generation: state.generation,
                 };
-                state.cached = Some(Cached {
-                    token: token.clone(),
-                    obtained,
-                    refresh_at: obtained + refresh_delay(lifetime),
-                });
+                state.cached = Some(Cached::new(token.clone(), lifetime));
                 state.last_failure = None;
                 Ok(token)
             }
             Err(error) => {
                 state.last_failure = Some((Instant::now(), error.clone()));
-                Err(error)
+                match fallback(&state) {
+                    Some(token) => {
+                        tracing::debug!(
+                            class = error.class().as_str(),
+                            "token refresh failed; using the current token until it expires"
+                        );
+                        Ok(token)
+                    }
+                    None => Err(error),
+                }
             }
         }
     }
@@ -317,6 +355,78 @@ mod tests {
             .unwrap();
         assert_eq!(t4.value.expose(), "d");
         assert_eq!(cache.fetches(), 3);
+    }
+
+    fn unavailable() -> Result<(SecretString, Duration), IdentityError> {
+        Err(IdentityError::Unavailable {
+            endpoint: Endpoint::Token,
+            url: "https://h/connect/token".into(),
+            status: 503,
+            retry_after: None,
+            message: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn extreme_lifetimes_neither_panic_nor_cache_forever() {
+        let cache = TokenCache::default();
+        let huge = Duration::from_secs(u64::MAX);
+        let t1 = cache.get(None, || async { ok("a", huge) }).await.unwrap();
+        let t2 = cache.get(None, || async { ok("b", huge) }).await.unwrap();
+        assert_eq!((t1.value.expose(), t2.value.expose()), ("a", "a"));
+        assert_eq!(cache.fetches(), 1);
+        let t3 = cache
+            .get(Some(t1.generation), || async { ok("c", Duration::MAX) })
+            .await
+            .unwrap();
+        assert_eq!(t3.value.expose(), "c");
+
+        // `expires_in: 0`: the caller that fetched it uses it, the next one fetches again, and a
+        // failed refresh has nothing to fall back to.
+        let zero = TokenCache::default();
+        let t = zero
+            .get(None, || async { ok("z", Duration::ZERO) })
+            .await
+            .unwrap();
+        assert_eq!(t.value.expose(), "z");
+        assert!(zero.get(None, || async { unavailable() }).await.is_err());
+        assert_eq!(zero.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_cancelled_refresh_keeps_the_token_until_it_expires() {
+        let cache = TokenCache::default();
+        let lifetime = Duration::from_secs(2);
+        cache
+            .get(None, || async { ok("a", lifetime) })
+            .await
+            .unwrap();
+        // Past the refresh time (1 s), before the expiry (2 s, usable until 1.8 s).
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(20),
+            cache.get(None, std::future::pending),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        let t = cache.get(None, || async { unavailable() }).await.unwrap();
+        assert_eq!(t.value.expose(), "a");
+        assert_eq!(cache.fetches(), 3);
+        // A token the server refused is not a fallback.
+        assert!(
+            cache
+                .get(Some(t.generation), || async { unavailable() })
+                .await
+                .is_err()
+        );
+        let fresh = TokenCache::default();
+        fresh
+            .get(None, || async { ok("b", lifetime) })
+            .await
+            .unwrap();
+        // After the expiry the failure is reported.
+        tokio::time::sleep(Duration::from_millis(1900)).await;
+        assert!(fresh.get(None, || async { unavailable() }).await.is_err());
     }
 
     #[tokio::test]

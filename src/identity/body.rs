@@ -121,6 +121,32 @@ fn json_message(value: &Value) -> Option<String> {
     }
 }
 
+/// What a token endpoint's (OAuth 2.0 or ABP) error body says, from its JSON error fields only:
+/// `error_description`, else `error` (a code, or ABP's `{message, details}` object). `None` for
+/// anything that is not such JSON; a raw body is never quoted, as it may echo a credential.
+pub fn token_error_message(body: &[u8]) -> Option<String> {
+    let value = serde_json::from_slice::<Value>(body).ok()?;
+    let object = value.as_object()?;
+    let text = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let message =
+        text(object.get("error_description")).or_else(|| match object.get("error")? {
+            Value::Object(inner) => {
+                let msg = text(inner.get("message"))?;
+                Some(match text(inner.get("details")) {
+                    Some(d) => format!("{msg} {d}"),
+                    None => msg,
+                })
+            }
+            other => text(Some(other)),
+        })?;
+    Some(sanitize_prefix(&message, MESSAGE_CHARS))
+}
+
 /// The OAuth 2.0 `error` code of a token endpoint's answer (`invalid_client`, ...), if any.
 pub fn oauth_error_code(body: &[u8]) -> Option<String> {
     let value = serde_json::from_slice::<Value>(body).ok()?;
@@ -209,6 +235,30 @@ mod tests {
         );
         assert_eq!(server_message(b"  "), None);
         assert!(server_message(&[b'x'; 2000]).unwrap().chars().count() <= MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn token_error_messages_come_from_json_error_fields_only() {
+        assert_eq!(
+            token_error_message(br#"{"error":"invalid_client","error_description":"bad"}"#)
+                .as_deref(),
+            Some("bad")
+        );
+        assert_eq!(
+            token_error_message(br#"{"error":"invalid_client"}"#).as_deref(),
+            Some("invalid_client")
+        );
+        let abp = br#"{"success":false,"error":{"message":"Login failed!","details":"Invalid"}}"#;
+        assert_eq!(
+            token_error_message(abp).as_deref(),
+            Some("Login failed! Invalid")
+        );
+        assert_eq!(
+            token_error_message(b"<html>client_secret=s3cret</html>"),
+            None
+        );
+        assert_eq!(token_error_message(br#"{"detail":"echo s3cret"}"#), None);
+        assert_eq!(token_error_message(b""), None);
     }
 
     #[test]

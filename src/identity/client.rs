@@ -10,9 +10,10 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::auth::{Credentials, ROPC_TOKEN_LIFETIME, Token, TokenCache};
+use super::auth::{Credentials, MAX_TOKEN_LIFETIME, ROPC_TOKEN_LIFETIME, Token, TokenCache};
 use super::body;
 use super::error::IdentityError;
+use super::redact::Redactor;
 use super::retry::{self, Budget};
 use super::transport::{self, Answer, AttemptInfo};
 use super::types::{
@@ -25,6 +26,9 @@ use crate::secret::SecretString;
 pub use super::observe::{Endpoint, RequestObserver, RequestOutcome};
 pub use super::retry::RetryPolicy;
 
+/// Default timeout of one HTTP attempt: a third of [`RetryPolicy::default`]'s `max_elapsed`.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Everything an [`IdentityClient`] is built from.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -36,9 +40,12 @@ pub struct ClientConfig {
     pub allow_http: bool,
     /// TCP/TLS connect timeout (default 5 s).
     pub connect_timeout: Duration,
-    /// Timeout of one HTTP attempt, body included (default 30 s).
+    /// Timeout of one HTTP attempt, body included (default 10 s). Keep it well below
+    /// `retry.max_elapsed` (the default is a third of it): an attempt that times out is only
+    /// retried when time for another attempt is left in that budget.
     pub request_timeout: Duration,
-    /// Retries of transient failures inside one call.
+    /// Retries of transient failures inside one call; `retry.max_elapsed` bounds the whole call
+    /// and should be 2–3 × `request_timeout` so that a timed-out attempt can be retried.
     pub retry: RetryPolicy,
     /// An extra CA (PEM, one or more certificates) trusted in addition to the system roots.
     pub ca_certificate_pem: Option<Vec<u8>>,
@@ -47,15 +54,15 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A configuration with the defaults: https only, 5 s connect and 30 s request timeouts,
-    /// [`RetryPolicy::default`], system roots, no observer.
+    /// A configuration with the defaults: https only, 5 s connect and 10 s request timeouts,
+    /// [`RetryPolicy::default`] (30 s overall, so a timeout is retried), system roots, no observer.
     pub fn new(base_url: impl Into<String>, credentials: Credentials) -> Self {
         Self {
             base_url: base_url.into(),
             credentials,
             allow_http: false,
             connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             retry: RetryPolicy::default(),
             ca_certificate_pem: None,
             observer: None,
@@ -177,18 +184,23 @@ impl IdentityClient {
     }
 
     /// `GET {base}/api/Setting` for `keys` in `scope`. Keys without a stored value are absent
-    /// from the answer.
+    /// from the answer. An empty `keys` answers an empty list without any request: the contract
+    /// does not say what a GET without `key` returns.
     pub async fn get_settings(
         &self,
         scope: &SettingScope,
         keys: &[String],
     ) -> Result<Vec<StoredSetting>, IdentityError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let url = urls::settings_query(&self.inner.base, scope, keys);
-        self.setting_call(Method::GET, &url, Body::None).await
+        self.setting_call(Method::GET, &url, Body::None, &[]).await
     }
 
     /// `PUT {base}/api/Setting`: creates or updates `settings` in `scope`; answers the server's
-    /// rows (ids and values as stored), in the order sent.
+    /// rows (ids and values as stored), in the order sent. Values of secret keys (see
+    /// [`is_secret_key`]) are cut out of any server text an error quotes.
     pub async fn put_settings(
         &self,
         scope: &SettingScope,
@@ -203,32 +215,49 @@ impl IdentityClient {
             IdentityError::Configuration(format!("could not serialize the settings: {e}"))
         })?;
         let url = urls::join(&self.inner.base, urls::SETTING_PATH);
-        self.setting_call(Method::PUT, &url, Body::Json(&json))
+        let sent: Vec<&str> = settings
+            .iter()
+            .filter(|s| is_secret_key(&s.key))
+            .map(|s| s.value.as_str())
+            .collect();
+        self.setting_call(Method::PUT, &url, Body::Json(&json), &sent)
             .await
-            .map_err(|e| redact_sent_secrets(e, settings))
     }
 
     /// How many token requests (client credentials or ROPC) this client and its clones made.
-    pub async fn token_requests(&self) -> u64 {
+    pub fn token_requests(&self) -> u64 {
         self.inner.tokens.fetches()
     }
 
+    /// What to cut out of server texts: the credentials' secrets and `extra` (sent values).
+    fn redactor(&self, extra: &[&str]) -> Redactor {
+        let secrets = self.inner.credentials.secrets();
+        let mut redactor = Redactor::new(secrets.iter().map(SecretString::expose));
+        for secret in extra {
+            redactor.add(secret);
+        }
+        redactor
+    }
+
     /// One Setting call with retries; a 401 with refreshable credentials gets one refresh and
-    /// one more try within the call.
+    /// one more try within the call. `sent` are secret values in the body, cut out of errors.
     async fn setting_call<T: DeserializeOwned>(
         &self,
         method: Method,
         url: &Url,
         body: Body<'_>,
+        sent: &[&str],
     ) -> Result<T, IdentityError> {
         let refreshed = AtomicBool::new(false);
+        let secrets = self.redactor(sent);
         let answer = retry::run(&self.inner.retry, |attempt, budget| {
-            self.setting_attempt(&method, url, &body, attempt, budget, &refreshed)
+            self.setting_attempt(&method, url, &body, attempt, budget, &refreshed, &secrets)
         })
         .await?;
-        decode_json(Endpoint::Setting, url.as_str(), &answer)
+        decode_json(Endpoint::Setting, url.as_str(), &answer, &secrets)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn setting_attempt(
         &self,
         method: &Method,
@@ -237,6 +266,7 @@ impl IdentityClient {
         attempt: u32,
         budget: Budget,
         refreshed: &AtomicBool,
+        secrets: &Redactor,
     ) -> Result<Answer, IdentityError> {
         let token = self.token(None, attempt, budget).await?;
         let mut answer = self
@@ -255,7 +285,9 @@ impl IdentityClient {
         if answer.is_success() {
             Ok(answer)
         } else {
-            Err(answer.into_error(Endpoint::Setting, url.as_str()))
+            let mut secrets = secrets.clone();
+            secrets.add(token.value.expose());
+            Err(answer.into_error(Endpoint::Setting, url.as_str(), &secrets))
         }
     }
 
@@ -279,9 +311,30 @@ impl IdentityClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(json.to_vec());
         }
+        self.send(
+            request,
+            Endpoint::Setting,
+            method.as_str(),
+            url,
+            attempt,
+            budget,
+        )
+        .await
+    }
+
+    /// One attempt of `request`, timed out at the attempt timeout and reported to the observer.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        endpoint: Endpoint,
+        method: &str,
+        url: &Url,
+        attempt: u32,
+        budget: Budget,
+    ) -> Result<Answer, IdentityError> {
         let info = AttemptInfo {
-            method: method.as_str(),
-            endpoint: Endpoint::Setting,
+            method,
+            endpoint,
             url: url.as_str(),
             attempt,
             timeout: self.attempt_timeout(budget),
@@ -363,30 +416,26 @@ impl IdentityClient {
             .post(url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form);
-        let info = AttemptInfo {
-            method: "POST",
-            endpoint: Endpoint::Token,
-            url: url.as_str(),
-            attempt,
-            timeout: self.attempt_timeout(budget),
-        };
-        let answer = transport::send(request, info, self.inner.observer.as_deref()).await?;
+        let answer = self
+            .send(request, Endpoint::Token, "POST", url, attempt, budget)
+            .await?;
+        let secrets = self.redactor(&[]);
         if !answer.is_success() {
-            return Err(answer.into_error(Endpoint::Token, url.as_str()));
+            return Err(answer.into_error(Endpoint::Token, url.as_str(), &secrets));
         }
-        let response: TokenResponse = decode_json(Endpoint::Token, url.as_str(), &answer)?;
+        let response: TokenResponse =
+            decode_json(Endpoint::Token, url.as_str(), &answer, &secrets)?;
         if response.access_token.is_empty() {
-            return Err(token_protocol_error(
+            return Err(protocol_error(
                 Endpoint::Token,
-                url,
+                url.as_str(),
                 &answer,
-                "the access_token is empty",
+                "the access_token is empty".to_owned(),
             ));
         }
-        Ok((
-            SecretString::new(response.access_token),
-            Duration::from_secs(response.expires_in),
-        ))
+        // Clamped so that no `expires_in` (up to u64::MAX) can overflow the cache's clock.
+        let lifetime = Duration::from_secs(response.expires_in.min(MAX_TOKEN_LIFETIME.as_secs()));
+        Ok((SecretString::new(response.access_token), lifetime))
     }
 
     /// `POST {authenticate_url}` with the ABP JSON body; the token is `result`.
@@ -418,24 +467,27 @@ impl IdentityClient {
             .header(reqwest::header::ACCEPT, "application/json")
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(json);
-        let info = AttemptInfo {
-            method: "POST",
-            endpoint: Endpoint::Authenticate,
-            url: url.as_str(),
-            attempt,
-            timeout: self.attempt_timeout(budget),
-        };
-        let answer = transport::send(request, info, self.inner.observer.as_deref()).await?;
+        let answer = self
+            .send(
+                request,
+                Endpoint::Authenticate,
+                "POST",
+                url,
+                attempt,
+                budget,
+            )
+            .await?;
+        let secrets = self.redactor(&[]);
         if !answer.is_success() {
-            return Err(answer.into_error(Endpoint::Authenticate, url.as_str()));
+            return Err(answer.into_error(Endpoint::Authenticate, url.as_str(), &secrets));
         }
         let response: AuthenticateResponse =
-            decode_json(Endpoint::Authenticate, url.as_str(), &answer)?;
+            decode_json(Endpoint::Authenticate, url.as_str(), &answer, &secrets)?;
         match response.result {
             Some(token) if response.success && !token.is_empty() => {
                 Ok((SecretString::new(token), ROPC_TOKEN_LIFETIME))
             }
-            _ => Err(IdentityError::Unauthorized {
+            _ => Err(secrets.scrub_error(IdentityError::Unauthorized {
                 endpoint: Endpoint::Authenticate,
                 url: url.to_string(),
                 status: answer.status,
@@ -443,53 +495,50 @@ impl IdentityClient {
                     .error
                     .and_then(|e| body::value_message(&serde_json::json!({ "error": e }))),
                 hint: Some(super::error::HINT_PASSWORD),
-            }),
+            })),
         }
     }
 }
 
 /// Parses a success body as JSON of type `T`. A non-JSON content type (an HTML login page behind
-/// a proxy, say) or a body of the wrong shape is a Protocol error. A sanitized prefix of the body
-/// is quoted only for non-JSON Setting answers: JSON answers may hold secret setting values and
-/// token-endpoint answers hold tokens, so for those only the shape is described.
+/// a proxy, say) or a body of the wrong shape is a Protocol error. A sanitized prefix of the body,
+/// with `secrets` cut out first, is quoted only for non-JSON Setting answers: JSON answers may
+/// hold secret setting values and token-endpoint answers hold tokens, so for those only the
+/// shape is described.
 fn decode_json<T: DeserializeOwned>(
     endpoint: Endpoint,
     url: &str,
     answer: &Answer,
+    secrets: &Redactor,
 ) -> Result<T, IdentityError> {
-    let content_type = answer.content_type.as_deref().unwrap_or("none");
     let json_type = answer
         .content_type
         .as_deref()
         .is_none_or(body::is_json_content_type);
-    let protocol = |detail: String| IdentityError::Protocol {
-        endpoint,
-        url: url.to_owned(),
-        status: answer.status,
-        content_type: content_type.to_owned(),
-        detail,
-    };
     if !json_type {
         let detail = if endpoint == Endpoint::Setting {
-            let text = String::from_utf8_lossy(&answer.body);
+            let mut text = String::from_utf8_lossy(&answer.body).into_owned();
+            secrets.scrub(&mut text);
             format!(
                 "expected JSON; the body starts with: {}",
                 body::sanitize_prefix(&text, body::PREFIX_CHARS)
             )
         } else {
             format!(
-                "expected JSON, got {} bytes of {content_type}",
-                answer.body.len()
+                "expected JSON, got {} bytes of {}",
+                answer.body.len(),
+                answer.content_type.as_deref().unwrap_or("none")
             )
         };
-        return Err(protocol(detail));
+        return Err(secrets.scrub_error(protocol_error(endpoint, url, answer, detail)));
     }
     serde_json::from_slice(&answer.body).map_err(|e| {
-        protocol(format!(
+        let detail = format!(
             "expected {}, got {}",
             expected_shape(endpoint),
             body::describe_json_mismatch(&answer.body, &e)
-        ))
+        );
+        protocol_error(endpoint, url, answer, detail)
     })
 }
 
@@ -501,80 +550,14 @@ fn expected_shape(endpoint: Endpoint) -> &'static str {
     }
 }
 
-fn token_protocol_error(
-    endpoint: Endpoint,
-    url: &Url,
-    answer: &Answer,
-    detail: &str,
-) -> IdentityError {
+/// A Protocol error about a success `answer` that is not what the API sends.
+fn protocol_error(endpoint: Endpoint, url: &str, answer: &Answer, detail: String) -> IdentityError {
     IdentityError::Protocol {
         endpoint,
-        url: url.to_string(),
+        url: url.to_owned(),
         status: answer.status,
         content_type: answer.content_type.clone().unwrap_or_else(|| "none".into()),
-        detail: detail.to_owned(),
-    }
-}
-
-/// A server message may echo what was sent. Values of secret keys (a last segment `Password`,
-/// like `Email.Smtp.Password`) are cut out of it.
-fn redact_sent_secrets(error: IdentityError, settings: &[SettingValue]) -> IdentityError {
-    let secrets: Vec<&str> = settings
-        .iter()
-        .filter(|s| is_secret_key(&s.key) && s.value.len() >= 3)
-        .map(|s| s.value.as_str())
-        .collect();
-    if secrets.is_empty() {
-        return error;
-    }
-    let scrub = |text: &mut String| {
-        for secret in &secrets {
-            *text = text.replace(secret, crate::secret::REDACTED);
-        }
-    };
-    match error {
-        IdentityError::Rejected {
-            endpoint,
-            url,
-            status,
-            mut message,
-        } => {
-            scrub(&mut message);
-            IdentityError::Rejected {
-                endpoint,
-                url,
-                status,
-                message,
-            }
-        }
-        IdentityError::Unavailable {
-            endpoint,
-            url,
-            status,
-            retry_after,
-            mut message,
-        } => {
-            if let Some(m) = message.as_mut() {
-                scrub(m);
-            }
-            IdentityError::Unavailable {
-                endpoint,
-                url,
-                status,
-                retry_after,
-                message,
-            }
-        }
-        IdentityError::RetriesExhausted {
-            attempts,
-            elapsed,
-            last,
-        } => IdentityError::RetriesExhausted {
-            attempts,
-            elapsed,
-            last: Box::new(redact_sent_secrets(*last, settings)),
-        },
-        other => other,
+        detail,
     }
 }
 
@@ -596,8 +579,10 @@ mod tests {
             Credentials::BearerToken { token: "t".into() },
         );
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
-        assert_eq!(c.request_timeout, Duration::from_secs(30));
+        assert_eq!(c.request_timeout, Duration::from_secs(10));
         assert_eq!(c.retry, RetryPolicy::default());
+        // A timed-out attempt must leave room for at least one more.
+        assert!(c.retry.max_elapsed >= c.request_timeout * 2);
         assert!(!c.allow_http);
         assert!(!format!("{c:?}").contains("\"t\""));
     }
@@ -623,20 +608,9 @@ mod tests {
     }
 
     #[test]
-    fn secret_keys_and_redaction() {
+    fn secret_keys() {
         assert!(is_secret_key("Email.Smtp.Password"));
+        assert!(is_secret_key("password"));
         assert!(!is_secret_key("Auth.Password.PasswordComplexity"));
-        let settings = vec![SettingValue {
-            key: "Email.Smtp.Password".into(),
-            value: "hunter2".into(),
-        }];
-        let e = IdentityError::Rejected {
-            endpoint: Endpoint::Setting,
-            url: "u".into(),
-            status: 400,
-            message: "value hunter2 is too weak".into(),
-        };
-        let e = redact_sent_secrets(e, &settings);
-        assert!(!e.to_string().contains("hunter2"), "{e}");
     }
 }

@@ -234,6 +234,52 @@ impl IdentityError {
         }
     }
 
+    /// Applies `f` to every text this error carries (URLs, messages, details, reasons, content
+    /// types), the wrapped last failure included. Used to cut secrets out of server texts.
+    pub fn map_text(&mut self, f: &mut dyn FnMut(&mut String)) {
+        match self {
+            IdentityError::InvalidUrl { url, reason, .. } => {
+                f(url);
+                f(reason);
+            }
+            IdentityError::InsecureUrl { url, .. } | IdentityError::NotFound { url } => f(url),
+            IdentityError::Configuration(text) => f(text),
+            IdentityError::Unauthorized { url, detail, .. }
+            | IdentityError::Forbidden { url, detail, .. } => {
+                f(url);
+                if let Some(detail) = detail {
+                    f(detail);
+                }
+            }
+            IdentityError::Rejected { url, message, .. } => {
+                f(url);
+                f(message);
+            }
+            IdentityError::Unavailable { url, message, .. } => {
+                f(url);
+                if let Some(message) = message {
+                    f(message);
+                }
+            }
+            IdentityError::Timeout { url, .. } => f(url),
+            IdentityError::Connection { url, reason, .. } => {
+                f(url);
+                f(reason);
+            }
+            IdentityError::Protocol {
+                url,
+                content_type,
+                detail,
+                ..
+            } => {
+                f(url);
+                f(content_type);
+                f(detail);
+            }
+            IdentityError::RetriesExhausted { last, .. } => last.map_text(f),
+        }
+    }
+
     /// Whether the retry loop may try again (transient, and not already the loop's verdict).
     pub(crate) fn is_retryable(&self) -> bool {
         self.class() == ErrorClass::Transient
@@ -276,11 +322,18 @@ pub struct FailedResponse<'a> {
 
 /// Turns a non-success answer into an error. Pure. Token-endpoint answers are read as OAuth 2.0
 /// errors (`invalid_client` → Authentication, `invalid_scope` → Forbidden), ROPC 400s as login
-/// failures. Bodies of the token endpoints are only mined for their error fields, never quoted.
+/// failures. Bodies of the token endpoints are only mined for their JSON error fields
+/// (`error_description`, `error`, ABP's `error.message`), never quoted: a gateway page could echo
+/// the form with the client secret or the ROPC body with the password. Setting answers may be
+/// quoted (a server message, or a sanitized prefix of a non-JSON body); the client cuts known
+/// secrets out of the body before calling this.
 pub fn error_for_response(r: FailedResponse<'_>) -> IdentityError {
     let url = r.url.to_owned();
     let endpoint = r.endpoint;
-    let message = || body::server_message(r.body);
+    let message = || match endpoint {
+        Endpoint::Setting => body::server_message(r.body),
+        Endpoint::Token | Endpoint::Authenticate => body::token_error_message(r.body),
+    };
     if endpoint == Endpoint::Token && r.status == 400 {
         match body::oauth_error_code(r.body).as_deref() {
             Some(code @ ("invalid_client" | "invalid_grant")) => {
@@ -345,7 +398,7 @@ pub fn error_for_response(r: FailedResponse<'_>) -> IdentityError {
             endpoint,
             url,
             status: r.status,
-            message: message().unwrap_or_else(|| "no message".to_owned()),
+            message: message().unwrap_or_else(|| unquoted_body(&r)),
         },
         ErrorClass::Protocol | ErrorClass::Configuration => IdentityError::Protocol {
             endpoint,
@@ -360,6 +413,19 @@ pub fn error_for_response(r: FailedResponse<'_>) -> IdentityError {
                 _ => "unexpected status".to_owned(),
             },
         },
+    }
+}
+
+/// What a refusal without a usable message says instead: the body's size and type, not its text.
+fn unquoted_body(r: &FailedResponse<'_>) -> String {
+    if r.body.is_empty() {
+        "no message".to_owned()
+    } else {
+        format!(
+            "no message ({} bytes of {}, not quoted)",
+            r.body.len(),
+            r.content_type.unwrap_or("unknown type")
+        )
     }
 }
 

@@ -8,6 +8,7 @@ pub mod body;
 pub mod client;
 pub mod error;
 pub mod observe;
+mod redact;
 pub mod retry;
 mod transport;
 pub mod types;

@@ -1,6 +1,11 @@
 //! When to try a transient failure again and how long to wait: exponential backoff with jitter,
 //! `Retry-After`, and bounds on attempts and elapsed time. The decisions are pure functions; the
 //! loop that sleeps is [`run`].
+//!
+//! A server's `Retry-After` is honoured, never shortened: when it fits (at most `max_backoff` and
+//! within the remaining `max_elapsed`), the next attempt waits at least that long; when it does
+//! not, the call ends with the error, which carries the `Retry-After` for the caller (the
+//! controller requeues after it).
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,10 +22,13 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Delay before the first retry, doubled for each further one (default 200 ms).
     pub initial_backoff: Duration,
-    /// Longest single delay, also the cap on a server's `Retry-After` (default 5 s).
+    /// Longest single delay (default 5 s). A server's `Retry-After` longer than this is not
+    /// waited for inside the call: the call ends with the error instead.
     pub max_backoff: Duration,
     /// Longest time one call may take, retries and waits included (default 30 s). No retry is
     /// started that could not finish in time, and the last attempt's timeout is shortened to fit.
+    /// Should be 2–3 × the client's per-attempt timeout (10 s by default), or a timed-out
+    /// attempt is never retried.
     pub max_elapsed: Duration,
 }
 
@@ -57,18 +65,26 @@ pub fn backoff_delay(policy: &RetryPolicy, failures: u32, jitter: f64) -> Durati
     base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-/// The delay before the next attempt: the server's `Retry-After` when it sent one (capped at
-/// `max_backoff`), otherwise [`backoff_delay`].
+/// The delay before the next attempt: the server's `Retry-After` plus a small positive jitter
+/// (so many callers do not return in the same millisecond) when it sent one, otherwise
+/// [`backoff_delay`]. `None` when the server asked for longer than `max_backoff`: the call should
+/// end and leave the wait to its caller.
 pub fn delay_for(
     policy: &RetryPolicy,
     failures: u32,
     retry_after: Option<Duration>,
     jitter: f64,
-) -> Duration {
+) -> Option<Duration> {
     match retry_after {
-        Some(after) => after.min(policy.max_backoff),
-        None => backoff_delay(policy, failures, jitter),
+        Some(after) if after > policy.max_backoff => None,
+        Some(after) => Some(after + retry_after_jitter(after).mul_f64(jitter.clamp(0.0, 1.0))),
+        None => Some(backoff_delay(policy, failures, jitter)),
     }
+}
+
+/// The most added to a `Retry-After`: a tenth of it, between 50 ms and 1 s.
+fn retry_after_jitter(after: Duration) -> Duration {
+    (after / 10).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
 
 /// Whether to retry after `failures` failed attempts that took `elapsed` so far, waiting `delay`:
@@ -132,8 +148,9 @@ where
             Err(e) => e,
         };
         failures += 1;
-        let delay = delay_for(policy, failures, error.retry_after(), rand::random::<f64>());
-        if !should_retry(policy, failures, start.elapsed(), delay) {
+        let delay = delay_for(policy, failures, error.retry_after(), rand::random::<f64>())
+            .filter(|delay| should_retry(policy, failures, start.elapsed(), *delay));
+        let Some(delay) = delay else {
             if failures == 1 {
                 return Err(error);
             }
@@ -142,7 +159,7 @@ where
                 elapsed: start.elapsed(),
                 last: Box::new(error),
             });
-        }
+        };
         tracing::debug!(
             attempt = failures,
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -180,17 +197,76 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_wins_but_is_capped() {
+    fn retry_after_is_waited_at_least_or_ends_the_call() {
         let p = policy();
         assert_eq!(
             delay_for(&p, 1, Some(Duration::from_secs(2)), 0.0),
-            Duration::from_secs(2)
+            Some(Duration::from_secs(2))
         );
         assert_eq!(
-            delay_for(&p, 1, Some(Duration::from_secs(3600)), 0.0),
-            Duration::from_secs(5)
+            delay_for(&p, 1, Some(Duration::from_secs(2)), 1.0),
+            Some(Duration::from_millis(2200))
         );
-        assert_eq!(delay_for(&p, 1, None, 1.0), Duration::from_millis(200));
+        assert_eq!(
+            delay_for(&p, 1, Some(Duration::ZERO), 1.0),
+            Some(Duration::from_millis(50))
+        );
+        assert_eq!(
+            delay_for(&p, 1, Some(Duration::from_secs(5)), 1.0),
+            Some(Duration::from_millis(5500))
+        );
+        assert_eq!(delay_for(&p, 1, Some(Duration::from_secs(6)), 0.0), None);
+        assert_eq!(delay_for(&p, 1, Some(Duration::from_secs(3600)), 0.0), None);
+        assert_eq!(
+            delay_for(&p, 1, None, 1.0),
+            Some(Duration::from_millis(200))
+        );
+    }
+
+    fn throttled(after: Duration) -> IdentityError {
+        IdentityError::Unavailable {
+            endpoint: super::super::observe::Endpoint::Setting,
+            url: "https://h/api/Setting".into(),
+            status: 429,
+            retry_after: Some(after),
+            message: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn run_returns_a_retry_after_that_does_not_fit_at_once() {
+        // Longer than max_backoff.
+        let start = Instant::now();
+        let mut calls = 0;
+        let result: Result<(), _> = run(&policy(), |_, _| {
+            calls += 1;
+            async { Err(throttled(Duration::from_secs(30))) }
+        })
+        .await;
+        assert_eq!(calls, 1);
+        assert_eq!(
+            result.unwrap_err().retry_after(),
+            Some(Duration::from_secs(30))
+        );
+        assert!(start.elapsed() < Duration::from_millis(500));
+
+        // Within max_backoff but past the remaining budget.
+        let tight = RetryPolicy {
+            max_elapsed: Duration::from_secs(2),
+            ..policy()
+        };
+        let mut calls = 0;
+        let result: Result<(), _> = run(&tight, |_, _| {
+            calls += 1;
+            async { Err(throttled(Duration::from_secs(3))) }
+        })
+        .await;
+        assert_eq!(calls, 1);
+        assert_eq!(
+            result.unwrap_err().retry_after(),
+            Some(Duration::from_secs(3))
+        );
+        assert!(start.elapsed() < Duration::from_millis(500));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! turn transport failures into [`IdentityError`]s. Headers and bodies are never logged.
 
 use std::error::Error as _;
+use std::fmt;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -10,13 +11,13 @@ use tracing::Instrument;
 
 use super::error::{FailedResponse, IdentityError, error_for_response};
 use super::observe::{Endpoint, RequestObserver, RequestOutcome};
+use super::redact::Redactor;
 use super::retry::parse_retry_after;
 
 /// Largest body the client reads; the Setting API's answers are far smaller.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// A complete answer.
-#[derive(Debug)]
+/// A complete answer. `Debug` shows the body's length only: a token answer's body holds the token.
 pub struct Answer {
     /// The status.
     pub status: u16,
@@ -29,24 +30,46 @@ pub struct Answer {
     pub body: Bytes,
 }
 
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Answer {
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
 
-    /// The error this (non-success) answer means.
-    pub fn into_error(self, endpoint: Endpoint, url: &str) -> IdentityError {
-        error_for_response(FailedResponse {
+    /// The error this (non-success) answer means, with `secrets` cut out of the body before any
+    /// of it is read and out of the resulting texts.
+    pub(crate) fn into_error(
+        self,
+        endpoint: Endpoint,
+        url: &str,
+        secrets: &Redactor,
+    ) -> IdentityError {
+        let body = secrets.scrub_body(&self.body);
+        let www_authenticate = self.www_authenticate.map(|mut h| {
+            secrets.scrub(&mut h);
+            h
+        });
+        secrets.scrub_error(error_for_response(FailedResponse {
             endpoint,
             url,
             status: self.status,
             retry_after: self.retry_after,
             content_type: self.content_type.as_deref(),
-            www_authenticate: self.www_authenticate.as_deref(),
+            www_authenticate: www_authenticate.as_deref(),
             location: self.location.as_deref(),
-            body: &self.body,
-        })
+            body: &body,
+        }))
     }
 }
 
@@ -186,5 +209,25 @@ fn transport_error(error: &reqwest::Error, info: AttemptInfo<'_>) -> IdentityErr
         endpoint: info.endpoint,
         url: info.url.to_owned(),
         reason: super::body::sanitize_prefix(&reason, 300),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_body() {
+        let answer = Answer {
+            status: 200,
+            content_type: Some("application/json".into()),
+            retry_after: None,
+            www_authenticate: None,
+            location: None,
+            body: Bytes::from_static(br#"{"access_token":"tok-secret-value"}"#),
+        };
+        let shown = format!("{answer:?}");
+        assert!(!shown.contains("tok-secret-value"), "{shown}");
+        assert!(shown.contains("body_len"), "{shown}");
     }
 }

@@ -52,13 +52,18 @@ impl TokenStore {
         }
     }
 
-    /// Issues a new random token with `scopes`, valid for `lifetime`.
+    /// Issues a new random token with `scopes`, valid for `lifetime` (a lifetime beyond what the
+    /// clock can represent, like `Duration::MAX`, means as long as it can: never expired).
     pub(crate) fn issue(&self, scopes: Vec<String>, lifetime: Duration) -> String {
         let token = random_token();
         let now = Instant::now();
-        let expires_at = now.checked_add(lifetime).unwrap_or(now);
+        let expires_at = saturating_add(now, lifetime);
         let mut issued = self.lock();
-        issued.retain(|_, t| t.expires_at + FORGET_AFTER > now);
+        issued.retain(|_, t| {
+            t.expires_at
+                .checked_add(FORGET_AFTER)
+                .is_none_or(|forget_at| forget_at > now)
+        });
         issued.insert(token.clone(), Issued { scopes, expires_at });
         token
     }
@@ -86,6 +91,17 @@ impl TokenStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Issued>> {
         self.issued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `at + duration`, or the latest instant the clock can represent after `at` when that
+/// overflows (halving the duration until it fits; ends at `at` itself at the latest).
+fn saturating_add(at: Instant, mut duration: Duration) -> Instant {
+    loop {
+        if let Some(later) = at.checked_add(duration) {
+            return later;
+        }
+        duration /= 2;
     }
 }
 
@@ -153,6 +169,17 @@ mod tests {
         assert!(store.check("fixed").is_ok());
         let fresh = store.issue(vec![], Duration::from_secs(3600));
         assert!(store.check(&fresh).is_ok());
+    }
+
+    #[test]
+    fn a_lifetime_beyond_the_clock_means_never_expired() {
+        let store = TokenStore::new(Vec::new());
+        let forever = store.issue(vec![], Duration::MAX);
+        assert!(store.check(&forever).is_ok());
+        // Issuing again runs the forgetting pass over the far-future token without overflow.
+        let other = store.issue(vec![], Duration::MAX);
+        assert!(store.check(&forever).is_ok());
+        assert!(store.check(&other).is_ok());
     }
 
     #[test]

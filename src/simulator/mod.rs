@@ -301,12 +301,14 @@ impl Simulator {
     }
 }
 
-/// `""` or `/a/b` (no trailing slash); refuses characters axum's router would read as patterns.
+/// `""` or `/a/b` (no trailing slash); refuses characters axum's router would read as patterns,
+/// and segments starting with `:` (axum 0.8 panics on those, taking them for 0.7 captures).
 fn normalize_prefix(prefix: &str) -> io::Result<String> {
     let trimmed = prefix.trim_end_matches('/');
     let plain = trimmed.is_empty()
         || (trimmed.starts_with('/')
             && !trimmed.contains("//")
+            && !trimmed.split('/').any(|segment| segment.starts_with(':'))
             && !trimmed
                 .chars()
                 .any(|c| matches!(c, '{' | '}' | '*' | '?' | '#') || c.is_whitespace()));
@@ -394,7 +396,15 @@ mod tests {
         );
         assert_eq!(normalize_prefix("/").unwrap(), "");
         assert_eq!(normalize_prefix("").unwrap(), "");
-        for bad in ["identity_", "/{x}", "/a//b", "/a b", "/*"] {
+        for bad in [
+            "identity_",
+            "/{x}",
+            "/a//b",
+            "/a b",
+            "/*",
+            "/:org/identity_",
+            "/a/:b/",
+        ] {
             assert!(normalize_prefix(bad).is_err(), "{bad}");
         }
     }

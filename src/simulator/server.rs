@@ -16,6 +16,7 @@
 //!   strings as null), while an empty `userId` string in a PUT body is refused with 400;
 //! - JSON property names and query parameter names are matched case-insensitively, as ASP.NET
 //!   does;
+//! - a GET without `key` answers every row of the scope (a guess; the contract is silent);
 //! - a PUT is validated as a whole before anything is stored; a key repeated within one PUT is
 //!   written in order and each response element shows the value stored at that point;
 //! - ROPC: tenancy name and user name are compared case-insensitively (ABP normalises them), the
@@ -223,6 +224,8 @@ fn get_settings(app: &Shared, query: Option<&str>) -> Response {
         user_id: user.filter(|u| !u.is_empty()),
     };
     let store = app.store();
+    // Without any `key` every row of the scope is returned. The contract is silent on this; it is
+    // a lenient guess at the real service, and the operator's client never sends such a GET.
     let rows = if keys.is_empty() {
         store.all(&scope)
     } else {
@@ -422,9 +425,12 @@ struct TokenBody {
 
 /// `POST {prefix}/connect/token` with `grant_type=client_credentials`.
 ///
-/// Order of checks as IdentityServer does them: client authentication (401 `invalid_client`),
-/// then grant type (400 `unsupported_grant_type`, also when missing), then scopes (400
-/// `invalid_scope`). Client credentials are taken from an HTTP Basic header or from the form.
+/// Order of checks: client authentication (`invalid_client`), then grant type (400
+/// `unsupported_grant_type`, also when missing), then scopes (400 `invalid_scope`). Client
+/// credentials are taken from an HTTP Basic header or from the form. A refused client gets 401
+/// (with `WWW-Authenticate: Basic`) when it authenticated with Basic, else 400, as RFC 6749 §5.2
+/// and IdentityServer's token error result do. `expires_in` is the configured lifetime in whole
+/// seconds, even a huge one (`Duration::MAX` gives `u64::MAX`), so clients must cope with it.
 async fn token(State(app): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     app.counters.record(Endpoint::Token, parts.method.as_str());
@@ -455,20 +461,33 @@ async fn token(State(app): State<Arc<Shared>>, request: Request) -> Response {
         );
     }
     let form = Form::parse(&body);
-    let Some((client_id, client_secret)) = basic_credentials(&parts.headers).or_else(|| {
+    let basic = basic_credentials(&parts.headers);
+    let invalid_client = || {
+        if basic.is_some() {
+            let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic"),
+            );
+            response
+        } else {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_client", None)
+        }
+    };
+    let Some((client_id, client_secret)) = basic.clone().or_else(|| {
         Some((
             form.get("client_id")?.to_owned(),
             form.get("client_secret")?.to_owned(),
         ))
     }) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
+        return invalid_client();
     };
     let Some(client) = app
         .clients
         .iter()
         .find(|c| c.client_id == client_id && c.client_secret == client_secret)
     else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
+        return invalid_client();
     };
     if form.get("grant_type") != Some("client_credentials") {
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", None);

@@ -1091,3 +1091,727 @@ async fn all_namespaces_watch_with_label_selector_transitions() {
     // Starts matching -> ADDED; stops matching -> DELETED with the last matching content.
     assert_eq!(kinds, vec!["ADDED:a", "DELETED:a"]);
 }
+
+/// Sends one raw request and returns the status code and the body parsed as JSON (`Null` if it
+/// is not JSON).
+async fn raw(
+    emu: &KubeEmulator,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{}{path}", emu.url()),
+    );
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = req.body(body.to_string()).send().await.unwrap();
+    let code = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (
+        code,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Opens a raw watch and returns a function reading the next event line (or `None` when the
+/// stream ended or nothing arrived within `wait`).
+struct RawWatch {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl RawWatch {
+    async fn open(emu: &KubeEmulator, path_and_query: &str) -> RawWatch {
+        let resp = reqwest::get(format!("{}{path_and_query}", emu.url()))
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        RawWatch {
+            resp,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The next event, `Err(())` on timeout, `Ok(None)` at the end of the stream.
+    async fn next(&mut self, wait: Duration) -> Result<Option<serde_json::Value>, ()> {
+        tokio::time::timeout(wait, async {
+            loop {
+                if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                    return Some(serde_json::from_slice(&line).unwrap());
+                }
+                match self.resp.chunk().await.unwrap() {
+                    Some(chunk) => self.buf.extend_from_slice(&chunk),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .map_err(|_| ())
+    }
+
+    /// The next non-BOOKMARK event as `TYPE:name`.
+    async fn next_change(&mut self, wait: Duration) -> Option<String> {
+        loop {
+            let ev = self.next(wait).await.ok()??;
+            if ev["type"] != "BOOKMARK" {
+                return Some(format!(
+                    "{}:{}",
+                    ev["type"].as_str().unwrap(),
+                    ev["object"]["metadata"]["name"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+}
+
+const WIDGETS: &str = "/apis/test.example.com/v1/namespaces/test-ns/widgets";
+
+/// Bookmarks effectively off: nothing but the watch itself may deliver the backlog.
+fn no_bookmarks() -> EmulatorConfig {
+    EmulatorConfig {
+        bookmark_interval: Duration::from_secs(24 * 3600),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn resumed_watch_sends_the_backlog_at_once() {
+    let emu = emulator_with(no_bookmarks()).await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    widgets
+        .create(&PostParams::default(), &widget("a", 1))
+        .await
+        .unwrap();
+    let list = widgets.list(&ListParams::default()).await.unwrap();
+    let list_rv = list.metadata.resource_version.unwrap();
+    widgets
+        .create(&PostParams::default(), &widget("b", 1))
+        .await
+        .unwrap();
+    widgets.delete("a", &DeleteParams::default()).await.unwrap();
+
+    // Through kube-rs (bookmarks requested, but none will come for a day).
+    let started = std::time::Instant::now();
+    let mut stream = widgets
+        .watch(&WatchParams::default().timeout(60), &list_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_millis(500), stream.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(w)))) => seen.push(format!("ADDED:{}", w.name_any())),
+            Ok(Ok(Some(WatchEvent::Deleted(w)))) => seen.push(format!("DELETED:{}", w.name_any())),
+            other => panic!("after {seen:?}: {other:?}"),
+        }
+    }
+    assert_eq!(seen, vec!["ADDED:b", "DELETED:a"]);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    // Raw, without allowWatchBookmarks.
+    let mut watch = RawWatch::open(
+        &emu,
+        &format!("{WIDGETS}?watch=true&resourceVersion={list_rv}&timeoutSeconds=60"),
+    )
+    .await;
+    let wait = Duration::from_millis(500);
+    assert_eq!(watch.next_change(wait).await.as_deref(), Some("ADDED:b"));
+    assert_eq!(watch.next_change(wait).await.as_deref(), Some("DELETED:a"));
+}
+
+#[tokio::test]
+async fn watch_timeouts_and_zero_bookmark_interval_do_not_break_watches() {
+    let emu = emulator_with(EmulatorConfig {
+        bookmark_interval: Duration::ZERO,
+        ..Default::default()
+    })
+    .await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    widgets
+        .create(&PostParams::default(), &widget("a", 1))
+        .await
+        .unwrap();
+    let wait = Duration::from_secs(2);
+    // A timeout too large for the clock, with bookmarks allowed but disabled by the config.
+    let mut huge = RawWatch::open(
+        &emu,
+        &format!(
+            "{WIDGETS}?watch=true&allowWatchBookmarks=true&timeoutSeconds={}",
+            u64::MAX
+        ),
+    )
+    .await;
+    assert_eq!(huge.next_change(wait).await.as_deref(), Some("ADDED:a"));
+    // timeoutSeconds=0 means the server default: the watch stays open.
+    let mut zero = RawWatch::open(&emu, &format!("{WIDGETS}?watch=true&timeoutSeconds=0")).await;
+    assert_eq!(zero.next_change(wait).await.as_deref(), Some("ADDED:a"));
+    assert_eq!(
+        zero.next(Duration::from_millis(1500)).await,
+        Err(()),
+        "the watch with timeoutSeconds=0 must stay open"
+    );
+    widgets
+        .create(&PostParams::default(), &widget("b", 1))
+        .await
+        .unwrap();
+    assert_eq!(huge.next_change(wait).await.as_deref(), Some("ADDED:b"));
+    assert_eq!(zero.next_change(wait).await.as_deref(), Some("ADDED:b"));
+    assert_eq!(
+        huge.next(Duration::from_millis(300)).await,
+        Err(()),
+        "no bookmarks with a zero interval"
+    );
+    let watches: Vec<u16> = emu
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "watch")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(watches, vec![200, 200]);
+}
+
+#[tokio::test]
+async fn malformed_input_gets_status_errors_and_is_recorded() {
+    let emu = emulator().await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    widgets
+        .create(&PostParams::default(), &widget("w", 1))
+        .await
+        .unwrap();
+    emu.clear_requests();
+    let json_patch = Some("application/json-patch+json");
+    let merge = Some("application/merge-patch+json");
+    let apply = Some("application/apply-patch+yaml");
+    let json = Some("application/json");
+    let w = format!("{WIDGETS}/w");
+    let w_applied = format!("{w}?fieldManager=m");
+    let cases: Vec<(&str, String, Option<&str>, &str, u16)> = vec![
+        // A JSON patch replacing the whole document.
+        (
+            "PATCH",
+            w.clone(),
+            json_patch,
+            r#"[{"op":"replace","path":"","value":[1]}]"#,
+            422,
+        ),
+        (
+            "PATCH",
+            w.clone(),
+            json_patch,
+            r#"[{"op":"add","path":"","value":"x"}]"#,
+            422,
+        ),
+        ("PATCH", w.clone(), json_patch, r#"{"op":"add"}"#, 400),
+        (
+            "PATCH",
+            w.clone(),
+            json_patch,
+            r#"[{"op":"remove","path":"/nope/0"}]"#,
+            422,
+        ),
+        ("PATCH", w.clone(), merge, "[1]", 400),
+        ("PATCH", w.clone(), merge, r#"{"metadata": 5}"#, 400),
+        ("PATCH", w_applied.clone(), apply, "- a\n- b\n", 400),
+        ("PATCH", w_applied.clone(), apply, ": : :\n\t", 400),
+        ("PATCH", w.clone(), Some("text/plain"), "x", 415),
+        ("POST", WIDGETS.to_string(), json, "not json", 400),
+        ("POST", WIDGETS.to_string(), json, "[1, 2]", 400),
+        (
+            "POST",
+            WIDGETS.to_string(),
+            json,
+            r#"{"metadata": []}"#,
+            422,
+        ),
+        ("PUT", w.clone(), json, "{", 400),
+        ("PUT", w.clone(), json, "null", 400),
+        ("DELETE", w.clone(), json, "{oops", 400),
+        ("GET", format!("{WIDGETS}?limit=abc"), None, "", 400),
+        (
+            "GET",
+            format!("{WIDGETS}?watch=true&timeoutSeconds=abc"),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{WIDGETS}?watch=true&resourceVersion=x1"),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{WIDGETS}?labelSelector=%%%(("),
+            None,
+            "",
+            400,
+        ),
+        (
+            "GET",
+            format!("{WIDGETS}?watch=true&sendInitialEvents=true"),
+            None,
+            "",
+            422,
+        ),
+        ("GET", format!("{WIDGETS}?continue=%FF%FE"), None, "", 400),
+        (
+            "GET",
+            "/apis/test.example.com/v1/namespaces/%ZZ/widgets/%00/x/y".to_string(),
+            None,
+            "",
+            404,
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/a/b/c/d/e/f".to_string(),
+            None,
+            "",
+            404,
+        ),
+        ("POST", "/version".to_string(), json, "", 405),
+    ];
+    for (method, path, ct, body, want) in &cases {
+        let (code, status) = raw(&emu, method, path, *ct, body).await;
+        assert_eq!(code, *want, "{method} {path} {body}: {status}");
+        assert_eq!(status["kind"], "Status", "{method} {path} {body}: {status}");
+        assert_eq!(status["code"], *want);
+        assert_eq!(status["status"], "Failure");
+    }
+    let recorded: Vec<u16> = emu.requests().iter().map(|r| r.status).collect();
+    let expected: Vec<u16> = cases.iter().map(|c| c.4).collect();
+    assert_eq!(recorded, expected, "every request is recorded");
+    // The object is untouched and the server still serves.
+    assert_eq!(widgets.get("w").await.unwrap().spec.size, 1);
+}
+
+#[tokio::test]
+async fn events_api_refuses_what_a_real_server_refuses() {
+    let emu = emulator().await;
+    let events: Api<K8sEvent> = Api::namespaced(emu.client(), NS);
+    let valid = json!({
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": "w.1"},
+        "eventTime": "2024-01-01T00:00:00.000000Z",
+        "regarding": {"kind": "Widget", "name": "w", "namespace": NS},
+        "reportingController": "widget-controller",
+        "reportingInstance": "pod-1",
+        "action": "Reconcile",
+        "reason": "Failed",
+        "type": "Warning",
+        "note": "n".repeat(1024),
+    });
+    let mut long = valid.clone();
+    long["note"] = json!("n".repeat(1025));
+    let err = events
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(long).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+    assert!(
+        status.message.ends_with("can have at most 1024 characters"),
+        "{}",
+        status.message
+    );
+
+    let mut missing = valid.clone();
+    for key in ["action", "reportingController"] {
+        missing.as_object_mut().unwrap().remove(key);
+    }
+    let (code, body) = raw(
+        &emu,
+        "POST",
+        &format!("/apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        Some("application/json"),
+        &missing.to_string(),
+    )
+    .await;
+    assert_eq!(code, 422);
+    let fields: Vec<&str> = body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["reason"] == "FieldValueRequired")
+        .map(|c| c["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["reportingController", "action"], "{body}");
+
+    let created = events
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(valid).unwrap(),
+        )
+        .await
+        .unwrap();
+    // The note is immutable; a series update is fine.
+    let err = events
+        .patch(
+            "w.1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"note": "other"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), 422);
+    let series = events
+        .patch(
+            "w.1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"series": {"count": 2, "lastObservedTime": "2024-01-01T00:00:01.000000Z"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(rv(&series) > rv(&created));
+
+    // kube-rs's Recorder sees the refusal of a long note.
+    let recorder = Recorder::new(
+        emu.client(),
+        Reporter {
+            controller: "widget-controller".into(),
+            instance: None,
+        },
+    );
+    let reference = ObjectReference {
+        api_version: Some("test.example.com/v1".into()),
+        kind: Some("Widget".into()),
+        name: Some("w".into()),
+        namespace: Some(NS.into()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Failed".into(),
+        note: Some("x".repeat(1025)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    assert_eq!(
+        api_code(recorder.publish(&event, &reference).await.unwrap_err()),
+        422
+    );
+}
+
+#[tokio::test]
+async fn apply_requires_type_meta_and_refuses_managed_fields() {
+    let emu = emulator().await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    widgets
+        .create(&PostParams::default(), &widget("w", 1))
+        .await
+        .unwrap();
+    let pp = PatchParams::apply("mgr").force();
+    let bad = [
+        json!({"status": {"ready": true}}),
+        json!({"apiVersion": "test.example.com/v1", "status": {"ready": true}}),
+        json!({"kind": "Widget", "status": {"ready": true}}),
+        json!({"apiVersion": "test.example.com/v1", "kind": "Widget",
+               "metadata": {"managedFields": [{"manager": "x"}]}, "status": {"ready": true}}),
+    ];
+    for body in &bad {
+        let err = widgets
+            .patch_status("w", &pp, &Patch::Apply(body))
+            .await
+            .unwrap_err();
+        assert_eq!(api_code(err), 400, "{body}");
+        let err = widgets
+            .patch("fresh", &pp, &Patch::Apply(body))
+            .await
+            .unwrap_err();
+        assert_eq!(api_code(err), 400, "{body}");
+    }
+    let (_, status) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/w/status?fieldManager=mgr"),
+        Some("application/apply-patch+yaml"),
+        r#"{"status": {"ready": true}}"#,
+    )
+    .await;
+    assert_eq!(status["message"], "invalid object type: /, Kind=");
+    assert_eq!(widgets.get_status("w").await.unwrap().status, None);
+    assert_eq!(api_code(widgets.get("fresh").await.unwrap_err()), 404);
+}
+
+#[tokio::test]
+async fn restart_expires_watch_history_and_watcher_relists() {
+    let mut emu = emulator_with(no_bookmarks()).await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    let a = widgets
+        .create(&PostParams::default(), &widget("a", 1))
+        .await
+        .unwrap();
+    let mut stream = widget_watcher(&emu);
+    watch_until(&mut stream, |s| s.last().is_some_and(|e| e == "InitDone")).await;
+
+    // A change the watcher has not seen when the server restarts.
+    emu.faults().drop_watches();
+    widgets
+        .create(&PostParams::default(), &widget("b", 1))
+        .await
+        .unwrap();
+    emu.restart().await.unwrap();
+
+    let raw_watch = widgets
+        .watch(&WatchParams::default(), &rv(&a).to_string())
+        .await
+        .unwrap();
+    let events: Vec<_> = raw_watch.try_collect().await.unwrap();
+    match events.as_slice() {
+        [WatchEvent::Error(e)] => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("{other:?}"),
+    }
+    let seen = watch_until(&mut stream, |s| s.last().is_some_and(|e| e == "InitDone")).await;
+    assert!(seen.iter().any(|e| e.starts_with("Err:")), "{seen:?}");
+    assert!(seen.contains(&"InitApply:b".to_string()), "{seen:?}");
+    widgets
+        .create(&PostParams::default(), &widget("c", 1))
+        .await
+        .unwrap();
+    watch_until(&mut stream, |s| s.iter().any(|e| e == "Apply:c:1")).await;
+    let lists = emu.requests().iter().filter(|r| r.verb == "list").count();
+    assert_eq!(lists, 2, "the watcher relisted");
+
+    // The option that keeps the history lets the same kind of client resume.
+    emu.faults().drop_watches();
+    let before = widgets
+        .create(&PostParams::default(), &widget("d", 1))
+        .await
+        .unwrap();
+    emu.restart_keeping_watch_cache().await.unwrap();
+    let resumed = widgets
+        .watch(
+            &WatchParams::default().timeout(1),
+            &(rv(&before) - 1).to_string(),
+        )
+        .await
+        .unwrap();
+    let events: Vec<_> = resumed.try_collect().await.unwrap();
+    assert!(
+        matches!(events.first(), Some(WatchEvent::Added(w)) if w.name_any() == "d"),
+        "{events:?}"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn forced_apply_of_an_unchanged_status_is_a_no_op() {
+    let emu = emulator_with(no_bookmarks()).await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    widgets
+        .create(&PostParams::default(), &widget("w", 1))
+        .await
+        .unwrap();
+    let pp = PatchParams::apply("mgr").force();
+    let body =
+        json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "status": {"ready": true}});
+    let first = widgets
+        .patch_status("w", &pp, &Patch::Apply(&body))
+        .await
+        .unwrap();
+    let mut watch = RawWatch::open(
+        &emu,
+        &format!("{WIDGETS}?watch=true&resourceVersion={}", rv(&first)),
+    )
+    .await;
+    let again = widgets
+        .patch_status("w", &pp, &Patch::Apply(&body))
+        .await
+        .unwrap();
+    assert_eq!(rv(&again), rv(&first));
+    assert_eq!(again, first);
+    assert_eq!(
+        watch.next(Duration::from_millis(300)).await,
+        Err(()),
+        "no watch event for a no-op apply"
+    );
+    widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
+        .await
+        .unwrap();
+    let ev = watch.next(Duration::from_secs(2)).await.unwrap().unwrap();
+    assert_eq!(ev["type"], "MODIFIED");
+    assert_eq!(ev["object"]["spec"]["size"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_one_watcher_keep_order() {
+    const WRITERS: u32 = 6;
+    const WRITES: u32 = 40;
+    let emu = emulator_with(no_bookmarks()).await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    let list = widgets.list(&ListParams::default()).await.unwrap();
+    let mut stream = widgets
+        .watch(
+            &WatchParams::default().timeout(60),
+            &list.metadata.resource_version.unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|n| {
+            let widgets = widgets.clone();
+            tokio::spawn(async move {
+                let name = format!("w{n}");
+                widgets
+                    .create(&PostParams::default(), &widget(&name, 0))
+                    .await
+                    .unwrap();
+                for size in 1..WRITES {
+                    widgets
+                        .patch(
+                            &name,
+                            &PatchParams::default(),
+                            &Patch::Merge(json!({"spec": {"size": size}})),
+                        )
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut rvs = Vec::new();
+    let mut last_size = BTreeMap::new();
+    while rvs.len() < (WRITERS * WRITES) as usize {
+        match tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
+            WatchEvent::Added(w) | WatchEvent::Modified(w) => {
+                let previous = last_size.insert(w.name_any(), w.spec.size);
+                assert_eq!(
+                    previous.map_or(0, |p| p + 1),
+                    w.spec.size,
+                    "per-object order"
+                );
+                rvs.push(rv(&w));
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let expected: Vec<u64> = (1..=u64::from(WRITERS * WRITES)).collect();
+    assert_eq!(rvs, expected, "every write once, in resourceVersion order");
+}
+
+#[tokio::test]
+async fn conflict_and_not_found_bodies_over_http() {
+    let emu = emulator().await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    let w = widgets
+        .create(&PostParams::default(), &widget("w", 1))
+        .await
+        .unwrap();
+    widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
+        .await
+        .unwrap();
+    // The operator's finalizer patch with a resourceVersion precondition, now stale.
+    let (code, body) = raw(
+        &emu,
+        "PATCH",
+        &format!("{WIDGETS}/w"),
+        Some("application/merge-patch+json"),
+        &json!({"metadata": {"finalizers": ["f"], "resourceVersion": rv(&w).to_string()}})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(
+        body,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Operation cannot be fulfilled on widgets.test.example.com \"w\": the object has been modified; please apply your changes to the latest version and try again",
+            "reason": "Conflict",
+            "details": {"name": "w", "group": "test.example.com", "kind": "widgets"},
+            "code": 409,
+        })
+    );
+    let (code, body) = raw(
+        &emu,
+        "GET",
+        &format!("/api/v1/namespaces/{NS}/secrets/admin"),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        body,
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "secrets \"admin\" not found",
+            "reason": "NotFound",
+            "details": {"name": "admin", "kind": "secrets"},
+            "code": 404,
+        })
+    );
+}
+
+#[tokio::test]
+async fn deletion_bumps_generation_seen_by_a_watcher() {
+    let emu = emulator_with(no_bookmarks()).await;
+    let widgets: Api<Widget> = Api::namespaced(emu.client(), NS);
+    let mut w = widget("w", 1);
+    w.metadata.finalizers = Some(vec!["example.com/cleanup".into()]);
+    let created = widgets.create(&PostParams::default(), &w).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    let mut stream = widget_watcher(&emu);
+    watch_until(&mut stream, |s| s.last().is_some_and(|e| e == "InitDone")).await;
+    widgets.delete("w", &DeleteParams::default()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(2), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let watcher::Event::Apply(seen) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(seen.metadata.generation, Some(2));
+    assert!(seen.metadata.deletion_timestamp.is_some());
+    assert_eq!(seen.spec, created.spec);
+}
+
+#[tokio::test]
+async fn request_log_keeps_the_latest_requests() {
+    let emu = emulator_with(EmulatorConfig {
+        request_log: 3,
+        ..Default::default()
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(emu.client(), NS);
+    for name in ["a", "b", "c", "d", "e"] {
+        let _ = secrets.get(name).await;
+    }
+    let names: Vec<_> = emu.requests().into_iter().filter_map(|r| r.name).collect();
+    assert_eq!(names, vec!["c", "d", "e"]);
+}

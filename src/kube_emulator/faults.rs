@@ -46,12 +46,17 @@ impl EmulatorFaults {
     /// The next `n` requests (of any verb; watches already streaming are unaffected) are
     /// answered with a Kubernetes `Status` error of HTTP `status`. A 429 carries `Retry-After: 1`.
     /// Note that kube-rs's default client retries 429, 503 and 504 on its own.
+    ///
+    /// Arming replaces any failures still pending (from this or [`Self::fail_next_for`]); it
+    /// does not add to them.
     pub fn fail_next(&self, n: u32, status: u16) {
         self.arm(n, status, None);
     }
 
     /// Like [`Self::fail_next`], but only requests for `resource` (its plural, e.g. `secrets`)
-    /// fail, so a test can aim at one kind of call while its own calls go through.
+    /// fail, so a test can aim at one kind of call while its own calls go through. The plural
+    /// is matched alone, so `events` hits both the core and the `events.k8s.io` Event APIs.
+    /// Like `fail_next`, it replaces failures still pending.
     pub fn fail_next_for(&self, n: u32, status: u16, resource: &str) {
         self.arm(n, status, Some(resource.to_owned()));
     }

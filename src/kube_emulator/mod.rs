@@ -10,6 +10,7 @@
 //! separately, and later list pages are not snapshots.
 
 mod discovery;
+mod events;
 mod faults;
 mod patch;
 mod path;
@@ -21,6 +22,7 @@ mod status;
 mod store;
 mod watch;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -42,11 +44,22 @@ pub struct EmulatorConfig {
     pub custom_resources: Vec<ResourceKind>,
     /// Number of change events kept for watch resume; watching from an older resourceVersion
     /// gets a 410 `Expired` (default 1000).
+    ///
+    /// Deviation: the window is shared by all resources and counted in events (a real server
+    /// keeps a watch cache per resource and etcd compacts by time).
     pub watch_history: usize,
     /// How often open watches that allow bookmarks receive a BOOKMARK (default 1 s; a real
-    /// server sends them about once a minute).
+    /// server sends them about once a minute). Zero disables bookmarks; watches never depend on
+    /// them to deliver changes.
     pub bookmark_interval: Duration,
+    /// How many requests [`KubeEmulator::requests`] keeps; older ones are forgotten first, so a
+    /// long-running emulator (the no-cluster demo) does not grow without bound (default 10 000;
+    /// 0 records nothing).
+    pub request_log: usize,
 }
+
+/// Default of [`EmulatorConfig::request_log`].
+pub const DEFAULT_REQUEST_LOG: usize = 10_000;
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
@@ -55,6 +68,7 @@ impl Default for EmulatorConfig {
             custom_resources: Vec::new(),
             watch_history: 1000,
             bookmark_interval: Duration::from_secs(1),
+            request_log: DEFAULT_REQUEST_LOG,
         }
     }
 }
@@ -139,7 +153,8 @@ impl KubeEmulator {
             registry: registry::Registry::new(&config.custom_resources),
             store: Arc::new(Mutex::new(store::Store::new(config.watch_history))),
             changes: tokio::sync::watch::channel(0).0,
-            requests: Mutex::new(Vec::new()),
+            requests: Mutex::new(VecDeque::new()),
+            request_log_cap: config.request_log,
             faults: EmulatorFaults::new(),
             bookmark_interval: config.bookmark_interval,
         });
@@ -183,13 +198,16 @@ impl KubeEmulator {
             .expect("a client for a plain-HTTP URL always builds")
     }
 
-    /// Every request served so far, in order.
+    /// Every request served so far, in order (at most the last
+    /// [`EmulatorConfig::request_log`] of them).
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared
             .requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Forgets the recorded requests.
@@ -217,10 +235,29 @@ impl KubeEmulator {
     }
 
     /// Stops serving (closing all connections and watches), then serves again on the same port
-    /// with all objects, history and the resourceVersion counter kept — like an apiserver restart
-    /// with etcd intact.
+    /// with all objects and the resourceVersion counter kept, like an apiserver restart with
+    /// etcd intact. As there, the watch cache starts fresh at the current resourceVersion: a
+    /// watch resuming from an older version gets 410 `Expired`, so clients that missed changes
+    /// while the server was down relist. A client that had seen everything resumes normally.
     pub async fn restart(&mut self) -> std::io::Result<()> {
         self.stop().await;
+        self.shared
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reset_history();
+        self.serve_again().await
+    }
+
+    /// Like [`Self::restart`], but keeps the watch history, so every client can resume without
+    /// relisting. A real apiserver does not do this; it is for tests that want a restart without
+    /// the relist it causes.
+    pub async fn restart_keeping_watch_cache(&mut self) -> std::io::Result<()> {
+        self.stop().await;
+        self.serve_again().await
+    }
+
+    async fn serve_again(&mut self) -> std::io::Result<()> {
         let (running, _) = serve(self.shared.clone(), self.addr).await?;
         self.running = Some(running);
         Ok(())

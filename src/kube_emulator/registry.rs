@@ -142,7 +142,8 @@ impl Registry {
     /// namespace does not delete its contents, and namespaces carry no `kubernetes` finalizer.
     /// Core v1 `events` and `events.k8s.io/v1` `events` are stored separately (on a real cluster
     /// they are one resource seen through two APIs, so an Event created through one shows up in
-    /// the other).
+    /// the other). Events never expire (a real server deletes them after `--event-ttl`, 1 h by
+    /// default), so a long-running emulator keeps every Event it was sent.
     pub fn new(custom: &[ResourceKind]) -> Self {
         let builtins = [
             ResourceKind::new("", "v1", "secrets", "Secret", true, false),

@@ -70,8 +70,11 @@ pub(crate) fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), 
             def.kind.kind
         )));
     }
-    obj["apiVersion"] = json!(expected_version);
-    obj["kind"] = json!(def.kind.kind);
+    let Value::Object(map) = obj else {
+        return Err(ApiError::bad_request("the object must be a JSON object"));
+    };
+    map.insert("apiVersion".into(), json!(expected_version));
+    map.insert("kind".into(), json!(def.kind.kind));
     Ok(())
 }
 
@@ -102,7 +105,7 @@ pub(crate) fn check_namespace(
 }
 
 /// RFC 1123 subdomain (most object names) or label (namespace names).
-fn valid_name(name: &str, label: bool) -> bool {
+pub(crate) fn valid_name(name: &str, label: bool) -> bool {
     let max = if label { 63 } else { 253 };
     let ok_char =
         |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (!label && c == '.');
@@ -120,7 +123,10 @@ fn valid_name(name: &str, label: bool) -> bool {
 /// defaulted to `Opaque`.
 ///
 /// Deviation: other defaulting of built-in types, `immutable` Secrets/ConfigMaps, and CRD schema
-/// defaulting, pruning and validation are not implemented.
+/// defaulting, pruning and validation are not implemented. Secret `data` values are not checked
+/// as base64 (a real server answers 400 when it cannot decode them), so a fixture with bad
+/// base64 passes here only. Without pruning, a field missing from a CRD schema is kept here and
+/// silently dropped by a real server.
 pub(crate) fn normalize(def: &ResourceDef, obj: &mut Value) {
     let empty = |v: &Value| match v {
         Value::Null => true,
@@ -151,6 +157,44 @@ pub(crate) fn normalize(def: &ResourceDef, obj: &mut Value) {
         }
         map.entry("type").or_insert_with(|| json!("Opaque"));
     }
+}
+
+const QUALIFIED_NAME_MAX_LENGTH: usize = 63;
+const QUALIFIED_NAME_REGEX_ERROR: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// apimachinery's `IsQualifiedName` (`[prefix/]name`).
+pub(crate) fn qualified_name_errors(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    let parts: Vec<&str> = value.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                errs.push("prefix part must be non-empty".to_string());
+            } else if !valid_name(prefix, false) {
+                errs.push("prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character".to_string());
+            }
+            *name
+        }
+        _ => {
+            return vec![format!(
+                "a qualified name {QUALIFIED_NAME_REGEX_ERROR} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+            )];
+        }
+    };
+    if name.is_empty() {
+        errs.push("name part must be non-empty".to_string());
+    } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
+        errs.push(format!(
+            "name part must be no more than {QUALIFIED_NAME_MAX_LENGTH} characters"
+        ));
+    }
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !(edge(name.chars().next()) && edge(name.chars().last()) && name.chars().all(inner)) {
+        errs.push(format!("name part {QUALIFIED_NAME_REGEX_ERROR}"));
+    }
+    errs
 }
 
 /// Random suffix alphabet of `generateName` (no vowels, as in apimachinery).
@@ -302,6 +346,10 @@ pub(crate) enum UpdateEffect {
     /// Store this object.
     Store(Value),
     /// The last finalizer of a deleting object is gone: remove this (final) object.
+    ///
+    /// Deviation: the DELETED watch event carries this object (finalizers already removed) with
+    /// the deletion's resourceVersion; a real server deletes through `deleteWithoutFinalizers`
+    /// and its watch sends the previously stored object, still listing the finalizer.
     Remove(Value),
 }
 
@@ -372,6 +420,9 @@ pub(crate) fn prepare_update(
                 None => {
                     meta.insert("uid".into(), old_meta["uid"].clone());
                 }
+                // Deviation: a real server treats a `uid` in a PATCH body as a precondition and
+                // answers 409 "Precondition failed: UID in precondition: ..."; the emulator
+                // answers 422 "field is immutable" for both PUT and PATCH.
                 Some(uid) if Some(uid) != old_meta["uid"].as_str() => {
                     return Err(immutable(def, &name, "metadata.uid", &json!(uid)));
                 }
@@ -716,5 +767,15 @@ mod tests {
         let uid = new_uid();
         assert_eq!(uid.len(), 36);
         assert_eq!(&uid[14..15], "4");
+    }
+
+    #[test]
+    fn qualified_names() {
+        assert!(qualified_name_errors("widget-controller").is_empty());
+        assert!(qualified_name_errors("example.com/Widget_1").is_empty());
+        assert_eq!(qualified_name_errors("").len(), 2);
+        assert_eq!(qualified_name_errors("/x").len(), 1);
+        assert_eq!(qualified_name_errors("a/b/c").len(), 1);
+        assert_eq!(qualified_name_errors(&"a".repeat(64)).len(), 1);
     }
 }

@@ -2,6 +2,20 @@
 
 use serde_json::Value;
 
+use super::rules::qualified_name_errors;
+
+/// A label value: empty, or up to 63 alphanumerics, `-`, `_`, `.`, starting and ending with an
+/// alphanumeric.
+fn valid_label_value(v: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    v.is_empty()
+        || (v.len() <= 63
+            && edge(v.chars().next())
+            && edge(v.chars().last())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+}
+
 /// One requirement of a label selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum LabelReq {
@@ -84,6 +98,19 @@ impl LabelSelector {
             };
             if key.is_empty() || key.contains(char::is_whitespace) {
                 return Err(bad());
+            }
+            if let Some(problem) = qualified_name_errors(key).into_iter().next() {
+                return Err(format!("invalid label key {key:?}: {problem}"));
+            }
+            let values: &[String] = match &req {
+                LabelReq::Eq(_, v) | LabelReq::NotEq(_, v) => std::slice::from_ref(v),
+                LabelReq::In(_, vs) | LabelReq::NotIn(_, vs) => vs,
+                LabelReq::Exists(_) | LabelReq::NotExists(_) => &[],
+            };
+            if let Some(v) = values.iter().find(|v| !valid_label_value(v)) {
+                return Err(format!(
+                    "invalid label value: {v:?}: must be no more than 63 characters, consist of alphanumeric characters, '-', '_' or '.', and start and end with an alphanumeric character"
+                ));
             }
             reqs.push(req);
         }

@@ -1,6 +1,7 @@
 //! The HTTP front: one axum fallback handler that records the request, applies injected faults,
 //! routes by path and method, and turns store results into responses.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -37,17 +38,23 @@ pub(crate) struct Shared {
     pub store: Arc<Mutex<Store>>,
     /// Carries the latest resourceVersion to open watches.
     pub changes: watch::Sender<u64>,
-    pub requests: Mutex<Vec<RecordedRequest>>,
+    pub requests: Mutex<VecDeque<RecordedRequest>>,
+    /// How many recorded requests are kept (the oldest are forgotten first).
+    pub request_log_cap: usize,
     pub faults: EmulatorFaults,
     pub bookmark_interval: Duration,
 }
 
 impl Shared {
     fn record(&self, r: RecordedRequest) {
-        self.requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(r);
+        let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.request_log_cap == 0 {
+            return;
+        }
+        while requests.len() >= self.request_log_cap {
+            requests.pop_front();
+        }
+        requests.push_back(r);
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -290,10 +297,21 @@ impl Call<'_> {
                 json_response(StatusCode::OK, &shared.store().get(def, ns, name)?)
             }
             ("list", None) if target == Target::Main => {
+                let limit =
+                    match self.query.get("limit").filter(|l| !l.is_empty()) {
+                        None => None,
+                        // Negative limits mean "no limit", as on the real server.
+                        Some(l) => Some(
+                            usize::try_from(l.parse::<i64>().map_err(|_| {
+                                ApiError::bad_request(format!("invalid limit: {l}"))
+                            })?)
+                            .unwrap_or(0),
+                        ),
+                    };
                 let opts = ListOptions {
                     namespace: ns.map(str::to_string),
                     selectors: self.selectors(def)?,
-                    limit: self.query.get("limit").and_then(|l| l.parse().ok()),
+                    limit,
                     continue_token: self.query.get("continue").map(str::to_string),
                 };
                 json_response(StatusCode::OK, &shared.store().list(def, &opts)?)
@@ -342,10 +360,11 @@ impl Call<'_> {
                 if target == Target::Main && (ns.is_some() || !def.kind.namespaced) =>
             {
                 let selectors = self.selectors(def)?;
-                let items = shared
-                    .store()
-                    .delete_collection(def, ns, &selectors, opts)?;
-                let rv = shared.store().resource_version();
+                let (items, rv) = {
+                    let mut store = shared.store();
+                    let items = store.delete_collection(def, ns, &selectors, opts)?;
+                    (items, store.resource_version())
+                };
                 json_response(
                     StatusCode::OK,
                     &json!({
@@ -390,6 +409,37 @@ impl Call<'_> {
         Ok(())
     }
 
+    /// The watch-list rules of `ValidateListOptions`: `sendInitialEvents` (any value) requires
+    /// `resourceVersionMatch=NotOlderThan`, and `resourceVersionMatch` requires
+    /// `sendInitialEvents`.
+    fn check_watch_list_options(&self) -> Result<(), ApiError> {
+        let invalid = |field: &str, problem: &str| {
+            ApiError::invalid_kind(
+                "ListOptions.meta.k8s.io",
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                field,
+                problem,
+            )
+        };
+        let rv_match = self.query.get("resourceVersionMatch").unwrap_or("");
+        let send_initial = self.query.get("sendInitialEvents").is_some();
+        if send_initial && rv_match != "NotOlderThan" {
+            return Err(invalid(
+                "resourceVersionMatch",
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !rv_match.is_empty() && !send_initial {
+            return Err(invalid(
+                "resourceVersionMatch",
+                "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        Ok(())
+    }
+
     fn watch(
         &self,
         def: &ResourceDef,
@@ -410,13 +460,21 @@ impl Call<'_> {
                     ApiError::bad_request(format!("invalid resource version: {rv}"))
                 })?),
             };
-        let timeout = match self.query.get("timeoutSeconds") {
-            Some(t) => Duration::from_secs(
-                t.parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds: {t}")))?,
-            ),
+        let timeout = match self.query.get("timeoutSeconds").filter(|t| !t.is_empty()) {
             None => DEFAULT_WATCH_TIMEOUT,
+            // Zero and negative values mean "the server default", as on a real server.
+            // Deviation: values above i64::MAX are accepted (a real server answers 400).
+            Some(t) => match (t.parse::<u64>(), t.parse::<i64>()) {
+                (Ok(0), _) | (_, Ok(..0)) => DEFAULT_WATCH_TIMEOUT,
+                (Ok(secs), _) => Duration::from_secs(secs),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid timeoutSeconds: {t}"
+                    )));
+                }
+            },
         };
+        self.check_watch_list_options()?;
         let req = WatchRequest {
             def: def.clone(),
             namespace: ns.map(str::to_string),

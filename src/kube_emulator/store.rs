@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use super::events;
 use super::patch::{self, PatchKind};
 use super::registry::ResourceDef;
 use super::rules::{self, Target, UpdateEffect, UpdateMode, meta_mut, meta_str};
@@ -92,6 +93,12 @@ type Objects = BTreeMap<(String, String), Value>;
 pub(crate) struct Store {
     rv: u64,
     objects: BTreeMap<String, Objects>,
+    /// The last `history_cap` committed changes.
+    ///
+    /// Deviation: one window shared by all resources and counted in events, so busy resources
+    /// (Lease renewals, Events) push out the history of quiet ones. A real apiserver keeps a
+    /// watch cache per resource and etcd compacts by time (every 5 minutes), so its 410s come at
+    /// other moments (kube-rs recovers from both by relisting).
     history: VecDeque<HistoryEvent>,
     history_cap: usize,
     /// The resourceVersion of the newest event dropped from history; watching from an older
@@ -249,6 +256,16 @@ impl Store {
         Ok(self.history.range(start..))
     }
 
+    /// Forgets the watch history, as a restarted apiserver's fresh watch cache does: a watch
+    /// from any resourceVersion older than the current one gets 410 from now on.
+    ///
+    /// Deviation: continue tokens from before are refused too (410); a real server serves them
+    /// from etcd until etcd compacts.
+    pub fn reset_history(&mut self) {
+        self.history.clear();
+        self.compacted_rv = self.rv;
+    }
+
     /// Whether a watch may start from `rv`.
     pub fn check_watch_start(&self, rv: u64) -> Result<(), ApiError> {
         self.events_after(rv).map(|_| ())
@@ -301,6 +318,7 @@ impl Store {
         let obj = rules::prepare_create(def, ns, body, opts.now, |name| {
             self.lookup(def, ns, name).is_some()
         })?;
+        events::validate_create(def, &obj)?;
         if opts.dry_run {
             return Ok(present(def, &obj));
         }
@@ -319,6 +337,9 @@ impl Store {
         opts: WriteOptions<'_>,
     ) -> Result<Written, ApiError> {
         let effect = rules::prepare_update(def, &old, candidate, target, mode)?;
+        if let UpdateEffect::Store(new) | UpdateEffect::Remove(new) = &effect {
+            events::validate_update(def, &old, new)?;
+        }
         if opts.dry_run {
             return Ok(match effect {
                 UpdateEffect::Unchanged => Written::Updated(present(def, &old)),
@@ -396,6 +417,7 @@ impl Store {
         let Some(old) = self.lookup(def, ns, name).cloned() else {
             if kind == PatchKind::Apply && target == Target::Main {
                 let mut applied = patch::parse_apply_body(body)?;
+                check_apply_body(def, &applied)?;
                 check_apply_name(&applied, name)?;
                 meta_mut(&mut applied).insert("name".into(), json!(name));
                 meta_mut(&mut applied).remove("resourceVersion");
@@ -405,10 +427,18 @@ impl Store {
         };
         if kind == PatchKind::Apply {
             let applied = patch::parse_apply_body(body)?;
+            check_apply_body(def, &applied)?;
             check_apply_name(&applied, name)?;
         }
         let mut candidate = old.clone();
         patch::apply_patch(&mut candidate, kind, body)?;
+        if !candidate.is_object() {
+            // A JSON patch can replace the whole document (`"path": ""`); the real server then
+            // fails to decode the result into the resource's type.
+            return Err(ApiError::unprocessable(
+                "the patched document is not a JSON object",
+            ));
+        }
         rules::check_type_meta(def, &mut candidate)?;
         if meta_str(&candidate, "name") != Some(name) {
             return Err(ApiError::bad_request(format!(
@@ -498,6 +528,34 @@ pub(crate) fn delete_response(def: &ResourceDef, outcome: &Deleted) -> Value {
             meta_str(o, "uid").unwrap_or_default(),
         ),
     }
+}
+
+/// What the real server's field manager refuses in an apply body before merging anything
+/// (`versionCheckManager`, `managedFieldsUpdater`): a missing or different `apiVersion`/`kind`,
+/// and `metadata.managedFields`.
+fn check_apply_body(def: &ResourceDef, applied: &Value) -> Result<(), ApiError> {
+    let api_version = applied
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = applied.get("kind").and_then(Value::as_str).unwrap_or("");
+    if api_version != def.kind.api_version() || kind != def.kind.kind {
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        return Err(ApiError::bad_request(format!(
+            "invalid object type: {group}/{version}, Kind={kind}"
+        )));
+    }
+    if applied
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    Ok(())
 }
 
 fn check_apply_name(applied: &Value, name: &str) -> Result<(), ApiError> {

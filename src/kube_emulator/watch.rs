@@ -19,6 +19,9 @@ use super::selectors::Selectors;
 use super::status::ApiError;
 use super::store::{EventType, HistoryEvent, Store};
 
+/// A deadline far enough away to mean "never" (about 30 years), small enough to add to any clock.
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
 /// Where a watch starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WatchStart {
@@ -43,10 +46,10 @@ pub(crate) struct WatchRequest {
     /// `sendInitialEvents=true`: after the initial ADDED events, a BOOKMARK annotated
     /// `k8s.io/initial-events-end` (streaming lists).
     pub send_initial_events: bool,
-    /// `timeoutSeconds`.
+    /// `timeoutSeconds`; unset or `0` means the server default, as on a real server.
     ///
-    /// Deviation: without it the real server picks a random timeout between 30 and 60 minutes;
-    /// the emulator uses 30 minutes.
+    /// Deviation: the real server's default is a random timeout between 30 and 60 minutes; the
+    /// emulator uses 30 minutes. Values beyond what a clock can add are treated as "forever".
     pub timeout: Duration,
 }
 
@@ -59,6 +62,7 @@ pub(crate) struct WatchContext {
     pub dropped: watch::Receiver<u64>,
     /// Becomes true when the server stops (shutdown or restart).
     pub stop: watch::Receiver<bool>,
+    /// Zero disables bookmarks.
     pub bookmark_interval: Duration,
 }
 
@@ -139,6 +143,11 @@ pub(crate) fn respond(ctx: WatchContext, req: WatchRequest) -> Response {
 
 type Tx = mpsc::Sender<Result<Bytes, Infallible>>;
 
+/// Sends lines in order; `false` once the client is gone.
+///
+/// Deviation: a client that keeps the connection open but stops reading parks the task here
+/// once the channel is full, so `drop_watches`, a stop or the timeout take effect only when it
+/// reads again or disconnects (at the latest when a stop abandons the connection).
 async fn send_all(tx: &Tx, lines: Vec<Bytes>) -> bool {
     for l in lines {
         if tx.send(Ok(l)).await.is_err() {
@@ -154,7 +163,11 @@ fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
 
 /// Lines for the events after `cursor`, advancing it; `Err` carries the final ERROR line.
 fn drain(store: &Mutex<Store>, req: &WatchRequest, cursor: &mut u64) -> Result<Vec<Bytes>, Bytes> {
-    let store = lock(store);
+    drain_locked(&lock(store), req, cursor)
+}
+
+/// [`drain`] on an already locked store.
+fn drain_locked(store: &Store, req: &WatchRequest, cursor: &mut u64) -> Result<Vec<Bytes>, Bytes> {
     let events = store
         .events_after(*cursor)
         .map_err(|e: ApiError| line("ERROR", &e.to_status()))?;
@@ -166,7 +179,8 @@ fn drain(store: &Mutex<Store>, req: &WatchRequest, cursor: &mut u64) -> Result<V
     Ok(lines)
 }
 
-/// The initial lines and the cursor to continue from.
+/// The initial lines and the cursor to continue from. A watch from a resourceVersion starts
+/// with every change committed after it (the backlog), as the watch cache replays it.
 fn initial(store: &Mutex<Store>, req: &WatchRequest) -> Result<(Vec<Bytes>, u64), Bytes> {
     let store = lock(store);
     match req.start {
@@ -192,7 +206,9 @@ fn initial(store: &Mutex<Store>, req: &WatchRequest) -> Result<(Vec<Bytes>, u64)
                 // version first; the emulator only marks the end of (no) initial events.
                 lines.push(bookmark(&req.def, rv, true));
             }
-            Ok((lines, rv))
+            let mut cursor = rv;
+            lines.extend(drain_locked(&store, req, &mut cursor)?);
+            Ok((lines, cursor))
         }
     }
 }
@@ -203,12 +219,21 @@ async fn run(mut ctx: WatchContext, req: WatchRequest, tx: Tx) {
     }
     ctx.dropped.borrow_and_update();
     ctx.changes.borrow_and_update();
-    let deadline = tokio::time::sleep_until(Instant::now() + req.timeout);
-    tokio::pin!(deadline);
-    let mut ticks = tokio::time::interval_at(
-        Instant::now() + ctx.bookmark_interval,
-        ctx.bookmark_interval,
+    let start = Instant::now();
+    // A timeout too large to add to the clock never fires within the process's life.
+    let deadline = tokio::time::sleep_until(
+        start
+            .checked_add(req.timeout)
+            .unwrap_or_else(|| start + FOREVER),
     );
+    tokio::pin!(deadline);
+    let bookmarks = req.bookmarks && !ctx.bookmark_interval.is_zero();
+    // `interval_at` refuses a zero period; with bookmarks disabled the ticks are never polled.
+    // A huge interval is capped so that the clock arithmetic cannot overflow.
+    let period = ctx
+        .bookmark_interval
+        .clamp(Duration::from_millis(1), FOREVER);
+    let mut ticks = tokio::time::interval_at(start + period, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     let mut cursor = match initial(&ctx.store, &req) {
@@ -236,7 +261,7 @@ async fn run(mut ctx: WatchContext, req: WatchRequest, tx: Tx) {
                 }
                 false
             }
-            _ = ticks.tick(), if req.bookmarks => true,
+            _ = ticks.tick(), if bookmarks => true,
         };
         let mut lines = match drain(&ctx.store, &req, &mut cursor) {
             Ok(lines) => lines,

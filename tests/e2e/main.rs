@@ -30,6 +30,22 @@ fn password_settings() -> Vec<identity_settings_operator::api::SettingSpec> {
     ]
 }
 
+/// A world whose operator (index 0) has applied the policy `password` with
+/// [`password_settings`]; also returns the policy as it was then.
+async fn applied_password_policy() -> (
+    World,
+    identity_settings_operator::api::IdentitySettingPolicy,
+) {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
+    world.spawn_operator(&[]);
+    let applied = world.wait_reason("password", "Applied", SECS_20).await;
+    (world, applied)
+}
+
 fn puts(world: &World) -> u64 {
     world.sim.counters().count(Endpoint::Setting, "PUT")
 }
@@ -115,13 +131,7 @@ async fn a_new_policy_becomes_ready_with_the_servers_ids_and_then_stays_quiet() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_one_value_puts_exactly_that_key() {
-    let mut world = World::start().await;
-    world.put_good_credentials("admin").await;
-    world
-        .create_policy(&policy(&world, "password", "admin", password_settings()))
-        .await;
-    world.spawn_operator(&[]);
-    let before = world.wait_reason("password", "Applied", SECS_20).await;
+    let (world, before) = applied_password_policy().await;
     let puts_before = puts(&world);
     let old_times: Vec<_> = before.status.clone().expect("status").applied_settings;
     // Status times have one-second resolution: make "rewritten" visible.
@@ -169,13 +179,7 @@ async fn changing_one_value_puts_exactly_that_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_on_the_server_is_corrected_within_the_resync_interval() {
-    let mut world = World::start().await;
-    world.put_good_credentials("admin").await;
-    world
-        .create_policy(&policy(&world, "password", "admin", password_settings()))
-        .await;
-    world.spawn_operator(&[]);
-    world.wait_reason("password", "Applied", SECS_20).await;
+    let (mut world, _) = applied_password_policy().await;
 
     world
         .sim
@@ -431,13 +435,7 @@ async fn a_missing_secret_is_reported_and_creating_it_makes_the_policy_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_policy_removes_the_finalizer_and_keeps_the_settings_even_with_the_server_down()
 {
-    let mut world = World::start().await;
-    world.put_good_credentials("admin").await;
-    world
-        .create_policy(&policy(&world, "password", "admin", password_settings()))
-        .await;
-    world.spawn_operator(&[]);
-    world.wait_reason("password", "Applied", SECS_20).await;
+    let (mut world, _) = applied_password_policy().await;
     let stored_before = world.sim.stored(&world.scope());
 
     world.sim.faults().drop_next(1000);
@@ -583,13 +581,7 @@ fn world_log_has(world: &World, needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_watches_are_resumed_without_missing_a_change() {
-    let mut world = World::start().await;
-    world.put_good_credentials("admin").await;
-    world
-        .create_policy(&policy(&world, "password", "admin", password_settings()))
-        .await;
-    world.spawn_operator(&[]);
-    world.wait_reason("password", "Applied", SECS_20).await;
+    let (mut world, _) = applied_password_policy().await;
 
     world.kube.faults().drop_watches();
     let patch = json!({"spec": {"settings": [{"key": "Auth.Password.DefaultExpirationDays", "value": "30"}]}});
@@ -833,13 +825,7 @@ async fn a_malformed_policy_is_reported_and_does_not_stop_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_errors_become_a_condition_and_are_retried() {
-    let mut world = World::start().await;
-    world.put_good_credentials("admin").await;
-    world
-        .create_policy(&policy(&world, "password", "admin", password_settings()))
-        .await;
-    world.spawn_operator(&[]);
-    world.wait_reason("password", "Applied", SECS_20).await;
+    let (world, _) = applied_password_policy().await;
 
     // Reading Secrets fails for a while (RBAC or the API server): the policy says so, and the
     // change is applied once reading works again.

@@ -201,6 +201,15 @@ impl World {
             .collect()
     }
 
+    /// The value the simulator stores for `key` in the org-level scope of `PARTITION`.
+    pub fn stored_value(&self, key: &str) -> Option<String> {
+        self.sim
+            .stored(&self.scope())
+            .into_iter()
+            .find(|s| s.key == key)
+            .map(|s| s.value)
+    }
+
     /// The org-level scope of `PARTITION`.
     pub fn scope(&self) -> SettingScope {
         SettingScope::organization(PARTITION)

@@ -167,12 +167,10 @@ async fn changing_one_value_puts_exactly_that_key() {
         new_times[1].last_applied_time, old_times[1].last_applied_time,
         "unchanged keys are not rewritten"
     );
-    let stored = world.sim.stored(&world.scope());
     assert_eq!(
-        stored
-            .iter()
-            .find(|s| s.key == "Auth.Password.DefaultExpirationDays")
-            .map(|s| s.value.as_str()),
+        world
+            .stored_value("Auth.Password.DefaultExpirationDays")
+            .as_deref(),
         Some("90")
     );
 }
@@ -188,12 +186,8 @@ async fn drift_on_the_server_is_corrected_within_the_resync_interval() {
         .wait_reason("password", "DriftCorrected", Duration::from_secs(15))
         .await;
     assert!(ready_message(&p).contains("Auth.UserLockOut.IsEnabled"));
-    let stored = world.sim.stored(&world.scope());
     assert_eq!(
-        stored
-            .iter()
-            .find(|s| s.key == "Auth.UserLockOut.IsEnabled")
-            .map(|s| s.value.as_str()),
+        world.stored_value("Auth.UserLockOut.IsEnabled").as_deref(),
         Some("false")
     );
     let puts_after = puts(&world);
@@ -375,12 +369,8 @@ async fn a_missing_secret_is_reported_and_creating_it_makes_the_policy_ready() {
     let p = world
         .wait_reason("smtp", "Applied", Duration::from_secs(5))
         .await;
-    let stored = world.sim.stored(&world.scope());
     assert_eq!(
-        stored
-            .iter()
-            .find(|s| s.key == "Email.Smtp.Password")
-            .map(|s| s.value.as_str()),
+        world.stored_value("Email.Smtp.Password").as_deref(),
         Some("smtp-pass-4711")
     );
 
@@ -393,13 +383,7 @@ async fn a_missing_secret_is_reported_and_creating_it_makes_the_policy_ready() {
         .eventually(
             "the rotated SMTP password is written",
             Duration::from_secs(5),
-            || {
-                world
-                    .sim
-                    .stored(&world.scope())
-                    .iter()
-                    .any(|s| s.key == "Email.Smtp.Password" && s.value == "smtp-pass-0815")
-            },
+            || world.stored_value("Email.Smtp.Password").as_deref() == Some("smtp-pass-0815"),
         )
         .await;
     let rotated = world
@@ -601,12 +585,10 @@ async fn dropped_watches_are_resumed_without_missing_a_change() {
             },
         )
         .await;
-    let stored = world.sim.stored(&world.scope());
     assert_eq!(
-        stored
-            .iter()
-            .find(|s| s.key == "Auth.Password.DefaultExpirationDays")
-            .map(|s| s.value.as_str()),
+        world
+            .stored_value("Auth.Password.DefaultExpirationDays")
+            .as_deref(),
         Some("30")
     );
 
@@ -624,10 +606,9 @@ async fn dropped_watches_are_resumed_without_missing_a_change() {
             SECS_20,
             || {
                 world
-                    .sim
-                    .stored(&world.scope())
-                    .iter()
-                    .any(|s| s.key == "Auth.Password.DefaultExpirationDays" && s.value == "45")
+                    .stored_value("Auth.Password.DefaultExpirationDays")
+                    .as_deref()
+                    == Some("45")
             },
         )
         .await;

@@ -30,9 +30,25 @@ pub enum OperatorError {
     LostLeadership,
 }
 
+/// The User-Agent of the operator's Kubernetes requests, so that audit logs (and the RBAC test)
+/// can tell them from anyone else's.
+pub const USER_AGENT: &str = concat!("identity-settings-operator/", env!("CARGO_PKG_VERSION"));
+
+/// A Kubernetes client for `config` that names itself with [`USER_AGENT`].
+pub fn kube_client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
+    kube::Client::try_from(config)
+}
+
 /// Runs until SIGTERM/Ctrl-C (`Ok`) or a fatal error.
 pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
-    let client = kube::Client::try_default().await?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    let client = kube_client(config)?;
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let listener = TcpListener::bind(SocketAddr::new(args.http_address, args.http_port)).await?;

@@ -94,6 +94,8 @@ pub struct RecordedRequest {
     pub patch_type: Option<String>,
     /// The `fieldManager` query parameter.
     pub field_manager: Option<String>,
+    /// The `User-Agent` header: tells the operator's requests from a test's own.
+    pub user_agent: Option<String>,
     /// HTTP status of the response (200 for watches that started streaming).
     pub status: u16,
 }

@@ -158,6 +158,11 @@ async fn handle(State(state): State<RunState>, req: Request) -> Response {
         name: None,
         patch_type: patch_kind.map(|k| k.short_name().to_string()),
         field_manager: query.get("fieldManager").map(str::to_string),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         status: 0,
     };
     match &route {

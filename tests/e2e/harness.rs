@@ -1,6 +1,7 @@
 //! Test harness: a Kubernetes API emulator, an identity simulator, and the real operator binary
 //! running as a separate process against both.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -35,6 +36,8 @@ pub struct Operator {
     child: Child,
     pub log: PathBuf,
     pub name: String,
+    /// `--namespaces` as given (`None`: all namespaces).
+    namespaces: Option<String>,
 }
 
 impl Drop for Operator {
@@ -107,6 +110,37 @@ impl Operator {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.kill();
+    }
+}
+
+impl Drop for World {
+    /// Every world ends by checking the Helm chart's RBAC against the requests its operators
+    /// made (see `rbac.rs`); skipped when the test already failed.
+    fn drop(&mut self) {
+        if std::thread::panicking() || self.operators.is_empty() {
+            return;
+        }
+        let watched: Option<BTreeSet<String>> = self
+            .operators
+            .iter()
+            .map(|o| o.namespaces.as_ref())
+            .collect::<Option<Vec<_>>>()
+            .map(|all| {
+                all.iter()
+                    .flat_map(|n| n.split(','))
+                    .map(str::to_owned)
+                    .collect()
+            });
+        let rules = crate::rbac::chart_rules();
+        let forbidden: Vec<String> = crate::rbac::operator_requests(self.kube.requests())
+            .iter()
+            .filter_map(|r| crate::rbac::forbidden(&rules, r, watched.as_ref(), NS))
+            .collect();
+        assert!(
+            forbidden.is_empty(),
+            "the Helm chart's RBAC would forbid requests the operator made:\n{}",
+            forbidden.join("\n")
+        );
     }
 }
 
@@ -184,7 +218,12 @@ impl World {
             .stdin(Stdio::null())
             .spawn()
             .expect("operator binary starts");
-        self.operators.push(Operator { child, log, name });
+        self.operators.push(Operator {
+            child,
+            log,
+            name,
+            namespaces: namespaces.map(str::to_owned),
+        });
         index
     }
 

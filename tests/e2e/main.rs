@@ -2,6 +2,7 @@
 //! emulator and the identity service simulator. Each test builds its own world.
 
 mod harness;
+mod rbac;
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! The command line: `run` (the operator), `simulate` (the identity simulator), `crd`.
+//! The command line: `run` (the operator), `simulate` (the identity simulator), `demo` (both
+//! stand-ins and the controller in one process), `crd`.
 //!
 //! Every `run` flag can also be set by an environment variable, which is how the Helm chart
 //! configures the operator.
@@ -26,6 +27,9 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
     Crd,
+    /// Try the operator without a cluster: apply examples/ to an in-process Kubernetes API
+    /// emulator and identity simulator, run the controller, print the result.
+    Demo(DemoArgs),
 }
 
 /// Log output formats.
@@ -127,6 +131,17 @@ pub struct SimulateArgs {
     /// Lifetime of the client-credentials tokens it issues.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub token_lifetime: Duration,
+}
+
+/// Flags of `demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory of manifests (Secrets and IdentitySettingPolicies) to apply.
+    #[arg(long, default_value = "examples")]
+    pub examples: std::path::PathBuf,
+    /// How long to wait for every policy to converge.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod demo;
 pub mod health;
 pub mod identity;
 pub mod kube_emulator;

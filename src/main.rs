@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use identity_settings_operator::cli::{Cli, Command, LogFormat};
-use identity_settings_operator::{crdgen, operator, simulator};
+use identity_settings_operator::{crdgen, demo, operator, simulator};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -21,8 +21,23 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Demo(args) => {
+            // The operator's own log would drown the demo's progress: warnings and errors only.
+            init_logging(LogFormat::Text, "warn");
+            let options = demo::DemoOptions {
+                examples: args.examples,
+                timeout: args.timeout,
+            };
+            match demo::run(options).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Simulate(args) => {
-            init_logging(LogFormat::Text);
+            init_logging(LogFormat::Text, "info");
             let config = simulator::SimulatorConfig {
                 bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
                 prefix: args.prefix,
@@ -42,7 +57,7 @@ async fn main() -> ExitCode {
                 eprintln!("error: {problem}");
                 return ExitCode::from(2);
             }
-            init_logging(args.log_format);
+            init_logging(args.log_format, "info");
             match operator::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -54,8 +69,10 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise.
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -1,0 +1,262 @@
+//! `identity-settings-operator demo`: the operator end to end on one machine, no cluster.
+//!
+//! Starts the Kubernetes API emulator and the identity simulator in this process, runs the real
+//! controller against them, applies the manifests of `examples/` as a user would (with each
+//! policy's URLs pointed at the simulator, and the simulator told to accept the examples'
+//! credentials), waits until every policy converged, and prints what happened.
+
+pub mod manifests;
+pub mod table;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, PostParams};
+
+use crate::api::IdentitySettingPolicy;
+use crate::controller::context::{Context, ReconcileSettings};
+use crate::controller::{self, WatchScope};
+use crate::identity::types::SettingScope;
+use crate::kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
+use crate::metrics::Metrics;
+use crate::operator;
+use crate::simulator::{Simulator, SimulatorConfig};
+use manifests::{Manifest, ManifestError};
+
+/// The namespace the demo applies the examples to (they name none, like `kubectl apply -n`).
+pub const NAMESPACE: &str = "identity";
+
+/// What the demo needs to know.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// The directory of manifests to apply.
+    pub examples: PathBuf,
+    /// How long to wait for every policy to converge.
+    pub timeout: Duration,
+}
+
+/// Why the demo did not end well.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The manifests could not be read: fix the file named.
+    #[error(transparent)]
+    Manifests(#[from] ManifestError),
+    /// A stand-in could not start.
+    #[error("cannot start the {what}: {source}")]
+    Start {
+        /// Which stand-in.
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The emulated API server refused a manifest or a read.
+    #[error("Kubernetes API emulator: {0}")]
+    Kube(#[from] kube::Error),
+    /// Some policies were not Ready for their latest generation in time.
+    #[error("not converged within {timeout:?}: {}", pending.join("; "))]
+    NotConverged {
+        /// How long the demo waited.
+        timeout: Duration,
+        /// `name: reason — message` of each policy that did not converge.
+        pending: Vec<String>,
+    },
+}
+
+/// Runs the demo, printing progress to stdout.
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    let manifests = manifests::load_dir(&options.examples)?;
+    let (secrets, mut policies) = split(manifests);
+    println!(
+        "• read {} Secrets and {} policies from {}",
+        secrets.len(),
+        policies.len(),
+        options.examples.display()
+    );
+
+    let credentials = manifests::simulator_credentials(&secrets);
+    let sim = Simulator::start(SimulatorConfig {
+        clients: credentials.clients,
+        bearer_tokens: credentials.bearer_tokens,
+        ropc_users: credentials.ropc_users,
+        seed_example: false,
+        ..SimulatorConfig::default()
+    })
+    .await
+    .map_err(|source| DemoError::Start {
+        what: "identity simulator",
+        source,
+    })?;
+    println!(
+        "• identity simulator at {} (accepting the examples' credentials)",
+        sim.base_url()
+    );
+    let kube = KubeEmulator::start(EmulatorConfig {
+        custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .map_err(|source| DemoError::Start {
+        what: "Kubernetes API emulator",
+        source,
+    })?;
+    println!("• Kubernetes API emulator at {}", kube.url());
+
+    let result = converge(&options, &kube, &sim, &secrets, &mut policies).await;
+    kube.shutdown().await;
+    sim.shutdown().await;
+    result
+}
+
+/// Runs the controller, applies, waits, reports; the stand-ins are the caller's to stop.
+async fn converge(
+    options: &DemoOptions,
+    kube: &KubeEmulator,
+    sim: &Simulator,
+    secrets: &[Secret],
+    policies: &mut [IdentitySettingPolicy],
+) -> Result<(), DemoError> {
+    let uri = kube
+        .url()
+        .parse()
+        .expect("an http URL built from a socket address is a valid URI");
+    let operator_client = operator::kube_client(kube::Config::new(uri))?;
+    let ctx = Arc::new(Context::new(
+        operator_client,
+        Arc::new(Metrics::default()),
+        ReconcileSettings {
+            // The simulator serves plain HTTP on loopback.
+            allow_insecure_http: true,
+            ..ReconcileSettings::default()
+        },
+        Some("demo".to_owned()),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(controller::run(ctx, WatchScope::All, 4, async {
+        let _ = stopped.await;
+    }));
+    println!("• operator controller running (all namespaces)");
+
+    let applied = apply(kube.client(), sim, secrets, policies).await;
+    let outcome = match applied {
+        Ok(()) => wait(kube.client(), options.timeout).await,
+        Err(e) => Err(e),
+    };
+    let _ = stop.send(());
+    let _ = controller.await;
+    let converged = outcome?;
+
+    println!("\nPolicies (kubectl get isp -n {NAMESPACE}, with the ids the server returned):\n");
+    print!("{}", table::policies(&converged));
+    let secret_keys: BTreeSet<String> = policies
+        .iter()
+        .flat_map(|p| &p.spec.settings)
+        .filter(|s| s.value_from.is_some())
+        .map(|s| s.key.clone())
+        .collect();
+    let scopes: BTreeSet<(String, Option<String>)> = policies
+        .iter()
+        .map(|p| (p.spec.partition_global_id.clone(), p.spec.user_id.clone()))
+        .collect();
+    println!("\nSettings the identity simulator now holds:");
+    for (partition_global_id, user_id) in scopes {
+        match &user_id {
+            None => println!("\npartition {partition_global_id}, organization level:\n"),
+            Some(user) => println!("\npartition {partition_global_id}, user {user}:\n"),
+        }
+        let stored = sim.stored(&SettingScope {
+            partition_global_id,
+            user_id,
+        });
+        print!("{}", table::settings(&stored, &secret_keys));
+    }
+    println!("\nAll {} policies converged.", converged.len());
+    Ok(())
+}
+
+fn split(manifests: Vec<Manifest>) -> (Vec<Secret>, Vec<IdentitySettingPolicy>) {
+    let mut secrets = Vec::new();
+    let mut policies = Vec::new();
+    for m in manifests {
+        match m {
+            Manifest::Secret(s) => secrets.push(*s),
+            Manifest::Policy(p) => policies.push(*p),
+        }
+    }
+    (secrets, policies)
+}
+
+/// Creates the Secrets, then the policies pointed at the simulator, as a user would.
+async fn apply(
+    client: kube::Client,
+    sim: &Simulator,
+    secrets: &[Secret],
+    policies: &mut [IdentitySettingPolicy],
+) -> Result<(), DemoError> {
+    let secret_api: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    for secret in secrets {
+        let created = secret_api.create(&PostParams::default(), secret).await?;
+        println!(
+            "• created Secret {NAMESPACE}/{}",
+            created.metadata.name.unwrap_or_default()
+        );
+    }
+    let policy_api: Api<IdentitySettingPolicy> = Api::namespaced(client, NAMESPACE);
+    for policy in policies.iter_mut() {
+        let was = manifests::point_at_simulator(policy, &sim.base_url(), &sim.authenticate_url());
+        let created = policy_api.create(&PostParams::default(), policy).await?;
+        let count = policy.spec.settings.len();
+        println!(
+            "• created IdentitySettingPolicy {NAMESPACE}/{} ({count} setting{}; server {was} → simulator)",
+            created.metadata.name.unwrap_or_default(),
+            if count == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+/// Polls the policies until all converged, printing each change of their Ready condition;
+/// returns them, or the ones that did not converge.
+async fn wait(
+    client: kube::Client,
+    timeout: Duration,
+) -> Result<Vec<IdentitySettingPolicy>, DemoError> {
+    let api: Api<IdentitySettingPolicy> = Api::namespaced(client, NAMESPACE);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let policies = api.list(&ListParams::default()).await?.items;
+        for p in &policies {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let state = match table::ready(p) {
+                Some((status, reason, _)) => format!("Ready={status} ({reason})"),
+                None => "no status yet".to_owned(),
+            };
+            if seen.get(&name) != Some(&state) {
+                println!("  {name}: {state}");
+                seen.insert(name, state);
+            }
+        }
+        if policies.iter().all(table::converged) {
+            return Ok(policies);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            print!("\n{}", table::policies(&policies));
+            let pending = policies
+                .iter()
+                .filter(|p| !table::converged(p))
+                .map(|p| {
+                    let (_, reason, message) = table::ready(p).unwrap_or(("", "NoStatus", ""));
+                    format!(
+                        "{}: {reason} — {message}",
+                        p.metadata.name.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect();
+            return Err(DemoError::NotConverged { timeout, pending });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

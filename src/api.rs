@@ -22,6 +22,7 @@ pub const FINALIZER: &str = "identitysettings.dev/finalizer";
     kind = "IdentitySettingPolicy",
     plural = "identitysettingpolicies",
     shortname = "isp",
+    doc = "Organization (or user) settings of a UiPath identity service that the operator keeps equal to this policy.",
     namespaced,
     status = "IdentitySettingPolicyStatus",
     printcolumn = r#"{"name":"Partition","type":"string","jsonPath":".spec.partitionGlobalId"}"#,
@@ -84,7 +85,9 @@ pub struct ServerSpec {
     pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
-/// The ways the identity service hands out tokens.
+/// How to get a token. When omitted it is inferred from the credentials Secret's keys:
+/// `clientId`+`clientSecret` → `ClientCredentials`, `token` → `BearerToken`,
+/// `username`+`password` → `Password` (which also needs `authenticateUrl`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum AuthMethod {
     /// An external application's client id and secret (Secret keys `clientId`, `clientSecret`).
@@ -95,7 +98,8 @@ pub enum AuthMethod {
     Password,
 }
 
-/// Whether the operator writes or only reports.
+/// `Enforce` (default) writes every difference to the identity service; `Observe` never writes
+/// and reports differences as `Ready=False`, reason `Drifted`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SyncMode {
     /// Write every difference to the identity service.
@@ -105,7 +109,8 @@ pub enum SyncMode {
     Observe,
 }
 
-/// What deleting a policy does to the settings it managed.
+/// What deleting the policy does to the settings it managed. `Retain` (default, and the only
+/// choice: the identity API cannot delete a setting or restore an earlier value) leaves them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum DeletionPolicy {
     /// Leave the settings as they are.

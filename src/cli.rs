@@ -27,6 +27,8 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
     Crd,
+    /// Print the API reference (docs/api.md) generated from the CRD's schema.
+    ApiDocs,
     /// Try the operator without a cluster: apply examples/ to an in-process Kubernetes API
     /// emulator and identity simulator, run the controller, print the result.
     Demo(DemoArgs),

@@ -8,6 +8,7 @@
 //! runtime path in a cluster.
 
 pub mod api;
+pub mod apidocs;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use identity_settings_operator::cli::{Cli, Command, LogFormat};
-use identity_settings_operator::{crdgen, demo, operator, simulator};
+use identity_settings_operator::{apidocs, crdgen, demo, operator, simulator};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -21,6 +21,10 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::ApiDocs => {
+            print!("{}", apidocs::reference());
+            ExitCode::SUCCESS
+        }
         Command::Demo(args) => {
             // The operator's own log would drown the demo's progress: warnings and errors only.
             init_logging(LogFormat::Text, "warn");

@@ -17,6 +17,18 @@ fn crd_prints_the_committed_crd() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
 }
 
+#[test]
+fn the_committed_api_reference_is_generated_from_the_current_crd() {
+    let out = Command::new(BIN).arg("api-docs").output().expect("runs");
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
+        .expect("docs/api.md is committed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "docs/api.md is stale: run `cargo run -- api-docs > docs/api.md`"
+    );
+}
+
 #[tokio::test]
 async fn simulate_says_where_it_listens_and_serves_the_setting_api() {
     let mut child = Command::new(BIN)

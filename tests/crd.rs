@@ -98,3 +98,18 @@ fn the_crd_has_the_status_subresource_printer_columns_and_short_name() {
     assert_eq!(docs["spec"]["names"]["shortNames"][0], "isp");
     assert_eq!(docs["spec"]["scope"], "Namespaced");
 }
+
+#[test]
+fn the_helm_charts_crd_is_the_generated_one() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let name = "identitysettingpolicies.identitysettings.dev.yaml";
+    let repo = std::fs::read_to_string(format!("{root}/crds/{name}")).expect("crds/ copy");
+    let chart = std::fs::read_to_string(format!(
+        "{root}/charts/identity-settings-operator/crds/{name}"
+    ))
+    .expect("the chart's crds/ copy");
+    assert!(
+        chart == repo,
+        "charts/identity-settings-operator/crds/{name} differs from crds/{name}: copy it over"
+    );
+}

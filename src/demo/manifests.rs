@@ -265,7 +265,10 @@ spec:
 
     #[test]
     fn a_misspelled_field_is_refused_with_its_path() {
-        let text = POLICY.replace("partitionGlobalId: org", "partitionGlobalId: org\n  userID: u");
+        let text = POLICY.replace(
+            "partitionGlobalId: org",
+            "partitionGlobalId: org\n  userID: u",
+        );
         let e = parse_str(&text).expect_err("refused").to_string();
         assert!(e.contains("x.yaml, document 1"), "{e}");
         assert!(e.contains("spec.userID"), "{e}");

@@ -89,7 +89,7 @@ pub fn render(crd: &Value) -> String {
 /// `spec.settings[].key`.
 fn fields(schema: &Value, path: &str, rows: &mut Vec<String>) {
     let object = item_schema(schema);
-    let required: Vec<&str> = list(&object["required"]).iter().map(|v| text(v)).collect();
+    let required: Vec<&str> = list(&object["required"]).iter().map(text).collect();
     let Some(properties) = object["properties"].as_object() else {
         return;
     };
@@ -132,7 +132,7 @@ fn type_of(schema: &Value) -> String {
                     "list of {item}, keyed by `{}`",
                     list(&schema["x-kubernetes-list-map-keys"])
                         .iter()
-                        .map(|k| text(k))
+                        .map(text)
                         .collect::<Vec<_>>()
                         .join("`, `")
                 ),

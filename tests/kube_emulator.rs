@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{CustomResource, ResourceExt};
@@ -1814,4 +1815,83 @@ async fn request_log_keeps_the_latest_requests() {
     }
     let names: Vec<_> = emu.requests().into_iter().filter_map(|r| r.name).collect();
     assert_eq!(names, vec!["c", "d", "e"]);
+}
+
+#[tokio::test]
+async fn metadata_only_lists_and_watches_carry_no_secret_data() {
+    let emu = emulator().await;
+    let client = emu.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let mut data = BTreeMap::new();
+    data.insert(
+        "password".to_owned(),
+        k8s_openapi::ByteString(b"hunter2".to_vec()),
+    );
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("s".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        ..Secret::default()
+    };
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("create");
+
+    // What kube-rs sends for Api<PartialObjectMeta<_>>, seen on the wire.
+    let url = format!("{}/api/v1/namespaces/{NS}/secrets", emu.url());
+    let raw: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    assert_eq!(raw["items"][0]["metadata"]["name"], "s");
+    assert!(raw["items"][0].get("data").is_none(), "{raw}");
+    assert!(!raw.to_string().contains("aHVudGVyMg"), "{raw}");
+
+    // A kube-rs watcher over metadata sees the Secret and its later change.
+    let meta: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, NS);
+    let mut events = watcher(meta, watcher::Config::default()).boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(Ok(watcher::Event::InitApply(o))) = events.next().await {
+                return o;
+            }
+        }
+    })
+    .await
+    .expect("initial object");
+    assert_eq!(first.name_any(), "s");
+    assert_eq!(
+        first.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    secrets
+        .patch(
+            "s",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": "new"}})),
+        )
+        .await
+        .expect("patch");
+    let changed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(Ok(watcher::Event::Apply(o))) = events.next().await {
+                return o;
+            }
+        }
+    })
+    .await
+    .expect("the change arrives");
+    assert_ne!(changed.resource_version(), first.resource_version());
 }

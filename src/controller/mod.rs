@@ -10,6 +10,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -70,7 +71,7 @@ pub async fn run(
 async fn run_one(
     ctx: Arc<Context>,
     policies: Api<Guarded>,
-    secrets: Api<Secret>,
+    secrets: Api<PartialObjectMeta<Secret>>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -94,12 +95,15 @@ async fn run_one(
         .applied_objects()
         .predicate_filter(spec_or_deletion, Default::default());
     let store = reader.clone();
+    // Only *that* a Secret changed matters here (reconciles read Secrets themselves), so the
+    // watch carries metadata only: no Secret data is held in memory, however many Secrets the
+    // watched namespaces have.
     let secret_events = watcher(secrets, watcher::Config::default())
         .default_backoff()
         .touched_objects();
     Controller::for_stream(trigger, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .watches_stream(secret_events, move |secret: Secret| {
+        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
             policies_using(&store, &secret)
         })
         .graceful_shutdown_on(shutdown)
@@ -179,7 +183,10 @@ fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
 }
 
 /// The policies in the Secret's namespace that read it.
-fn policies_using(store: &Store<Guarded>, secret: &Secret) -> Vec<ObjectRef<Guarded>> {
+fn policies_using(
+    store: &Store<Guarded>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<Guarded>> {
     let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
         return vec![];
     };
@@ -212,6 +219,7 @@ mod tests {
     use super::*;
     use crate::api::{LocalObjectRef, SecretKeyRef, ServerSpec, SettingSpec, ValueSource};
     use kube::api::ObjectMeta;
+    use kube::core::PartialObjectMetaExt;
 
     fn policy(
         ns: &str,
@@ -259,15 +267,13 @@ mod tests {
         p
     }
 
-    fn secret(ns: &str, name: &str) -> Secret {
-        Secret {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(ns.into()),
-                ..ObjectMeta::default()
-            },
-            ..Secret::default()
+    fn secret(ns: &str, name: &str) -> PartialObjectMeta<Secret> {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            ..ObjectMeta::default()
         }
+        .into_response_partial()
     }
 
     #[test]
@@ -280,7 +286,7 @@ mod tests {
         ] {
             writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(p))));
         }
-        let names = |s: &Secret| {
+        let names = |s: &PartialObjectMeta<Secret>| {
             let mut n: Vec<String> = policies_using(&reader, s)
                 .into_iter()
                 .map(|r| r.name)

@@ -12,6 +12,7 @@
 mod discovery;
 mod events;
 mod faults;
+mod metadata;
 mod patch;
 mod path;
 mod registry;

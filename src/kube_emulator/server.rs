@@ -148,6 +148,11 @@ async fn handle(State(state): State<RunState>, req: Request) -> Response {
     let patch_kind = (req.method() == Method::PATCH)
         .then(|| PatchKind::from_content_type(content_type(&req)))
         .flatten();
+    let metadata_only = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(super::metadata::requested);
     let mut record = RecordedRequest {
         verb: verb.to_string(),
         group: String::new(),
@@ -199,6 +204,7 @@ async fn handle(State(state): State<RunState>, req: Request) -> Response {
                         patch_kind,
                         verb,
                         body,
+                        metadata_only,
                     };
                     match route {
                         None => Err(ApiError::unknown_path(&request_path)),
@@ -223,6 +229,8 @@ struct Call<'a> {
     patch_kind: Option<PatchKind>,
     verb: &'static str,
     body: Bytes,
+    /// `Accept` asked for `PartialObjectMetadata` (get, list, watch).
+    metadata_only: bool,
 }
 
 impl Call<'_> {
@@ -299,7 +307,12 @@ impl Call<'_> {
         let response = match (self.verb, name) {
             ("watch", _) => return self.watch(def, ns, name),
             ("get", Some(name)) => {
-                json_response(StatusCode::OK, &shared.store().get(def, ns, name)?)
+                let object = shared.store().get(def, ns, name)?;
+                if self.metadata_only {
+                    json_response(StatusCode::OK, &super::metadata::partial(&object))
+                } else {
+                    json_response(StatusCode::OK, &object)
+                }
             }
             ("list", None) if target == Target::Main => {
                 let limit =
@@ -319,7 +332,12 @@ impl Call<'_> {
                     limit,
                     continue_token: self.query.get("continue").map(str::to_string),
                 };
-                json_response(StatusCode::OK, &shared.store().list(def, &opts)?)
+                let list = shared.store().list(def, &opts)?;
+                if self.metadata_only {
+                    json_response(StatusCode::OK, &super::metadata::partial_list(&list))
+                } else {
+                    json_response(StatusCode::OK, &list)
+                }
             }
             ("create", None)
                 if target == Target::Main && (ns.is_some() || !def.kind.namespaced) =>
@@ -488,6 +506,7 @@ impl Call<'_> {
             bookmarks: self.query.flag("allowWatchBookmarks"),
             send_initial_events: self.query.flag("sendInitialEvents"),
             timeout,
+            metadata_only: self.metadata_only,
         };
         let ctx = WatchContext {
             store: shared.store.clone(),

@@ -51,6 +51,19 @@ pub(crate) struct WatchRequest {
     /// Deviation: the real server's default is a random timeout between 30 and 60 minutes; the
     /// emulator uses 30 minutes. Values beyond what a clock can add are treated as "forever".
     pub timeout: Duration,
+    /// The client asked for `PartialObjectMetadata` (see `metadata.rs`).
+    pub metadata_only: bool,
+}
+
+impl WatchRequest {
+    /// An object as this watch delivers it: whole, or only its metadata.
+    fn shape(&self, object: Value) -> Value {
+        if self.metadata_only {
+            super::metadata::partial(&object)
+        } else {
+            object
+        }
+    }
 }
 
 /// What a watch needs from the server.
@@ -73,12 +86,12 @@ fn line(event_type: &str, object: &Value) -> Bytes {
     Bytes::from(buf)
 }
 
-fn bookmark(def: &ResourceDef, rv: u64, initial_end: bool) -> Bytes {
-    let mut object = json!({
-        "kind": def.kind.kind,
-        "apiVersion": def.kind.api_version(),
+fn bookmark(req: &WatchRequest, rv: u64, initial_end: bool) -> Bytes {
+    let mut object = req.shape(json!({
+        "kind": req.def.kind.kind,
+        "apiVersion": req.def.kind.api_version(),
         "metadata": { "resourceVersion": rv.to_string() },
-    });
+    }));
     if initial_end {
         object["metadata"]["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
@@ -125,7 +138,7 @@ pub(crate) fn translate(req: &WatchRequest, ev: &HistoryEvent) -> Option<(EventT
             }
         }
     };
-    out.map(|(t, o)| (t, present(&req.def, &o)))
+    out.map(|(t, o)| (t, req.shape(present(&req.def, &o))))
 }
 
 /// Starts streaming; the response is always 200 (a too-old version is reported in-band as an
@@ -189,10 +202,10 @@ fn initial(store: &Mutex<Store>, req: &WatchRequest) -> Result<(Vec<Bytes>, u64)
             let mut lines: Vec<Bytes> = store
                 .matching(&req.def, req.namespace.as_deref(), &req.selectors)
                 .iter()
-                .map(|o| line("ADDED", o))
+                .map(|o| line("ADDED", &req.shape(o.clone())))
                 .collect();
             if req.send_initial_events && req.bookmarks {
-                lines.push(bookmark(&req.def, rv, true));
+                lines.push(bookmark(req, rv, true));
             }
             Ok((lines, rv))
         }
@@ -204,7 +217,7 @@ fn initial(store: &Mutex<Store>, req: &WatchRequest) -> Result<(Vec<Bytes>, u64)
             if req.send_initial_events && req.bookmarks {
                 // Deviation: with an explicit version, the real server sends the state at that
                 // version first; the emulator only marks the end of (no) initial events.
-                lines.push(bookmark(&req.def, rv, true));
+                lines.push(bookmark(req, rv, true));
             }
             let mut cursor = rv;
             lines.extend(drain_locked(&store, req, &mut cursor)?);
@@ -271,7 +284,7 @@ async fn run(mut ctx: WatchContext, req: WatchRequest, tx: Tx) {
             }
         };
         if send_bookmark {
-            lines.push(bookmark(&req.def, cursor, false));
+            lines.push(bookmark(&req, cursor, false));
         }
         if !send_all(&tx, lines).await {
             return;
@@ -298,6 +311,7 @@ mod tests {
             bookmarks: true,
             send_initial_events: false,
             timeout: Duration::from_secs(5),
+            metadata_only: false,
         }
     }
 
@@ -342,7 +356,7 @@ mod tests {
     #[test]
     fn bookmark_shape() {
         let r = req("");
-        let b = bookmark(&r.def, 12, true);
+        let b = bookmark(&r, 12, true);
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["type"], "BOOKMARK");
         assert_eq!(v["object"]["metadata"]["resourceVersion"], "12");

@@ -119,6 +119,8 @@ fn demo_applies_the_examples_and_every_policy_converges() {
             .find(|l| l.split_whitespace().nth(1) == Some(name))
             .unwrap_or_else(|| panic!("no table row for {name}:\n{stdout}"));
         assert!(row.contains(" True "), "{row}");
+        // The simulator starts empty: every policy's first sync wrote its values.
+        assert!(row.contains(" Applied "), "{row}");
     }
     assert!(stdout.contains("Email.Smtp.Password"), "{stdout}");
     assert!(stdout.contains("All 4 policies converged."), "{stdout}");

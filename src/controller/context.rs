@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
-use crate::api::IdentitySettingPolicy;
+use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus};
 use crate::identity::auth::Credentials;
 use crate::identity::client::{ClientConfig, IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
@@ -72,6 +72,16 @@ struct PolicyMemory {
     /// Desired values the server would not keep, and the keys concerned: not written again
     /// until the desired values change.
     rejected: Option<(u64, Vec<String>)>,
+    /// The last status this process wrote, and the status the watch cache showed then.
+    status: Option<WrittenStatus>,
+}
+
+/// A status write, remembered so that a reconcile running on a watch cache that has not yet
+/// seen the write (a Secret event right after an apply, say) starts from what was written
+/// rather than from the older status — which would rewrite `Applied` as `InSync`.
+struct WrittenStatus {
+    replaced: Option<IdentitySettingPolicyStatus>,
+    written: IdentitySettingPolicyStatus,
 }
 
 /// What an identity client was built from; a change means a new client (and a new token).
@@ -228,6 +238,35 @@ impl Context {
         })
     }
 
+    /// The status a reconcile should start from when the cached policy shows `cached`: the one
+    /// this process last wrote if the cache still shows what that write replaced, else `None`
+    /// (the cache is current). Only this process (the leader) writes status; a status changed by
+    /// anyone else is not one we replaced, so the cache wins.
+    pub fn newer_status(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        cached: Option<&IdentitySettingPolicyStatus>,
+    ) -> Option<IdentitySettingPolicyStatus> {
+        self.with_memory(policy, |m| {
+            m.status
+                .as_ref()
+                .filter(|w| w.replaced.as_ref() == cached && Some(&w.written) != cached)
+                .map(|w| w.written.clone())
+        })
+    }
+
+    /// Records a status write over `replaced` (what the watch cache showed).
+    pub fn remember_status(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        replaced: Option<IdentitySettingPolicyStatus>,
+        written: IdentitySettingPolicyStatus,
+    ) {
+        self.with_memory(policy, |m| {
+            m.status = Some(WrittenStatus { replaced, written });
+        });
+    }
+
     /// Records that the server would not keep these desired values for `keys`.
     pub fn remember_rejected(
         &self,
@@ -336,6 +375,35 @@ mod tests {
         ctx.remember_synced(&p, v1);
         assert_eq!(ctx.rejected_keys(&p, v1), None, "a later success clears it");
         ctx.forget(&p);
+    }
+
+    #[tokio::test]
+    async fn a_stale_cache_yields_the_status_last_written_and_a_current_one_wins() {
+        let ctx = context();
+        let p = ObjectRef::new("p").within("ns");
+        let status = |generation| IdentitySettingPolicyStatus {
+            observed_generation: Some(generation),
+            ..IdentitySettingPolicyStatus::default()
+        };
+        assert_eq!(ctx.newer_status(&p, None), None, "nothing written yet");
+        ctx.remember_status(&p, None, status(1));
+        assert_eq!(
+            ctx.newer_status(&p, None),
+            Some(status(1)),
+            "the cache still shows what the write replaced"
+        );
+        assert_eq!(ctx.newer_status(&p, Some(&status(1))), None, "caught up");
+        assert_eq!(
+            ctx.newer_status(&p, Some(&status(7))),
+            None,
+            "a status this process never replaced is the cache's own news"
+        );
+        ctx.forget(&p);
+        assert_eq!(
+            ctx.newer_status(&p, None),
+            None,
+            "forgotten with the policy"
+        );
     }
 
     #[test]

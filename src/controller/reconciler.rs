@@ -60,6 +60,14 @@ async fn reconcile_policy(
         return cleanup(&api, &policy, &ctx, &oref).await;
     }
     ensure_finalizer(&api, &policy).await?;
+    let cached_status = policy.status.clone();
+    let policy = match ctx.newer_status(&oref, cached_status.as_ref()) {
+        Some(written) => Arc::new(IdentitySettingPolicy {
+            status: Some(written),
+            ..(*policy).clone()
+        }),
+        None => policy,
+    };
 
     let mut redactor = Redactor::default();
     let (outcome, action) = match validate(&policy.spec) {
@@ -75,7 +83,9 @@ async fn reconcile_policy(
             &redactor,
         ),
     };
-    report(&ctx, &api, &policy, &oref, &outcome).await?;
+    if let Some(written) = report(&ctx, &api, &policy, &oref, &outcome).await? {
+        ctx.remember_status(&oref, cached_status, written);
+    }
     Ok(action)
 }
 
@@ -114,14 +124,14 @@ fn decide(
 }
 
 /// Publishes an Event (first, so a failed status write cannot lose it), writes status when it
-/// changed, and updates metrics.
+/// changed, and updates metrics. Returns the status written, if any.
 async fn report(
     ctx: &Context,
     api: &Api<IdentitySettingPolicy>,
     policy: &IdentitySettingPolicy,
     oref: &ObjectRef<IdentitySettingPolicy>,
     outcome: &Outcome,
-) -> Result<(), ReconcileError> {
+) -> Result<Option<IdentitySettingPolicyStatus>, ReconcileError> {
     let keys: Vec<String> = policy.spec.settings.iter().map(|s| s.key.clone()).collect();
     let old = policy.status.as_ref();
     let old_reason = old
@@ -137,9 +147,12 @@ async fn report(
         outcome,
         jiff::Timestamp::now(),
     );
-    if old != Some(&next) {
+    let written = if old != Some(&next) {
         write_status(api, &policy.name_any(), &next).await?;
-    }
+        Some(next)
+    } else {
+        None
+    };
     let corrected = match outcome {
         Outcome::Synced {
             reason: r, written, ..
@@ -154,7 +167,7 @@ async fn report(
         corrected,
         drifted,
     );
-    Ok(())
+    Ok(written)
 }
 
 /// Resolves Secrets, reads the server, writes what differs; returns what happened. Fills

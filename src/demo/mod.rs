@@ -16,7 +16,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
 
-use crate::api::IdentitySettingPolicy;
+use crate::api::{IdentitySettingPolicy, SyncMode};
 use crate::controller::context::{Context, ReconcileSettings};
 use crate::controller::{self, WatchScope};
 use crate::identity::types::SettingScope;
@@ -26,7 +26,7 @@ use crate::operator;
 use crate::simulator::{Simulator, SimulatorConfig};
 use manifests::{Manifest, ManifestError};
 
-/// The namespace the demo applies the examples to (they name none, like `kubectl apply -n`).
+/// The namespace for manifests that name none (like `kubectl apply -n identity`).
 pub const NAMESPACE: &str = "identity";
 
 /// What the demo needs to know.
@@ -148,7 +148,7 @@ async fn converge(
     let _ = controller.await;
     let converged = outcome?;
 
-    println!("\nPolicies (kubectl get isp -n {NAMESPACE}, with the ids the server returned):\n");
+    println!("\nPolicies (kubectl get isp -A, with the ids the server returned):\n");
     print!("{}", table::policies(&converged));
     let secret_keys: BTreeSet<String> = policies
         .iter()
@@ -172,7 +172,17 @@ async fn converge(
         });
         print!("{}", table::settings(&stored, &secret_keys));
     }
-    println!("\nAll {} policies converged.", converged.len());
+    let observing = converged
+        .iter()
+        .filter(|p| p.spec.mode == Some(SyncMode::Observe))
+        .count();
+    match observing {
+        0 => println!("\nAll {} policies converged.", converged.len()),
+        n => println!(
+            "\nAll {} policies converged ({n} in observe mode: differences reported, nothing written).",
+            converged.len()
+        ),
+    }
     Ok(())
 }
 
@@ -188,33 +198,42 @@ fn split(manifests: Vec<Manifest>) -> (Vec<Secret>, Vec<IdentitySettingPolicy>) 
     (secrets, policies)
 }
 
-/// Creates the Secrets, then the policies pointed at the simulator, as a user would.
+/// Creates the Secrets, then the policies pointed at the simulator, as a user would, each in
+/// its own namespace or [`NAMESPACE`].
 async fn apply(
     client: kube::Client,
     sim: &Simulator,
     secrets: &[Secret],
     policies: &mut [IdentitySettingPolicy],
 ) -> Result<(), DemoError> {
-    let secret_api: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     for secret in secrets {
-        let created = secret_api.create(&PostParams::default(), secret).await?;
+        let namespace = namespace_of(&secret.metadata);
+        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let created = api.create(&PostParams::default(), secret).await?;
         println!(
-            "• created Secret {NAMESPACE}/{}",
+            "• created Secret {namespace}/{}",
             created.metadata.name.unwrap_or_default()
         );
     }
-    let policy_api: Api<IdentitySettingPolicy> = Api::namespaced(client, NAMESPACE);
     for policy in policies.iter_mut() {
+        let namespace = namespace_of(&policy.metadata);
+        let api: Api<IdentitySettingPolicy> = Api::namespaced(client.clone(), &namespace);
         let was = manifests::point_at_simulator(policy, &sim.base_url(), &sim.authenticate_url());
-        let created = policy_api.create(&PostParams::default(), policy).await?;
+        let created = api.create(&PostParams::default(), policy).await?;
         let count = policy.spec.settings.len();
         println!(
-            "• created IdentitySettingPolicy {NAMESPACE}/{} ({count} setting{}; server {was} → simulator)",
+            "• created IdentitySettingPolicy {namespace}/{} ({count} setting{}; server {was} → simulator)",
             created.metadata.name.unwrap_or_default(),
             if count == 1 { "" } else { "s" }
         );
     }
     Ok(())
+}
+
+fn namespace_of(meta: &kube::api::ObjectMeta) -> String {
+    meta.namespace
+        .clone()
+        .unwrap_or_else(|| NAMESPACE.to_owned())
 }
 
 /// Polls the policies until all converged, printing each change of their Ready condition;
@@ -223,13 +242,17 @@ async fn wait(
     client: kube::Client,
     timeout: Duration,
 ) -> Result<Vec<IdentitySettingPolicy>, DemoError> {
-    let api: Api<IdentitySettingPolicy> = Api::namespaced(client, NAMESPACE);
+    let api: Api<IdentitySettingPolicy> = Api::all(client);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let policies = api.list(&ListParams::default()).await?.items;
         for p in &policies {
-            let name = p.metadata.name.clone().unwrap_or_default();
+            let name = format!(
+                "{}/{}",
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+                p.metadata.name.as_deref().unwrap_or_default()
+            );
             let state = match table::ready(p) {
                 Some((status, reason, _)) => format!("Ready={status} ({reason})"),
                 None => "no status yet".to_owned(),
@@ -250,7 +273,8 @@ async fn wait(
                 .map(|p| {
                     let (_, reason, message) = table::ready(p).unwrap_or(("", "NoStatus", ""));
                     format!(
-                        "{}: {reason} — {message}",
+                        "{}/{}: {reason} — {message}",
+                        p.metadata.namespace.as_deref().unwrap_or_default(),
                         p.metadata.name.as_deref().unwrap_or_default()
                     )
                 })

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::IdentitySettingPolicy;
+use crate::api::{IdentitySettingPolicy, SyncMode};
 use crate::identity::types::StoredSetting;
 
 /// Longest value shown in the settings table; longer ones are cut with `…`.
@@ -33,14 +33,20 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Whether a policy has converged: its current generation was observed and it is Ready.
+/// Whether a policy has converged: its current generation was observed and it reached its
+/// steady state — Ready, or, in observe mode, drift reported (observe mode never writes).
 pub fn converged(policy: &IdentitySettingPolicy) -> bool {
     let Some(status) = &policy.status else {
         return false;
     };
+    let observing = policy.spec.mode == Some(SyncMode::Observe);
     status.observed_generation.is_some()
         && status.observed_generation == policy.metadata.generation
-        && ready(policy).is_some_and(|(status, _, _)| status == "True")
+        && match ready(policy) {
+            Some(("True", _, _)) => true,
+            Some(("False", "Drifted", _)) => observing,
+            _ => false,
+        }
 }
 
 /// The Ready condition: (status, reason, message).
@@ -128,6 +134,39 @@ mod tests {
             ],
         );
         assert_eq!(text, "A          LONG HEADER\nwide cell  x\nb\n");
+    }
+
+    fn policy_with(mode: Option<SyncMode>, status: &str, reason: &str) -> IdentitySettingPolicy {
+        let mut policy: IdentitySettingPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "identitysettings.dev/v1alpha1",
+            "kind": "IdentitySettingPolicy",
+            "metadata": {"name": "p", "generation": 2},
+            "spec": {"server": {"url": "https://h/identity_", "credentialsSecretRef": {"name": "c"}},
+                     "partitionGlobalId": "org", "settings": [{"key": "A", "value": "1"}]},
+            "status": {"observedGeneration": 2, "conditions": [{"type": "Ready", "status": status,
+                "reason": reason, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        }))
+        .expect("a valid policy");
+        policy.spec.mode = mode;
+        policy
+    }
+
+    #[test]
+    fn ready_or_observed_drift_is_converged_and_failures_are_not() {
+        assert!(converged(&policy_with(None, "True", "Applied")));
+        assert!(converged(&policy_with(
+            Some(SyncMode::Observe),
+            "False",
+            "Drifted"
+        )));
+        assert!(!converged(&policy_with(None, "False", "Drifted")));
+        assert!(!converged(&policy_with(None, "False", "SecretNotFound")));
+        let mut stale = policy_with(None, "True", "Applied");
+        stale.metadata.generation = Some(3);
+        assert!(
+            !converged(&stale),
+            "an older generation's status is not convergence"
+        );
     }
 
     #[test]

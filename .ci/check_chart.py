@@ -35,6 +35,8 @@ RELEASE = "iso"
 NAMESPACE = "identity-system"
 FULLNAME = f"{RELEASE}-identity-settings-operator"
 K8S_VERSION = kubernetes_validate.latest_version()
+# Chart.yaml's kubeVersion (>=1.25.0-0): the oldest supported release is validated too.
+K8S_VERSIONS = ["1.25.0", K8S_VERSION]
 STANDARD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
                    "app.kubernetes.io/managed-by", "helm.sh/chart")
 SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
@@ -51,6 +53,7 @@ BAD_VALUES = [
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     ({"metrics": {"serviceMonitor": {"enabled": True, "intervall": "1m"}}}, "'intervall'"),
     ({"leaderElection": {"leaseDuration": "15s", "renewInterval": "10s"}}, "leaderElection.renewInterval"),
+    ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
 ]
 
 failures: list[str] = []
@@ -270,20 +273,23 @@ def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: 
 
 def validate(where: str, obj: dict, counts: dict) -> None:
     ref = f"{where}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    try:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-        counts["validated"] += 1
-    except kubernetes_validate.SchemaNotFoundError as e:
-        if obj.get("apiVersion") == "monitoring.coreos.com/v1" and obj.get("kind") == "ServiceMonitor":
-            # No built-in schema for the Prometheus Operator's CRD: the render assertions above
-            # check its endpoint and selector against the metrics Service instead.
-            counts["skipped"] += 1
-            print(f"  skip {ref}: kubernetes-validate has no schema for monitoring.coreos.com/v1 "
-                  "(a CRD); its endpoint and selector are checked against the Service instead")
-        else:
-            check(False, f"{ref}: {e.message}")
-    except kubernetes_validate.ValidationError as e:
-        check(False, f"{ref}: {e.message} at {'/'.join(str(x) for x in e.path)} (Kubernetes {K8S_VERSION})")
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.SchemaNotFoundError as e:
+            if obj.get("apiVersion") == "monitoring.coreos.com/v1" and obj.get("kind") == "ServiceMonitor":
+                # No built-in schema for the Prometheus Operator's CRD: the render assertions
+                # above check its endpoint and selector against the metrics Service instead.
+                counts["skipped"] += 1
+                print(f"  skip {ref}: kubernetes-validate has no schema for monitoring.coreos.com/v1 "
+                      "(a CRD); its endpoint and selector are checked against the Service instead")
+            else:
+                check(False, f"{ref}: {e.message} (Kubernetes {version})")
+            return
+        except kubernetes_validate.ValidationError as e:
+            check(False, f"{ref}: {e.message} at {'/'.join(str(x) for x in e.path)} (Kubernetes {version})")
+            return
+    counts["validated"] += 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,7 +298,7 @@ async def main() -> int:
     start = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="check-chart-"))
     print(f"check-chart: helm-sdkpy {helm_sdkpy.__version__}, kubernetes-validate {kubernetes_validate.__version__} "
-          f"(schemas for Kubernetes {K8S_VERSION}); renders in {workdir}")
+          f"(validating against Kubernetes {' and '.join(K8S_VERSIONS)}); renders in {workdir}")
 
     # 0. the files the chart shares with the repo
     rules = yaml.safe_load((CHART / "files" / "rbac-rules.yaml").read_text())
@@ -382,7 +388,7 @@ async def main() -> int:
     shutil.rmtree(workdir / "lint", ignore_errors=True)  # keep only the renders
     print(f"\ncheck-chart: OK in {took:.1f}s: lint clean for {len(scenarios)} value sets; {len(scenarios)} renders "
           f"({counts['objects']} objects) asserted; {counts['validated']} objects and CRDs valid against Kubernetes "
-          f"{K8S_VERSION} (strict), {counts['skipped']} ServiceMonitor(s) shape-checked only; {refused} bad value sets "
+          f"{' and '.join(K8S_VERSIONS)} (strict), {counts['skipped']} ServiceMonitor(s) shape-checked only; {refused} bad value sets "
           f"refused; {passed} checks in all.")
     return 0
 

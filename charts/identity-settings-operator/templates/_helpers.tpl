@@ -107,6 +107,9 @@ A duration such as 30s, 5m or 1h, in seconds.
 Checks across values that values.schema.json cannot express.
 */}}
 {{- define "identity-settings-operator.validate" -}}
+{{- if and .Values.rbac.create (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "serviceAccount.name must name the existing ServiceAccount the operator runs as when serviceAccount.create is false (otherwise the chart would grant its RBAC to the namespace's default ServiceAccount)" }}
+{{- end }}
 {{- $lease := include "identity-settings-operator.seconds" .Values.leaderElection.leaseDuration | atoi }}
 {{- $renew := include "identity-settings-operator.seconds" .Values.leaderElection.renewInterval | atoi }}
 {{- if or (lt $renew 1) (gt (mul $renew 2) $lease) }}

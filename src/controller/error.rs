@@ -110,6 +110,25 @@ impl ReconcileError {
     }
 }
 
+/// The recovery a failure reason in a policy's status stands for, so that readers of status (the
+/// demo) can tell "retrying" from "waiting for a fix"; `None` for reasons that are not failures.
+pub fn recovery_of_reason(r: &str) -> Option<Recovery> {
+    match r {
+        reason::SERVER_UNREACHABLE | reason::UNEXPECTED_RESPONSE | reason::KUBERNETES_ERROR => {
+            Some(Recovery::Backoff)
+        }
+        reason::INVALID_SPEC
+        | reason::SECRET_NOT_FOUND
+        | reason::SECRET_INVALID
+        | reason::CREDENTIALS_REJECTED
+        | reason::FORBIDDEN
+        | reason::SERVER_REJECTED
+        | reason::ENDPOINT_NOT_FOUND
+        | reason::VALUE_NOT_ACCEPTED => Some(Recovery::NeedsUser),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +165,7 @@ mod tests {
                 (want_reason, want_recovery),
                 "HTTP {status}"
             );
+            assert_eq!(recovery_of_reason(e.reason()), Some(e.recovery()));
         }
     }
 
@@ -175,6 +195,8 @@ mod tests {
         for (e, want) in cases {
             assert_eq!(e.reason(), want);
             assert_eq!(e.recovery(), Recovery::NeedsUser, "{want}");
+            assert_eq!(recovery_of_reason(want), Some(Recovery::NeedsUser));
         }
+        assert_eq!(recovery_of_reason("Applied"), None);
     }
 }

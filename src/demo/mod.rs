@@ -55,12 +55,18 @@ pub enum DemoError {
     /// The emulated API server refused a manifest or a read.
     #[error("Kubernetes API emulator: {0}")]
     Kube(#[from] kube::Error),
+    /// Some policies failed in a way only a change of the manifests can fix: waiting is useless.
+    #[error("not converged, and waiting cannot help: {}", pending.join("; "))]
+    NeedsFix {
+        /// `namespace/name: reason — message` of each policy that did not converge.
+        pending: Vec<String>,
+    },
     /// Some policies were not Ready for their latest generation in time.
     #[error("not converged within {timeout:?}: {}", pending.join("; "))]
     NotConverged {
         /// How long the demo waited.
         timeout: Duration,
-        /// `name: reason — message` of each policy that did not converge.
+        /// `namespace/name: reason — message` of each policy that did not converge.
         pending: Vec<String>,
     },
 }
@@ -265,11 +271,13 @@ async fn wait(
         if policies.iter().all(table::converged) {
             return Ok(policies);
         }
-        if tokio::time::Instant::now() >= deadline {
+        let pending: Vec<&IdentitySettingPolicy> =
+            policies.iter().filter(|p| !table::converged(p)).collect();
+        let stuck = pending.iter().all(|p| table::needs_user(p));
+        if stuck || tokio::time::Instant::now() >= deadline {
             print!("\n{}", table::policies(&policies));
-            let pending = policies
+            let pending = pending
                 .iter()
-                .filter(|p| !table::converged(p))
                 .map(|p| {
                     let (_, reason, message) = table::ready(p).unwrap_or(("", "NoStatus", ""));
                     format!(
@@ -279,7 +287,11 @@ async fn wait(
                     )
                 })
                 .collect();
-            return Err(DemoError::NotConverged { timeout, pending });
+            return Err(if stuck {
+                DemoError::NeedsFix { pending }
+            } else {
+                DemoError::NotConverged { timeout, pending }
+            });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

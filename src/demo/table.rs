@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use crate::api::{IdentitySettingPolicy, SyncMode};
+use crate::controller::error::{Recovery, recovery_of_reason};
 use crate::identity::types::StoredSetting;
 
 /// Longest value shown in the settings table; longer ones are cut with `…`.
@@ -47,6 +48,18 @@ pub fn converged(policy: &IdentitySettingPolicy) -> bool {
             Some(("False", "Drifted", _)) => observing,
             _ => false,
         }
+}
+
+/// Whether a policy is stuck on a failure that only a change by the user can fix (for its current
+/// generation): waiting longer cannot make it converge.
+pub fn needs_user(policy: &IdentitySettingPolicy) -> bool {
+    let current = policy.status.as_ref().is_some_and(|s| {
+        s.observed_generation.is_some() && s.observed_generation == policy.metadata.generation
+    });
+    current
+        && ready(policy).is_some_and(|(status, reason, _)| {
+            status == "False" && recovery_of_reason(reason) == Some(Recovery::NeedsUser)
+        })
 }
 
 /// The Ready condition: (status, reason, message).
@@ -161,6 +174,17 @@ mod tests {
         )));
         assert!(!converged(&policy_with(None, "False", "Drifted")));
         assert!(!converged(&policy_with(None, "False", "SecretNotFound")));
+        assert!(needs_user(&policy_with(None, "False", "SecretNotFound")));
+        assert!(!needs_user(&policy_with(
+            None,
+            "False",
+            "ServerUnreachable"
+        )));
+        assert!(!needs_user(&policy_with(
+            Some(SyncMode::Observe),
+            "False",
+            "Drifted"
+        )));
         let mut stale = policy_with(None, "True", "Applied");
         stale.metadata.generation = Some(3);
         assert!(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import shutil
 import sys
 import tempfile
@@ -55,6 +56,9 @@ BAD_VALUES = [
     ({"leaderElection": {"leaseDuration": "15s", "renewInterval": "10s"}}, "leaderElection.renewInterval"),
     ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
 ]
+
+# The environment variables `identity-settings-operator run` reads, from its clap definitions.
+OPERATOR_ENV = set(re.findall(r'env = "([A-Z0-9_]+)"', (ROOT / "src/cli.rs").read_text()))
 
 failures: list[str] = []
 passed = 0
@@ -185,6 +189,7 @@ def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: 
         "LEASE_DURATION": values["leaderElection"]["leaseDuration"],
         "LEASE_RENEW_INTERVAL": values["leaderElection"]["renewInterval"],
         "HTTP_PORT": str(values["httpPort"]),
+        "HTTP_ADDRESS": values["httpAddress"],
     }
     for k, v in expect.items():
         check(value.get(k) == v, f"{p}: env {k}={value.get(k)!r}, want {v!r}")
@@ -193,6 +198,11 @@ def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: 
     check("ALLOW_INSECURE_HTTP" not in env, f"{p}: ALLOW_INSECURE_HTTP must not be set")
     for extra in values["extraEnv"]:
         check(env.get(extra["name"]) == extra, f"{p}: extraEnv {extra['name']} missing")
+    # Every variable the chart sets is one the binary reads (`env = "..."` in src/cli.rs), so a
+    # renamed flag cannot leave the chart setting a variable nobody reads.
+    user_env = {e["name"] for e in values["extraEnv"]}
+    for k in sorted(set(env) - user_env - OPERATOR_ENV):
+        check(False, f"{p}: env {k} is not read by the operator (src/cli.rs has no env = \"{k}\")")
     for key in ("nodeSelector", "tolerations", "affinity"):
         check((pod.get(key) or type(values[key])()) == values[key], f"{p}: pod {key} {pod.get(key)}")
     check(pod.get("priorityClassName", "") == values["priorityClassName"], f"{p}: priorityClassName")
@@ -217,6 +227,10 @@ def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: 
             check(len(croles) == 1 and len(crbs) == 1 and not watch_roles,
                   f"{p}: all namespaces needs one ClusterRole+binding and no watched Role")
             check(all(r.get("rules") == rules["watched"] for r in croles), f"{p}: ClusterRole rules != watched")
+            check(all(r["metadata"]["name"].startswith(f"{NAMESPACE}-") for r in croles + crbs),
+                  f"{p}: cluster-scoped RBAC names must carry the release namespace (two releases of one name would collide)")
+            check(all(b["roleRef"]["name"] == croles[0]["metadata"]["name"] for b in crbs),
+                  f"{p}: the ClusterRoleBinding must refer to the ClusterRole")
         else:
             check(not croles and not crbs, f"{p}: watchNamespaces set but a ClusterRole(Binding) is rendered")
             check(sorted(r["metadata"]["namespace"] for r in watch_roles) == sorted(watch),

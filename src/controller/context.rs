@@ -76,13 +76,21 @@ struct PolicyMemory {
     status: Option<WrittenStatus>,
 }
 
-/// A status write, remembered so that a reconcile running on a watch cache that has not yet
-/// seen the write (a Secret event right after an apply, say) starts from what was written
-/// rather than from the older status — which would rewrite `Applied` as `InSync`.
+/// Status writes not yet seen in the watch cache, remembered so that a reconcile running on a
+/// cache that lags behind (a Secret event right after an apply, say) starts from what was
+/// written rather than from an older status — which would rewrite `Applied` as `InSync`.
 struct WrittenStatus {
-    replaced: Option<IdentitySettingPolicyStatus>,
+    /// The policy object written to: a policy recreated under the same name is another one.
+    uid: Option<String>,
+    /// Statuses our writes replaced that a lagging cache may still show.
+    superseded: Vec<Option<IdentitySettingPolicyStatus>>,
+    /// The status as the API server returned it after our last write (what the cache will show).
     written: IdentitySettingPolicyStatus,
 }
+
+/// How many superseded statuses are kept; more writes than this within one cache lag are not
+/// expected (each needs a reconcile).
+const MAX_SUPERSEDED: usize = 8;
 
 /// What an identity client was built from; a change means a new client (and a new token).
 #[derive(Clone, PartialEq, Eq)]
@@ -238,33 +246,66 @@ impl Context {
         })
     }
 
-    /// The status a reconcile should start from when the cached policy shows `cached`: the one
-    /// this process last wrote if the cache still shows what that write replaced, else `None`
-    /// (the cache is current). Only this process (the leader) writes status; a status changed by
-    /// anyone else is not one we replaced, so the cache wins.
+    /// The status a reconcile should start from when the cached policy (`uid`) shows `cached`:
+    /// the one this process last wrote while the cache still shows a status that write
+    /// superseded; `None` when the cache is current — it caught up, or shows a status someone
+    /// else wrote — which also ends the remembering.
     pub fn newer_status(
         &self,
         policy: &ObjectRef<IdentitySettingPolicy>,
+        uid: Option<&str>,
         cached: Option<&IdentitySettingPolicyStatus>,
     ) -> Option<IdentitySettingPolicyStatus> {
         self.with_memory(policy, |m| {
-            m.status
-                .as_ref()
-                .filter(|w| w.replaced.as_ref() == cached && Some(&w.written) != cached)
-                .map(|w| w.written.clone())
+            let lagging = m.status.as_ref().is_some_and(|w| {
+                w.uid.as_deref() == uid
+                    && Some(&w.written) != cached
+                    && w.superseded.iter().any(|s| s.as_ref() == cached)
+            });
+            if lagging {
+                m.status.as_ref().map(|w| w.written.clone())
+            } else {
+                m.status = None;
+                None
+            }
         })
     }
 
-    /// Records a status write over `replaced` (what the watch cache showed).
+    /// Records a status write to the policy `uid`: `written` as the server returned it, over
+    /// `started_from` (the status the reconcile began with) while the cache showed `cached`.
     pub fn remember_status(
         &self,
         policy: &ObjectRef<IdentitySettingPolicy>,
-        replaced: Option<IdentitySettingPolicyStatus>,
+        uid: Option<String>,
+        started_from: Option<IdentitySettingPolicyStatus>,
+        cached: Option<IdentitySettingPolicyStatus>,
         written: IdentitySettingPolicyStatus,
     ) {
         self.with_memory(policy, |m| {
-            m.status = Some(WrittenStatus { replaced, written });
+            let mut superseded = match m.status.take() {
+                Some(w) if w.uid == uid => w.superseded,
+                _ => Vec::new(),
+            };
+            for status in [cached, started_from] {
+                if !superseded.contains(&status) {
+                    superseded.push(status);
+                }
+            }
+            if superseded.len() > MAX_SUPERSEDED {
+                superseded.drain(..superseded.len() - MAX_SUPERSEDED);
+            }
+            m.status = Some(WrittenStatus {
+                uid,
+                superseded,
+                written,
+            });
         });
+    }
+
+    /// Forgets remembered status writes (after a failed write: what the server holds is unknown,
+    /// so the cache is trusted).
+    pub fn forget_status(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
+        self.with_memory(policy, |m| m.status = None);
     }
 
     /// Records that the server would not keep these desired values for `keys`.
@@ -378,31 +419,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stale_cache_yields_the_status_last_written_and_a_current_one_wins() {
+    async fn a_lagging_cache_yields_the_status_last_written_until_it_catches_up() {
         let ctx = context();
         let p = ObjectRef::new("p").within("ns");
         let status = |generation| IdentitySettingPolicyStatus {
             observed_generation: Some(generation),
             ..IdentitySettingPolicyStatus::default()
         };
-        assert_eq!(ctx.newer_status(&p, None), None, "nothing written yet");
-        ctx.remember_status(&p, None, status(1));
+        let uid = Some("u1");
+        assert_eq!(ctx.newer_status(&p, uid, None), None, "nothing written yet");
+
+        // First write over no status; a second one before the cache showed the first.
+        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
+        assert_eq!(ctx.newer_status(&p, uid, None), Some(status(1)));
+        ctx.remember_status(&p, uid.map(Into::into), Some(status(1)), None, status(2));
+        assert_eq!(ctx.newer_status(&p, uid, None), Some(status(2)));
         assert_eq!(
-            ctx.newer_status(&p, None),
-            Some(status(1)),
-            "the cache still shows what the write replaced"
+            ctx.newer_status(&p, uid, Some(&status(1))),
+            Some(status(2)),
+            "the cache showing the intermediate write still lags"
         );
-        assert_eq!(ctx.newer_status(&p, Some(&status(1))), None, "caught up");
+
         assert_eq!(
-            ctx.newer_status(&p, Some(&status(7))),
+            ctx.newer_status(&p, uid, Some(&status(2))),
+            None,
+            "caught up"
+        );
+        assert_eq!(
+            ctx.newer_status(&p, uid, None),
+            None,
+            "after catching up, a cleared status is news, not lag"
+        );
+
+        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
+        assert_eq!(
+            ctx.newer_status(&p, Some("u2"), None),
+            None,
+            "a policy recreated under the same name is another object"
+        );
+        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
+        assert_eq!(
+            ctx.newer_status(&p, uid, Some(&status(7))),
             None,
             "a status this process never replaced is the cache's own news"
         );
-        ctx.forget(&p);
+        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
+        ctx.forget_status(&p);
         assert_eq!(
-            ctx.newer_status(&p, None),
+            ctx.newer_status(&p, uid, None),
             None,
-            "forgotten with the policy"
+            "forgotten after a failed write"
         );
     }
 

@@ -61,7 +61,8 @@ async fn reconcile_policy(
     }
     ensure_finalizer(&api, &policy).await?;
     let cached_status = policy.status.clone();
-    let policy = match ctx.newer_status(&oref, cached_status.as_ref()) {
+    let uid = policy.metadata.uid.clone();
+    let policy = match ctx.newer_status(&oref, uid.as_deref(), cached_status.as_ref()) {
         Some(written) => Arc::new(IdentitySettingPolicy {
             status: Some(written),
             ..(*policy).clone()
@@ -83,8 +84,16 @@ async fn reconcile_policy(
             &redactor,
         ),
     };
-    if let Some(written) = report(&ctx, &api, &policy, &oref, &outcome).await? {
-        ctx.remember_status(&oref, cached_status, written);
+    match report(&ctx, &api, &policy, &oref, &outcome).await {
+        Ok(Some(written)) => {
+            let started_from = policy.status.clone();
+            ctx.remember_status(&oref, uid, started_from, cached_status, written);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            ctx.forget_status(&oref);
+            return Err(e);
+        }
     }
     Ok(action)
 }
@@ -148,8 +157,9 @@ async fn report(
         jiff::Timestamp::now(),
     );
     let written = if old != Some(&next) {
-        write_status(api, &policy.name_any(), &next).await?;
-        Some(next)
+        let stored = write_status(api, &policy.name_any(), &next).await?;
+        // What the server stored (timestamps in its precision) is what the cache will show.
+        Some(stored.status.unwrap_or(next))
     } else {
         None
     };
@@ -327,19 +337,19 @@ async fn write_status(
     api: &Api<IdentitySettingPolicy>,
     name: &str,
     status: &IdentitySettingPolicyStatus,
-) -> Result<(), ReconcileError> {
+) -> Result<IdentitySettingPolicy, ReconcileError> {
     let body = json!({
         "apiVersion": IdentitySettingPolicy::api_version(&()),
         "kind": IdentitySettingPolicy::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    Ok(api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?)
 }
 
 /// Publishes the outcome as an Event (Normal when Ready, Warning otherwise).

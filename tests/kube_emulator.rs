@@ -1862,12 +1862,9 @@ async fn metadata_only_lists_and_watches_carry_no_secret_data() {
     // A kube-rs watcher over metadata sees the Secret and its later change.
     let meta: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, NS);
     let mut events = watcher(meta, watcher::Config::default()).boxed();
-    let first = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(Ok(watcher::Event::InitApply(o))) = events.next().await {
-                return o;
-            }
-        }
+    let first = next_matching(&mut events, |e| match e {
+        watcher::Event::InitApply(o) => Some(o),
+        _ => None,
     })
     .await
     .expect("initial object");
@@ -1884,14 +1881,29 @@ async fn metadata_only_lists_and_watches_carry_no_secret_data() {
         )
         .await
         .expect("patch");
-    let changed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            if let Some(Ok(watcher::Event::Apply(o))) = events.next().await {
-                return o;
-            }
-        }
+    let changed = next_matching(&mut events, |e| match e {
+        watcher::Event::Apply(o) => Some(o),
+        _ => None,
     })
     .await
     .expect("the change arrives");
     assert_ne!(changed.resource_version(), first.resource_version());
+}
+
+/// The first watcher event `pick` accepts within 5 s, if any.
+async fn next_matching<T>(
+    events: &mut (impl futures::Stream<Item = Result<watcher::Event<T>, watcher::Error>> + Unpin),
+    pick: impl Fn(watcher::Event<T>) -> Option<T>,
+) -> Option<T> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = events.next().await {
+            if let Some(found) = event.ok().and_then(&pick) {
+                return Some(found);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
 }

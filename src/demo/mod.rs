@@ -254,11 +254,7 @@ async fn wait(
     loop {
         let policies = api.list(&ListParams::default()).await?.items;
         for p in &policies {
-            let name = format!(
-                "{}/{}",
-                p.metadata.namespace.as_deref().unwrap_or_default(),
-                p.metadata.name.as_deref().unwrap_or_default()
-            );
+            let name = table::qualified_name(p);
             let state = match table::ready(p) {
                 Some((status, reason, _)) => format!("Ready={status} ({reason})"),
                 None => "no status yet".to_owned(),
@@ -280,11 +276,7 @@ async fn wait(
                 .iter()
                 .map(|p| {
                     let (_, reason, message) = table::ready(p).unwrap_or(("", "NoStatus", ""));
-                    format!(
-                        "{}/{}: {reason} — {message}",
-                        p.metadata.namespace.as_deref().unwrap_or_default(),
-                        p.metadata.name.as_deref().unwrap_or_default()
-                    )
+                    format!("{}: {reason} — {message}", table::qualified_name(p))
                 })
                 .collect();
             return Err(if stuck {

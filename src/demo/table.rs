@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use crate::api::{IdentitySettingPolicy, SyncMode};
 use crate::controller::error::{Recovery, recovery_of_reason};
 use crate::identity::types::StoredSetting;
+use crate::reconcile::status::{READY, reason};
 
 /// Longest value shown in the settings table; longer ones are cut with `…`.
 const MAX_VALUE_CHARS: usize = 70;
@@ -34,18 +35,21 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Whether the policy's status describes its current generation.
+fn observes_current_generation(policy: &IdentitySettingPolicy) -> bool {
+    policy.status.as_ref().is_some_and(|s| {
+        s.observed_generation.is_some() && s.observed_generation == policy.metadata.generation
+    })
+}
+
 /// Whether a policy has converged: its current generation was observed and it reached its
 /// steady state — Ready, or, in observe mode, drift reported (observe mode never writes).
 pub fn converged(policy: &IdentitySettingPolicy) -> bool {
-    let Some(status) = &policy.status else {
-        return false;
-    };
     let observing = policy.spec.mode == Some(SyncMode::Observe);
-    status.observed_generation.is_some()
-        && status.observed_generation == policy.metadata.generation
+    observes_current_generation(policy)
         && match ready(policy) {
             Some(("True", _, _)) => true,
-            Some(("False", "Drifted", _)) => observing,
+            Some(("False", r, _)) if r == reason::DRIFTED => observing,
             _ => false,
         }
 }
@@ -53,13 +57,19 @@ pub fn converged(policy: &IdentitySettingPolicy) -> bool {
 /// Whether a policy is stuck on a failure that only a change by the user can fix (for its current
 /// generation): waiting longer cannot make it converge.
 pub fn needs_user(policy: &IdentitySettingPolicy) -> bool {
-    let current = policy.status.as_ref().is_some_and(|s| {
-        s.observed_generation.is_some() && s.observed_generation == policy.metadata.generation
-    });
-    current
+    observes_current_generation(policy)
         && ready(policy).is_some_and(|(status, reason, _)| {
             status == "False" && recovery_of_reason(reason) == Some(Recovery::NeedsUser)
         })
+}
+
+/// `namespace/name`, as the demo names a policy.
+pub fn qualified_name(policy: &IdentitySettingPolicy) -> String {
+    format!(
+        "{}/{}",
+        policy.metadata.namespace.as_deref().unwrap_or_default(),
+        policy.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// The Ready condition: (status, reason, message).
@@ -69,7 +79,7 @@ pub fn ready(policy: &IdentitySettingPolicy) -> Option<(&str, &str, &str)> {
         .as_ref()?
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == READY)
         .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
 }
 

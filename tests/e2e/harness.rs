@@ -15,6 +15,7 @@ use identity_settings_operator::kube_emulator::{EmulatorConfig, KubeEmulator, Re
 use identity_settings_operator::simulator::{Simulator, SimulatorConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ObjectMeta, PostParams};
 
 /// The partition every test policy manages.
@@ -381,21 +382,23 @@ impl World {
     }
 }
 
-/// The Ready condition's reason.
-pub fn ready_reason(p: &IdentitySettingPolicy) -> Option<String> {
+/// The Ready condition.
+pub fn ready_condition(p: &IdentitySettingPolicy) -> Option<&Condition> {
     p.status
         .as_ref()?
         .conditions
         .iter()
         .find(|c| c.type_ == "Ready")
-        .map(|c| c.reason.clone())
+}
+
+/// The Ready condition's reason.
+pub fn ready_reason(p: &IdentitySettingPolicy) -> Option<String> {
+    ready_condition(p).map(|c| c.reason.clone())
 }
 
 /// The Ready condition's message.
 pub fn ready_message(p: &IdentitySettingPolicy) -> String {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+    ready_condition(p)
         .map(|c| c.message.clone())
         .unwrap_or_default()
 }

@@ -186,10 +186,7 @@ async fn the_charts_rbac_allows_every_request_and_grants_nothing_unused() {
 async fn wait_ready(world: &World) {
     world
         .wait_policy("password", "Ready=True", Duration::from_secs(20), |p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                .is_some_and(|c| c.status == "True")
+            ready_condition(p).is_some_and(|c| c.status == "True")
         })
         .await;
 }

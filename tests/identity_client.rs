@@ -17,11 +17,11 @@ use identity_settings_operator::simulator::{Endpoint, Simulator, SimulatorConfig
 
 const EXAMPLE_REQUEST: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/identity-api/examples/put-setting-request.json"
+    "/tests/fixtures/identity-api/put-setting-request.json"
 ));
 const EXAMPLE_RESPONSE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/identity-api/examples/put-setting-response.json"
+    "/tests/fixtures/identity-api/put-setting-response.json"
 ));
 
 /// Every secret the tests use; none may appear in an error's Display or Debug.

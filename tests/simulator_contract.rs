@@ -1,5 +1,5 @@
 //! The identity simulator over real HTTP, checked against the contract
-//! (`shared/identity-api/README.md`) with a plain reqwest client.
+//! (`docs/identity-api.md`) with a plain reqwest client.
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 const EXAMPLE_REQUEST: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/identity-api/examples/put-setting-request.json"
+    "/tests/fixtures/identity-api/put-setting-request.json"
 ));
 const EXAMPLE_RESPONSE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/identity-api/examples/put-setting-response.json"
+    "/tests/fixtures/identity-api/put-setting-response.json"
 ));
 
 /// A form body as name/value pairs.

@@ -1,6 +1,6 @@
 //! The Setting API's wire format, shared by the client and the simulator.
 //!
-//! Field names follow the contract (`../shared/identity-api/README.md`) exactly: camelCase,
+//! Field names follow the contract (`docs/identity-api.md`) exactly: camelCase,
 //! every `value` a string, `userId` present as `null` for organization-level settings.
 
 use serde::{Deserialize, Serialize};

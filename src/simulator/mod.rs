@@ -1,6 +1,6 @@
 //! A stand-in for the UiPath identity service's Setting API, for tests and the no-cluster demo.
 //!
-//! It follows the contract in `shared/identity-api/README.md` to the letter; its value is
+//! It follows the contract in `docs/identity-api.md` to the letter; its value is
 //! fidelity. [`Simulator::start`] runs an axum server on a local port and returns a handle to
 //! inspect and steer it; [`serve_until_shutdown`] runs one for `identity-settings-operator
 //! simulate`.

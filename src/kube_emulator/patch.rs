@@ -120,7 +120,9 @@ fn apply_json_patch(doc: &mut Value, ops: &[json_patch::PatchOperation]) -> Resu
 ///
 /// Deviation: no `managedFields` are tracked, so fields a manager stops applying are not removed,
 /// conflicts between managers are never reported (`force` has no effect), and keyed lists
-/// (`listType=map`) are replaced rather than merged per key.
+/// (`listType=map`) are replaced rather than merged per key, so duplicate keys are stored where
+/// the real server refuses them (500). Both are measured against the real apiserver in
+/// `tests/real_apiserver/differential.rs`.
 pub(crate) fn apply_merge(live: &mut Value, applied: &Value) {
     match (live, applied) {
         (Value::Object(live), Value::Object(applied)) => {

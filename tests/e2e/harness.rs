@@ -1,5 +1,6 @@
-//! Test harness: a Kubernetes API emulator, an identity simulator, and the real operator binary
-//! running as a separate process against both.
+//! Test harness: a Kubernetes API server (the emulator, or the real control plane when
+//! `CONTROL_PLANE_BIN` is set; see `tests/support/control_plane.rs`), an identity simulator,
+//! and the real operator binary running as a separate process against both.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -18,14 +19,42 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ObjectMeta, PostParams};
 
+use crate::control_plane::{self, ControlPlane, RELEASE_NAMESPACE};
+
 /// The partition every test policy manages.
 pub const PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
 /// The namespace tests use.
 pub const NS: &str = "identity";
 
-/// One world: emulator, simulator, and operator processes.
+/// Namespaces the scenarios use besides [`NS`]; the real control plane creates them up front.
+const OTHER_NAMESPACES: [&str; 2] = ["team-b", "team-c"];
+
+/// The Kubernetes API server a world runs against.
+pub enum Backend {
+    /// The project's Kubernetes API emulator (fault injection, restarts, a request log).
+    Emulator(KubeEmulator),
+    /// A real etcd and kube-apiserver; the operator runs as the chart's restricted user.
+    Real(ControlPlane),
+}
+
+/// Whether this run uses the real control plane.
+pub fn on_real_apiserver() -> bool {
+    control_plane::selected().is_some()
+}
+
+/// For scenarios the real API server cannot play: on the real backend, says which scenario is
+/// skipped and why (printed, and shown by the suite's `--show-output`), and returns `true`.
+pub fn skipped_on_real_apiserver(scenario: &str, needs: &str) -> bool {
+    let skip = on_real_apiserver();
+    if skip {
+        println!("SKIPPED on the real apiserver: {scenario}: it needs {needs}");
+    }
+    skip
+}
+
+/// One world: a Kubernetes API server, the simulator, and operator processes.
 pub struct World {
-    pub kube: KubeEmulator,
+    pub kube: Backend,
     pub sim: Simulator,
     pub client: kube::Client,
     dir: tempfile::TempDir,
@@ -118,6 +147,10 @@ impl Drop for World {
     /// Every world ends by checking the Helm chart's RBAC against the requests its operators
     /// made (see `rbac.rs`); skipped when the test already failed.
     fn drop(&mut self) {
+        // On the real API server its RBAC authorizer has already judged every request.
+        let Backend::Emulator(kube) = &self.kube else {
+            return;
+        };
         if std::thread::panicking() || self.operators.is_empty() {
             return;
         }
@@ -133,9 +166,9 @@ impl Drop for World {
                     .collect()
             });
         let rules = crate::rbac::chart_rules();
-        let forbidden: Vec<String> = crate::rbac::operator_requests(self.kube.requests())
+        let forbidden: Vec<String> = crate::rbac::operator_requests(kube.requests())
             .iter()
-            .filter_map(|r| crate::rbac::forbidden(&rules, r, watched.as_ref(), NS))
+            .filter_map(|r| crate::rbac::forbidden(&rules, r, watched.as_ref(), RELEASE_NAMESPACE))
             .collect();
         assert!(
             forbidden.is_empty(),
@@ -151,20 +184,32 @@ impl World {
         Self::start_with(SimulatorConfig::default()).await
     }
 
-    /// Starts the emulator and a simulator with `sim_config`.
+    /// Starts the Kubernetes backend and a simulator with `sim_config`.
     pub async fn start_with(sim_config: SimulatorConfig) -> World {
-        let config = EmulatorConfig {
-            custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
-            ..EmulatorConfig::default()
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (kube, client) = match control_plane::selected() {
+            Some(bin) => {
+                let mut namespaces = vec![NS];
+                namespaces.extend(OTHER_NAMESPACES);
+                let plane = ControlPlane::start(&bin, &namespaces).await;
+                let client = plane.admin_client().await;
+                (Backend::Real(plane), client)
+            }
+            None => {
+                let config = EmulatorConfig {
+                    custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
+                    ..EmulatorConfig::default()
+                };
+                let kube = KubeEmulator::start(config).await.expect("emulator starts");
+                std::fs::write(dir.path().join("kubeconfig"), kube.kubeconfig_yaml(NS))
+                    .expect("kubeconfig written");
+                let client = kube.client();
+                (Backend::Emulator(kube), client)
+            }
         };
-        let kube = KubeEmulator::start(config).await.expect("emulator starts");
         let sim = Simulator::start(sim_config)
             .await
             .expect("simulator starts");
-        let client = kube.client();
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("kubeconfig"), kube.kubeconfig_yaml(NS))
-            .expect("kubeconfig written");
         World {
             kube,
             sim,
@@ -174,13 +219,61 @@ impl World {
         }
     }
 
-    /// Starts an operator process watching `NS`; returns its index.
-    pub fn spawn_operator(&mut self, extra: &[&str]) -> usize {
-        self.spawn_operator_watching(Some(NS), extra)
+    /// The emulator, for scenarios that inject API-server faults or read its request log.
+    /// Such scenarios call [`skipped_on_real_apiserver`] first.
+    pub fn emulator(&mut self) -> &mut KubeEmulator {
+        match &mut self.kube {
+            Backend::Emulator(kube) => kube,
+            Backend::Real(_) => panic!("this scenario needs the emulator"),
+        }
     }
 
-    /// Starts an operator process watching `namespaces` (comma-separated; `None`: all).
-    pub fn spawn_operator_watching(&mut self, namespaces: Option<&str>, extra: &[&str]) -> usize {
+    /// Stores a policy that does not match the CRD's schema: directly on the emulator (which
+    /// does not validate against the schema), under a loosened schema on the real server.
+    pub async fn store_unvalidated(&self, object: &serde_json::Value) {
+        match &self.kube {
+            Backend::Real(plane) => plane.store_unvalidated(object).await,
+            Backend::Emulator(_) => {
+                let resource = kube::api::ApiResource::erase::<IdentitySettingPolicy>(&());
+                let namespace = object["metadata"]["namespace"].as_str().unwrap_or(NS);
+                let raw: Api<kube::api::DynamicObject> =
+                    Api::namespaced_with(self.client.clone(), namespace, &resource);
+                let object = serde_json::from_value(object.clone()).expect("an object");
+                raw.create(&PostParams::default(), &object)
+                    .await
+                    .expect("stored");
+            }
+        }
+    }
+
+    /// Starts an operator process watching `NS` (all namespaces when
+    /// `E2E_WATCH_ALL_NAMESPACES=1`, so the suite also runs under the chart's cluster-wide
+    /// RBAC); returns its index.
+    pub async fn spawn_operator(&mut self, extra: &[&str]) -> usize {
+        let all = std::env::var("E2E_WATCH_ALL_NAMESPACES").is_ok_and(|v| v == "1");
+        self.spawn_operator_watching((!all).then_some(NS), extra)
+            .await
+    }
+
+    /// Starts an operator process watching `namespaces` (comma-separated; `None`: all). On the
+    /// real API server it runs as the restricted operator user, after the admin has applied the
+    /// RBAC the chart renders for the same `watchNamespaces` and leader election.
+    pub async fn spawn_operator_watching(
+        &mut self,
+        namespaces: Option<&str>,
+        extra: &[&str],
+    ) -> usize {
+        let kubeconfig = match &self.kube {
+            Backend::Emulator(_) => self.dir.path().join("kubeconfig"),
+            Backend::Real(plane) => {
+                let watched: Option<Vec<&str>> = namespaces.map(|n| n.split(',').collect());
+                let leader_election = extra.contains(&"--leader-election");
+                plane
+                    .apply_chart_rbac(watched.as_deref(), leader_election)
+                    .await;
+                plane.operator_kubeconfig()
+            }
+        };
         let index = self.operators.len();
         let name = format!("operator-{index}");
         let log = self.dir.path().join(format!("{name}.log"));
@@ -205,14 +298,14 @@ impl World {
             ])
             .args([
                 "--lease-namespace",
-                NS,
+                RELEASE_NAMESPACE,
                 "--lease-duration",
                 "3s",
                 "--lease-renew-interval",
                 "1s",
             ])
             .args(extra)
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,identity_settings_operator=debug")
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)
@@ -233,12 +326,17 @@ impl World {
         &mut self.operators[index]
     }
 
-    /// Every operator's log, for failure messages.
+    /// Every operator's log (and the control plane's last lines), for failure messages.
     pub fn logs(&self) -> String {
-        self.operators
+        let mut logs: String = self
+            .operators
             .iter()
             .map(|o| format!("===== {} =====\n{}", o.name, o.log_text()))
-            .collect()
+            .collect();
+        if let Backend::Real(plane) = &self.kube {
+            logs.push_str(&plane.logs_tail());
+        }
+        logs
     }
 
     /// The value the simulator stores for `key` in the org-level scope of `PARTITION`.

@@ -137,7 +137,7 @@ async fn the_charts_rbac_allows_every_request_and_grants_nothing_unused() {
             vec![setting("Auth.UserLockOut.IsEnabled", "false")],
         ))
         .await;
-    world.spawn_operator(&["--leader-election"]);
+    world.spawn_operator(&["--leader-election"]).await;
     wait_ready(&world).await;
     for _ in 0..2 {
         world
@@ -168,8 +168,13 @@ async fn the_charts_rbac_allows_every_request_and_grants_nothing_unused() {
     }
     world.operator(0).terminate();
 
+    // On the real API server its authorizer allowed every request the scenario needed; which
+    // grants went unused only the emulator's request log can tell.
+    let crate::harness::Backend::Emulator(kube) = &world.kube else {
+        return;
+    };
     let rules = chart_rules();
-    let requests = operator_requests(world.kube.requests());
+    let requests = operator_requests(kube.requests());
     let used: BTreeSet<(String, String, String)> = requests
         .iter()
         .filter(|r| !r.resource.is_empty())

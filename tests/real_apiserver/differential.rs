@@ -67,23 +67,66 @@ fn field(value: &Value, pointer: &str) -> String {
     }
 }
 
+/// One request of the sequence.
+struct Req {
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    accept: &'static str,
+    body: Option<Value>,
+}
+
+impl Req {
+    fn new(method: &'static str, path: impl Into<String>) -> Req {
+        Req {
+            method,
+            path: path.into(),
+            content_type: None,
+            accept: "application/json",
+            body: None,
+        }
+    }
+    fn get(path: impl Into<String>) -> Req {
+        Req::new("GET", path)
+    }
+    fn delete(path: impl Into<String>) -> Req {
+        Req::new("DELETE", path)
+    }
+    /// A POST or PUT of a JSON object.
+    fn write(method: &'static str, path: impl Into<String>, body: Value) -> Req {
+        Req::patch(path, "application/json", body).method(method)
+    }
+    /// A PATCH of `content_type`.
+    fn patch(path: impl Into<String>, content_type: &'static str, body: Value) -> Req {
+        Req {
+            content_type: Some(content_type),
+            body: Some(body),
+            ..Req::new("PATCH", path)
+        }
+    }
+    fn method(self, method: &'static str) -> Req {
+        Req { method, ..self }
+    }
+    fn accept(self, accept: &'static str) -> Req {
+        Req { accept, ..self }
+    }
+}
+
 impl Side {
     /// Sends a request; the status and the body (one JSON value, or an array of the lines of
     /// a watch stream).
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        content_type: Option<&str>,
-        accept: Option<&str>,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
-        let mut request = http::Request::builder().method(method).uri(path);
-        if let Some(ct) = content_type {
+    async fn send(&self, req: Req) -> (u16, Value) {
+        let mut request = http::Request::builder()
+            .method(req.method)
+            .uri(&req.path)
+            .header("accept", req.accept);
+        if let Some(ct) = req.content_type {
             request = request.header("content-type", ct);
         }
-        request = request.header("accept", accept.unwrap_or("application/json"));
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let bytes = req
+            .body
+            .map(|b| b.to_string().into_bytes())
+            .unwrap_or_default();
         let request = request.body(Body::from(bytes)).expect("request");
         let response = self.client.send(request).await.expect("the server answers");
         let code = response.status().as_u16();
@@ -104,26 +147,36 @@ impl Side {
         (code, value)
     }
 
-    /// Records a step: its status, `pointers` as values, `present` as present/absent.
-    fn record(&mut self, step: &str, code: u16, body: &Value, pointers: &[&str], present: &[&str]) {
+    /// Sends `req` and records it as `step`: its status, `pointers` as values, `present` as
+    /// present or absent. Returns the body for later steps.
+    async fn step(&mut self, step: &str, req: Req, pointers: &[&str], present: &[&str]) -> Value {
+        let (code, body) = self.send(req).await;
         let mut fields = BTreeMap::new();
         for p in pointers {
-            fields.insert((*p).to_owned(), field(body, p));
+            fields.insert((*p).to_owned(), field(&body, p));
         }
         for p in present {
             let there = body.pointer(p).is_some_and(|v| !v.is_null());
             fields.insert(format!("{p}?"), there.to_string());
         }
         self.seen.push((step.to_owned(), Seen { code, fields }));
+        body
     }
 
-    /// Records a step with derived facts instead of fields.
-    fn record_facts(&mut self, step: &str, code: u16, facts: &[(&str, String)]) {
-        let fields = facts
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+    /// Sends `req` and records it as `step` with facts derived from the body by `facts`.
+    async fn step_with(
+        &mut self,
+        step: &str,
+        req: Req,
+        facts: impl Fn(&Value) -> Vec<(&'static str, String)>,
+    ) -> Value {
+        let (code, body) = self.send(req).await;
+        let fields = facts(&body)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
             .collect();
         self.seen.push((step.to_owned(), Seen { code, fields }));
+        body
     }
 }
 
@@ -167,114 +220,76 @@ const STATUS_FIELDS: [&str; 3] = ["/kind", "/reason", "/code"];
 
 /// The request sequence: the operator's every kind of request, and the failures it handles.
 async fn play(side: &mut Side) {
+    let p = format!("{POLICIES}/p");
+    let none: [&str; 0] = [];
+
     // Create, and the errors around it.
-    let (code, body) = side
-        .send(
-            "POST",
-            POLICIES,
-            Some("application/json"),
-            None,
-            Some(&policy("p", "true")),
+    let created = side
+        .step(
+            "create a policy",
+            Req::write("POST", POLICIES, policy("p", "true")),
+            &["/kind", "/metadata/generation", "/metadata/namespace"],
+            &[
+                "/metadata/resourceVersion",
+                "/metadata/uid",
+                "/metadata/creationTimestamp",
+                "/status",
+            ],
         )
         .await;
-    side.record(
-        "create a policy",
-        code,
-        &body,
-        &["/kind", "/metadata/generation", "/metadata/namespace"],
-        &[
-            "/metadata/resourceVersion",
-            "/metadata/uid",
-            "/metadata/creationTimestamp",
-            "/status",
-        ],
-    );
-    let created_rv = field(&body, "/metadata/resourceVersion");
-    let (code, body) = side
-        .send(
-            "POST",
-            POLICIES,
-            Some("application/json"),
-            None,
-            Some(&policy("p", "true")),
-        )
-        .await;
-    side.record(
+    let created_rv = field(&created, "/metadata/resourceVersion");
+    let again = [&STATUS_FIELDS[..], &["/details/name", "/details/kind"]].concat();
+    side.step(
         "create it again",
-        code,
-        &body,
-        &[&STATUS_FIELDS[..], &["/details/name", "/details/kind"]].concat(),
-        &[],
-    );
-    let (code, body) = side
-        .send("GET", &format!("{POLICIES}/missing"), None, None, None)
-        .await;
-    side.record(
+        Req::write("POST", POLICIES, policy("p", "true")),
+        &again,
+        &none,
+    )
+    .await;
+    let missing = [&STATUS_FIELDS[..], &["/details/name"]].concat();
+    side.step(
         "get a missing policy",
-        code,
-        &body,
-        &[&STATUS_FIELDS[..], &["/details/name"]].concat(),
-        &[],
-    );
+        Req::get(format!("{POLICIES}/missing")),
+        &missing,
+        &none,
+    )
+    .await;
 
     // Spec changes bump the generation; a no-op write keeps the resourceVersion.
     let change =
         json!({"spec": {"settings": [{"key": "Auth.UserLockOut.IsEnabled", "value": "false"}]}});
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{POLICIES}/p"),
-            Some(MERGE),
-            None,
-            Some(&change),
+    let changed = side
+        .step(
+            "merge-patch the spec",
+            Req::patch(&p, MERGE, change.clone()),
+            &["/metadata/generation", "/spec/settings/0/value"],
+            &none,
         )
         .await;
-    side.record(
-        "merge-patch the spec",
-        code,
-        &body,
-        &["/metadata/generation", "/spec/settings/0/value"],
-        &[],
-    );
-    let changed_rv = field(&body, "/metadata/resourceVersion");
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{POLICIES}/p"),
-            Some(MERGE),
-            None,
-            Some(&change),
-        )
-        .await;
-    side.record_facts(
+    let changed_rv = field(&changed, "/metadata/resourceVersion");
+    side.step_with(
         "merge-patch the same spec again",
-        code,
-        &[
-            ("generation", field(&body, "/metadata/generation")),
-            (
-                "resourceVersion kept",
-                (field(&body, "/metadata/resourceVersion") == changed_rv).to_string(),
-            ),
-        ],
-    );
+        Req::patch(&p, MERGE, change),
+        |body| {
+            vec![
+                ("generation", field(body, "/metadata/generation")),
+                (
+                    "resourceVersion kept",
+                    (field(body, "/metadata/resourceVersion") == changed_rv).to_string(),
+                ),
+            ]
+        },
+    )
+    .await;
     let mut stale = policy("p", "true");
     stale["metadata"]["resourceVersion"] = json!(created_rv);
-    let (code, body) = side
-        .send(
-            "PUT",
-            &format!("{POLICIES}/p"),
-            Some("application/json"),
-            None,
-            Some(&stale),
-        )
-        .await;
-    side.record(
+    side.step(
         "update with a stale resourceVersion",
-        code,
-        &body,
+        Req::write("PUT", &p, stale),
         &STATUS_FIELDS,
-        &[],
-    );
+        &none,
+    )
+    .await;
 
     // Status through the subresource with server-side apply, as the operator writes it.
     let status = |conditions: bool| {
@@ -286,323 +301,240 @@ async fn play(side: &mut Side) {
         }
         s
     };
-    let apply = format!("{POLICIES}/p/status?fieldManager=identity-settings-operator&force=true");
-    let (code, body) = side
-        .send("PATCH", &apply, Some(APPLY), None, Some(&status(true)))
-        .await;
-    side.record(
+    let apply = format!("{p}/status?fieldManager=identity-settings-operator&force=true");
+    side.step(
         "apply the status",
-        code,
-        &body,
+        Req::patch(&apply, APPLY, status(true)),
         &[
             "/metadata/generation",
             "/status/observedGeneration",
             "/status/conditions/0/reason",
             "/spec/settings/0/value",
         ],
-        &[],
-    );
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{POLICIES}/p"),
-            Some(MERGE),
-            None,
-            Some(&json!({"status": {"observedGeneration": 9}})),
-        )
-        .await;
-    side.record(
+        &none,
+    )
+    .await;
+    side.step(
         "merge-patch status through the main resource",
-        code,
-        &body,
+        Req::patch(&p, MERGE, json!({"status": {"observedGeneration": 9}})),
         &["/metadata/generation", "/status/observedGeneration"],
-        &[],
-    );
-    let (code, body) = side
-        .send("PATCH", &apply, Some(APPLY), None, Some(&status(false)))
-        .await;
-    side.record(
+        &none,
+    )
+    .await;
+    side.step(
         "apply the status without the conditions it had",
-        code,
-        &body,
+        Req::patch(&apply, APPLY, status(false)),
         &["/status/observedGeneration"],
         &["/status/conditions"],
-    );
+    )
+    .await;
     let no_type_meta = json!({"metadata": {"name": "p"}, "status": {"observedGeneration": 2}});
-    let (code, body) = side
-        .send("PATCH", &apply, Some(APPLY), None, Some(&no_type_meta))
-        .await;
-    side.record(
+    side.step(
         "apply without apiVersion and kind",
-        code,
-        &body,
+        Req::patch(&apply, APPLY, no_type_meta),
         &STATUS_FIELDS,
-        &[],
-    );
+        &none,
+    )
+    .await;
     // On an object of its own: the emulator stores what the real server refuses.
     let mut duplicate = policy("dup", "true");
     duplicate["spec"]["settings"] =
         json!([{"key": "A.B", "value": "1"}, {"key": "A.B", "value": "2"}]);
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{POLICIES}/dup?fieldManager=test&force=true"),
-            Some(APPLY),
-            None,
-            Some(&duplicate),
-        )
-        .await;
-    side.record(
+    let dup = format!("{POLICIES}/dup");
+    side.step(
         "apply duplicate list-map keys",
-        code,
-        &body,
+        Req::patch(
+            format!("{dup}?fieldManager=test&force=true"),
+            APPLY,
+            duplicate,
+        ),
         &STATUS_FIELDS,
-        &[],
-    );
+        &none,
+    )
+    .await;
     // Not a step: only the emulator stored it, and the steps below must not see it.
-    side.send("DELETE", &format!("{POLICIES}/dup"), None, None, None)
-        .await;
+    side.send(Req::delete(dup)).await;
 
     // JSON patch: the finalizer, and a failed test operation.
     let add = json!([{"op": "add", "path": "/metadata/finalizers", "value": ["identitysettings.dev/cleanup"]}]);
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{POLICIES}/p"),
-            Some(JSON_PATCH),
-            None,
-            Some(&add),
-        )
-        .await;
-    side.record(
+    side.step(
         "json-patch a finalizer in",
-        code,
-        &body,
+        Req::patch(&p, JSON_PATCH, add),
         &["/metadata/finalizers/0", "/metadata/generation"],
-        &[],
-    );
+        &none,
+    )
+    .await;
     let test = json!([{"op": "test", "path": "/spec/partitionGlobalId", "value": "other"}]);
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{POLICIES}/p"),
-            Some(JSON_PATCH),
-            None,
-            Some(&test),
-        )
-        .await;
-    side.record(
+    side.step(
         "json-patch with a failing test",
-        code,
-        &body,
+        Req::patch(&p, JSON_PATCH, test),
         &STATUS_FIELDS,
-        &[],
-    );
+        &none,
+    )
+    .await;
 
     // Lists, full and metadata-only.
-    let (code, body) = side
-        .send(
-            "POST",
-            SECRETS,
-            Some("application/json"),
-            None,
-            Some(&secret("s1", "c2VjcmV0")),
-        )
-        .await;
-    side.record(
+    let s1 = format!("{SECRETS}/s1");
+    side.step(
         "create a secret",
-        code,
-        &body,
+        Req::write("POST", SECRETS, secret("s1", "c2VjcmV0")),
         &["/kind", "/data/password", "/type"],
-        &[],
-    );
-    let (code, body) = side.send("GET", POLICIES, None, None, None).await;
-    side.record(
+        &none,
+    )
+    .await;
+    side.step(
         "list policies",
-        code,
-        &body,
+        Req::get(POLICIES),
         &["/kind", "/apiVersion", "/items/0/metadata/name", "/items/1"],
         &["/metadata/resourceVersion"],
-    );
-    let (code, body) = side.send("GET", SECRETS, None, Some(META_LIST), None).await;
-    side.record(
-        "list secrets as metadata",
-        code,
-        &body,
-        &[
-            "/kind",
-            "/apiVersion",
-            "/items/0/metadata/name",
-            "/items/0/kind",
-        ],
-        &["/items/0/data", "/metadata/resourceVersion"],
-    );
-    let list_rv = field(&body, "/metadata/resourceVersion");
-    let (code, body) = side
-        .send("GET", &format!("{SECRETS}/s1"), None, Some(META_ONE), None)
-        .await;
-    side.record(
-        "get a secret as metadata",
-        code,
-        &body,
-        &["/kind", "/metadata/name"],
-        &["/data"],
-    );
-    let (code, _) = side
-        .send("GET", &format!("{SECRETS}/s1"), None, Some(META_LIST), None)
-        .await;
-    side.record_facts("get a secret as PartialObjectMetadataList", code, &[]);
-
-    // Watches: resume from a list, metadata-only, watch-list streaming, too old.
-    let (code, _) = side
-        .send(
-            "PUT",
-            &format!("{SECRETS}/s1"),
-            Some("application/json"),
-            None,
-            Some(&secret("s1", "b3RoZXI=")),
+    )
+    .await;
+    let listed = side
+        .step(
+            "list secrets as metadata",
+            Req::get(SECRETS).accept(META_LIST),
+            &[
+                "/kind",
+                "/apiVersion",
+                "/items/0/metadata/name",
+                "/items/0/kind",
+            ],
+            &["/items/0/data", "/metadata/resourceVersion"],
         )
         .await;
-    side.record_facts("replace the secret without a resourceVersion", code, &[]);
-    let (code, _) = side
-        .send("DELETE", &format!("{SECRETS}/s1"), None, None, None)
+    let list_rv = field(&listed, "/metadata/resourceVersion");
+    side.step(
+        "get a secret as metadata",
+        Req::get(&s1).accept(META_ONE),
+        &["/kind", "/metadata/name"],
+        &["/data"],
+    )
+    .await;
+    side.step(
+        "get a secret as PartialObjectMetadataList",
+        Req::get(&s1).accept(META_LIST),
+        &none,
+        &none,
+    )
+    .await;
+
+    // Watches: resume from a list, metadata-only, watch-list streaming, too old.
+    side.step(
+        "replace the secret without a resourceVersion",
+        Req::write("PUT", &s1, secret("s1", "b3RoZXI=")),
+        &none,
+        &none,
+    )
+    .await;
+    side.step("delete the secret", Req::delete(&s1), &none, &none)
         .await;
-    side.record_facts("delete the secret", code, &[]);
     let watch = format!(
         "{SECRETS}?watch=1&resourceVersion={list_rv}&allowWatchBookmarks=true&timeoutSeconds=2"
     );
-    let (code, body) = side.send("GET", &watch, None, None, None).await;
-    side.record_facts(
+    side.step_with(
         "watch secrets from the list's resourceVersion",
-        code,
-        &[("events", changes(&body))],
-    );
-    let (code, body) = side.send("GET", &watch, None, Some(META_ONE), None).await;
-    let first = body.pointer("/0/object").cloned().unwrap_or(Value::Null);
-    side.record_facts(
+        Req::get(&watch),
+        |body| vec![("events", changes(body))],
+    )
+    .await;
+    side.step_with(
         "watch secrets as metadata",
-        code,
-        &[
-            ("events", changes(&body)),
-            ("object kind", field(&first, "/kind")),
-            ("data?", first.get("data").is_some().to_string()),
-        ],
-    );
+        Req::get(&watch).accept(META_ONE),
+        |body| {
+            let first = body.pointer("/0/object").cloned().unwrap_or(Value::Null);
+            vec![
+                ("events", changes(body)),
+                ("object kind", field(&first, "/kind")),
+                ("data?", first.get("data").is_some().to_string()),
+            ]
+        },
+    )
+    .await;
     let stream = format!(
         "{POLICIES}?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=2"
     );
-    let (code, body) = side.send("GET", &stream, None, None, None).await;
-    let end_marked = body.as_array().is_some_and(|lines| {
-        lines.iter().any(|e| {
-            e["type"] == "BOOKMARK"
-                && e.pointer("/object/metadata/annotations/k8s.io~1initial-events-end")
-                    == Some(&json!("true"))
-        })
-    });
-    side.record_facts(
-        "watch-list streaming",
-        code,
-        &[
-            ("events", changes(&body)),
+    side.step_with("watch-list streaming", Req::get(stream), |body| {
+        let end_marked = body.as_array().is_some_and(|lines| {
+            lines.iter().any(|e| {
+                e["type"] == "BOOKMARK"
+                    && e.pointer("/object/metadata/annotations/k8s.io~1initial-events-end")
+                        == Some(&json!("true"))
+            })
+        });
+        vec![
+            ("events", changes(body)),
             ("initial-events-end bookmark", end_marked.to_string()),
-        ],
-    );
-    let (code, body) = side
-        .send(
-            "GET",
-            &format!("{SECRETS}?watch=1&resourceVersion=1&timeoutSeconds=2"),
-            None,
-            None,
-            None,
-        )
-        .await;
-    side.record_facts(
+        ]
+    })
+    .await;
+    side.step_with(
         "watch from a resourceVersion long gone",
-        code,
-        &[
-            ("events", changes(&body)),
-            ("reason", field(&body, "/reason")),
-        ],
-    );
+        Req::get(format!(
+            "{SECRETS}?watch=1&resourceVersion=1&timeoutSeconds=2"
+        )),
+        |body| {
+            vec![
+                ("events", changes(body)),
+                ("reason", field(body, "/reason")),
+            ]
+        },
+    )
+    .await;
 
     // Deletion with a finalizer, then its removal.
-    let (code, body) = side
-        .send("DELETE", &format!("{POLICIES}/p"), None, None, None)
-        .await;
-    side.record(
+    side.step(
         "delete the policy (finalizer set)",
-        code,
-        &body,
+        Req::delete(&p),
         &["/kind", "/metadata/finalizers/0", "/metadata/generation"],
         &["/metadata/deletionTimestamp"],
-    );
+    )
+    .await;
     let remove = json!({"metadata": {"finalizers": null}});
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{POLICIES}/p"),
-            Some(MERGE),
-            None,
-            Some(&remove),
-        )
-        .await;
-    side.record(
+    side.step(
         "merge-patch the finalizer out",
-        code,
-        &body,
+        Req::patch(&p, MERGE, remove),
         &["/metadata/finalizers"],
-        &[],
-    );
-    let (code, body) = side
-        .send("GET", &format!("{POLICIES}/p"), None, None, None)
-        .await;
-    side.record("get the deleted policy", code, &body, &STATUS_FIELDS, &[]);
+        &none,
+    )
+    .await;
+    side.step(
+        "get the deleted policy",
+        Req::get(&p),
+        &STATUS_FIELDS,
+        &none,
+    )
+    .await;
 
     // Events and Leases as the operator uses them.
     let event = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "p.1", "namespace": NS},
         "eventTime": "2026-01-01T00:00:00.000000Z", "regarding": {"kind": "IdentitySettingPolicy", "name": "p", "namespace": NS},
         "reportingController": "identitysettings.dev/operator", "reportingInstance": "op-1",
         "action": "Reconcile", "reason": "Applied", "type": "Normal", "note": "wrote 1 of 1 settings"});
-    let (code, body) = side
-        .send("POST", EVENTS, Some("application/json"), None, Some(&event))
-        .await;
-    side.record(
+    side.step(
         "create an event",
-        code,
-        &body,
+        Req::write("POST", EVENTS, event.clone()),
         &["/reason", "/note", "/regarding/name"],
         &["/eventTime"],
-    );
+    )
+    .await;
     let series = json!({"series": {"count": 2, "lastObservedTime": "2026-01-01T00:01:00.000000Z"}});
-    let (code, body) = side
-        .send(
-            "PATCH",
-            &format!("{EVENTS}/p.1"),
-            Some(MERGE),
-            None,
-            Some(&series),
-        )
-        .await;
-    side.record(
+    side.step(
         "patch the event's series",
-        code,
-        &body,
+        Req::patch(format!("{EVENTS}/p.1"), MERGE, series),
         &["/series/count"],
-        &[],
-    );
-    let mut bad = event.clone();
+        &none,
+    )
+    .await;
+    let mut bad = event;
     bad["metadata"]["name"] = json!("p.2");
     bad["type"] = json!("Info");
-    let (code, body) = side
-        .send("POST", EVENTS, Some("application/json"), None, Some(&bad))
-        .await;
-    side.record(
+    side.step(
         "create an event of an unknown type",
-        code,
-        &body,
+        Req::write("POST", EVENTS, bad),
         &STATUS_FIELDS,
-        &[],
-    );
+        &none,
+    )
+    .await;
     let lease = |holder: &str, rv: Option<&str>| {
         let mut l = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "leader", "namespace": NS},
             "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}});
@@ -611,55 +543,30 @@ async fn play(side: &mut Side) {
         }
         l
     };
-    let (code, body) = side
-        .send(
-            "POST",
-            LEASES,
-            Some("application/json"),
-            None,
-            Some(&lease("a", None)),
+    let leader = format!("{LEASES}/leader");
+    let created = side
+        .step(
+            "create a lease",
+            Req::write("POST", LEASES, lease("a", None)),
+            &["/spec/holderIdentity"],
+            &none,
         )
         .await;
-    side.record(
-        "create a lease",
-        code,
-        &body,
-        &["/spec/holderIdentity"],
-        &[],
-    );
-    let first_rv = field(&body, "/metadata/resourceVersion");
-    let (code, body) = side
-        .send(
-            "PUT",
-            &format!("{LEASES}/leader"),
-            Some("application/json"),
-            None,
-            Some(&lease("b", Some(&first_rv))),
-        )
-        .await;
-    side.record(
+    let first_rv = field(&created, "/metadata/resourceVersion");
+    side.step(
         "take the lease",
-        code,
-        &body,
+        Req::write("PUT", &leader, lease("b", Some(&first_rv))),
         &["/spec/holderIdentity"],
-        &[],
-    );
-    let (code, body) = side
-        .send(
-            "PUT",
-            &format!("{LEASES}/leader"),
-            Some("application/json"),
-            None,
-            Some(&lease("a", Some(&first_rv))),
-        )
-        .await;
-    side.record(
+        &none,
+    )
+    .await;
+    side.step(
         "renew the lease with a stale resourceVersion",
-        code,
-        &body,
+        Req::write("PUT", &leader, lease("a", Some(&first_rv))),
         &STATUS_FIELDS,
-        &[],
-    );
+        &none,
+    )
+    .await;
 }
 
 /// Both servers play the same sequence; every difference is a known deviation, and every

@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
-# The operator's image: built with the same command CI runs (`cargo build --release --locked`),
-# shipped on distroless (glibc, CA certificates, no shell), running as a non-root user.
+# The operator's image: built with the same command CI runs
+# (`cargo build --release --locked -p identity-settings-operator`), shipped on distroless (glibc,
+# CA certificates, no shell), running as a non-root user. Cargo needs every workspace member's
+# manifest, so crates/ is copied into the build stage, but only the operator and the identity
+# client it uses are compiled; the stand-ins and the demo never are, and the image holds one
+# binary.
 
 ARG RUST_VERSION=1.95
 
@@ -8,9 +12,10 @@ FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    cargo build --release --locked -p identity-settings-operator \
     && cp target/release/identity-settings-operator /identity-settings-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

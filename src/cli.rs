@@ -1,5 +1,5 @@
-//! The command line: `run` (the operator), `simulate` (the identity simulator), `demo` (both
-//! stand-ins and the controller in one process), `crd`.
+//! The command line: `run` (the operator), `crd` and `api-docs`. (The identity simulator and
+//! the no-cluster demo are binaries of their own crates, never part of the operator.)
 //!
 //! Every `run` flag can also be set by an environment variable, which is how the Helm chart
 //! configures the operator.
@@ -23,15 +23,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster in KUBECONFIG or the in-cluster config.
     Run(RunArgs),
-    /// Run the identity service simulator, to try policies without a real identity service.
-    Simulate(SimulateArgs),
     /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
     Crd,
     /// Print the API reference (docs/api.md) generated from the CRD's schema.
     ApiDocs,
-    /// Try the operator without a cluster: apply examples/ to an in-process Kubernetes API
-    /// emulator and identity simulator, run the controller, print the result.
-    Demo(DemoArgs),
 }
 
 /// Log output formats.
@@ -121,32 +116,8 @@ impl RunArgs {
     }
 }
 
-/// Flags of `simulate`.
-#[derive(Debug, clap::Args)]
-pub struct SimulateArgs {
-    /// Port to listen on (loopback only).
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
-    /// Path prefix of the identity service.
-    #[arg(long, default_value = "/identity_")]
-    pub prefix: String,
-    /// Lifetime of the client-credentials tokens it issues.
-    #[arg(long, default_value = "1h", value_parser = parse_duration)]
-    pub token_lifetime: Duration,
-}
-
-/// Flags of `demo`.
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Directory of manifests (Secrets and IdentitySettingPolicies) to apply.
-    #[arg(long, default_value = "examples")]
-    pub examples: std::path::PathBuf,
-    /// How long to wait for every policy to converge.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
-    pub timeout: Duration,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses a duration flag (`30s`, `5m`, `1h`), with a message clap shows for a bad one.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::reconcile::validate::parse_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration like 30s, 5m or 1h"))
 }

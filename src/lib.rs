@@ -1,25 +1,25 @@
 //! identity-settings-operator: keeps UiPath Identity Server organization settings equal to
 //! `IdentitySettingPolicy` resources.
 //!
-//! The crate is a library plus one binary. The domain pieces (identity client, value semantics,
-//! planning) know nothing about Kubernetes; the controller joins them to kube-rs. The two
-//! stand-ins — [`simulator`] for the identity service and [`kube_emulator`] for the Kubernetes
-//! API — are test support and power the no-cluster demo; they are never on the operator's
-//! runtime path in a cluster.
+//! The crate is a library plus the operator's binary. The identity client is a crate of its own
+//! (`identity-client`, re-exported here as [`identity`]) that knows nothing about Kubernetes;
+//! value semantics and planning are pure; the controller joins them to kube-rs. The stand-ins
+//! (the `kube-emulator` and `identity-simulator` crates) and the no-cluster demo are separate
+//! crates the operator never depends on.
+
+/// The identity service client, from the `identity-client` crate.
+pub use identity_client as identity;
+/// Secret strings that never print, from the `identity-client` crate.
+pub use identity_client::secret;
 
 pub mod api;
 pub mod apidocs;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
-pub mod demo;
 pub mod health;
-pub mod identity;
-pub mod kube_emulator;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod reconcile;
-pub mod secret;
 pub mod semantics;
-pub mod simulator;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use identity_settings_operator::cli::{Cli, Command, LogFormat};
-use identity_settings_operator::{apidocs, crdgen, demo, operator, simulator};
+use identity_settings_operator::{apidocs, crdgen, operator};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -24,37 +24,6 @@ async fn main() -> ExitCode {
         Command::ApiDocs => {
             print!("{}", apidocs::reference());
             ExitCode::SUCCESS
-        }
-        Command::Demo(args) => {
-            // The operator's own log would drown the demo's progress: warnings and errors only.
-            init_logging(LogFormat::Text, "warn");
-            let options = demo::DemoOptions {
-                examples: args.examples,
-                timeout: args.timeout,
-            };
-            match demo::run(options).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Simulate(args) => {
-            init_logging(LogFormat::Text, "info");
-            let config = simulator::SimulatorConfig {
-                bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
-                prefix: args.prefix,
-                token_lifetime: args.token_lifetime,
-                ..simulator::SimulatorConfig::default()
-            };
-            match simulator::serve_until_shutdown(config).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: simulator: {e}");
-                    ExitCode::FAILURE
-                }
-            }
         }
         Command::Run(args) => {
             if let Err(problem) = args.check() {

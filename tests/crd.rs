@@ -15,14 +15,14 @@ fn the_committed_crd_is_not_stale() {
     let committed = std::fs::read_to_string(CRD_PATH).expect("crds/ file exists");
     assert!(
         generated == committed,
-        "crds/ is stale: run `cargo run -- crd > crds/identitysettingpolicies.identitysettings.dev.yaml`"
+        "crds/ is stale: run `cargo run -p identity-settings-operator -- crd > crds/identitysettingpolicies.identitysettings.dev.yaml`"
     );
 }
 
 /// The CRD as the committed YAML says it (parsed back, so the test sees what users apply).
 fn crd() -> Value {
     let yaml = std::fs::read_to_string(CRD_PATH).expect("crds/ file exists");
-    serde_yaml::from_str(&yaml).expect("valid YAML")
+    serde_norway::from_str(&yaml).expect("valid YAML")
 }
 
 fn schema() -> Value {

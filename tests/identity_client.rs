@@ -13,7 +13,7 @@ use identity_settings_operator::identity::error::{ErrorClass, IdentityError};
 use identity_settings_operator::identity::types::{
     PutSettingsRequest, SettingScope, SettingValue, StoredSetting,
 };
-use identity_settings_operator::simulator::{Endpoint, Simulator, SimulatorConfig};
+use identity_simulator::{Endpoint, Simulator, SimulatorConfig};
 
 const EXAMPLE_REQUEST: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),

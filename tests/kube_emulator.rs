@@ -4,9 +4,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use identity_settings_operator::kube_emulator::{
-    EmulatorConfig, KubeEmulator, RecordedRequest, ResourceKind,
-};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -18,6 +15,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{CustomResource, ResourceExt};
+use kube_emulator::{EmulatorConfig, KubeEmulator, RecordedRequest, ResourceKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -984,7 +982,7 @@ async fn records_every_request_and_serves_discovery() {
     assert!(emu.requests().is_empty());
 
     let kubeconfig = emu.kubeconfig_yaml("demo");
-    let parsed: kube::config::Kubeconfig = serde_yaml::from_str(&kubeconfig).unwrap();
+    let parsed: kube::config::Kubeconfig = serde_norway::from_str(&kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(parsed, &Default::default())
         .await
         .unwrap();

@@ -8,12 +8,12 @@ use identity_settings_operator::api::{
 };
 use identity_settings_operator::controller::context::{Context, ReconcileSettings};
 use identity_settings_operator::controller::reconciler::reconcile;
-use identity_settings_operator::kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 use identity_settings_operator::metrics::Metrics;
-use identity_settings_operator::simulator::{Endpoint, Simulator, SimulatorConfig};
+use identity_simulator::{Endpoint, Simulator, SimulatorConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ObjectMeta, PostParams};
+use kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 
 const NS: &str = "team-a";
 

@@ -2,7 +2,7 @@
 //! contract's PasswordComplexity example).
 
 use identity_settings_operator::semantics::{PASSWORD_COMPLEXITY_KEY, same_meaning};
-use identity_settings_operator::simulator::normalize::try_normalize_value;
+use identity_simulator::normalize::try_normalize_value;
 use proptest::prelude::*;
 
 const RULES: [&str; 4] = [

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use identity_settings_operator::identity::types::SettingScope;
-use identity_settings_operator::simulator::{ClientApp, Endpoint, Simulator, SimulatorConfig};
+use identity_simulator::{ClientApp, Endpoint, Simulator, SimulatorConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -12,12 +12,12 @@ use identity_settings_operator::api::{
     SettingSpec, ValueSource,
 };
 use identity_settings_operator::identity::types::SettingScope;
-use identity_settings_operator::kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
-use identity_settings_operator::simulator::{Simulator, SimulatorConfig};
+use identity_simulator::{Simulator, SimulatorConfig};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ObjectMeta, PostParams};
+use kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 
 use crate::control_plane::{self, ControlPlane, RELEASE_NAMESPACE};
 

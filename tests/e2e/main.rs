@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use harness::*;
 use identity_settings_operator::api::{FINALIZER, SyncMode};
-use identity_settings_operator::simulator::Endpoint;
+use identity_simulator::Endpoint;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;

@@ -9,8 +9,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use identity_settings_operator::kube_emulator::RecordedRequest;
 use identity_settings_operator::operator::USER_AGENT;
+use kube_emulator::RecordedRequest;
 use serde::Deserialize;
 
 use crate::harness::*;
@@ -41,7 +41,7 @@ pub fn chart_rules() -> ChartRules {
         "/charts/identity-settings-operator/files/rbac-rules.yaml"
     );
     let text = std::fs::read_to_string(path).expect("the chart's RBAC rules file exists");
-    serde_yaml::from_str(&text).expect("the chart's RBAC rules file parses")
+    serde_norway::from_str(&text).expect("the chart's RBAC rules file parses")
 }
 
 /// `resource` or `resource/subresource`, as RBAC names it.

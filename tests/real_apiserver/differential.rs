@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use identity_settings_operator::api::IdentitySettingPolicy;
-use identity_settings_operator::kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 use kube::client::Body;
+use kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 use serde_json::{Value, json};
 
 use crate::control_plane::{self, ControlPlane};

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity::types::{SettingScope, StoredSetting};
+use identity_client::types::{SettingScope, StoredSetting};
 
 /// Where a row lives: its scope and key.
 type RowKey = (SettingScope, String);

@@ -295,8 +295,8 @@ async fn run(mut ctx: WatchContext, req: WatchRequest, tx: Tx) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_emulator::registry::Registry;
-    use crate::kube_emulator::selectors::LabelSelector;
+    use crate::registry::Registry;
+    use crate::selectors::LabelSelector;
 
     fn req(selector: &str) -> WatchRequest {
         let reg = Registry::new(&[]);

@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::IdentitySettingPolicy;
-use crate::identity::types::{SCOPE_SETTING, SCOPE_SETTING_READ};
-use crate::reconcile::resolve::keys;
-use crate::simulator::{ClientApp, FixedToken, RopcUser};
+use identity_client::types::{SCOPE_SETTING, SCOPE_SETTING_READ};
+use identity_settings_operator::api::IdentitySettingPolicy;
+use identity_settings_operator::reconcile::resolve::keys;
+use identity_simulator::{ClientApp, FixedToken, RopcUser};
 
 /// One document of an examples file.
 #[derive(Clone, Debug)]
@@ -87,13 +87,14 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Manifest>, ManifestError> {
 /// Parses the documents of one file (`path` only names it in errors).
 pub fn parse(path: &Path, text: &str) -> Result<Vec<Manifest>, ManifestError> {
     let mut out = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let invalid = |problem: String| ManifestError::Invalid {
             path: path.to_owned(),
             document: index + 1,
             problem,
         };
-        let yaml = serde_yaml::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
+        let yaml =
+            serde_norway::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
         if yaml.is_null() {
             continue;
         }
@@ -323,8 +324,8 @@ spec:
 
     #[test]
     fn the_shipped_examples_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-        let manifests = load_dir(&dir).expect("examples/ load");
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"));
+        let manifests = load_dir(dir).expect("examples/ load");
         let policies = manifests
             .iter()
             .filter(|m| matches!(m, Manifest::Policy(_)))

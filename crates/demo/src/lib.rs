@@ -1,4 +1,5 @@
-//! `identity-settings-operator demo`: the operator end to end on one machine, no cluster.
+//! The no-cluster demo (`cargo run -p identity-settings-demo`): the operator end to end on one
+//! machine, no cluster.
 //!
 //! Starts the Kubernetes API emulator and the identity simulator in this process, runs the real
 //! controller against them, applies the manifests of `examples/` as a user would (with each
@@ -16,14 +17,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
 
-use crate::api::{IdentitySettingPolicy, SyncMode};
-use crate::controller::context::{Context, ReconcileSettings};
-use crate::controller::{self, WatchScope};
-use crate::identity::types::SettingScope;
-use crate::kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
-use crate::metrics::Metrics;
-use crate::operator;
-use crate::simulator::{Simulator, SimulatorConfig};
+use identity_client::types::SettingScope;
+use identity_settings_operator::api::{IdentitySettingPolicy, SyncMode};
+use identity_settings_operator::controller::context::{Context, ReconcileSettings};
+use identity_settings_operator::controller::{self, WatchScope};
+use identity_settings_operator::metrics::Metrics;
+use identity_settings_operator::operator;
+use identity_simulator::{Simulator, SimulatorConfig};
+use kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 use manifests::{Manifest, ManifestError};
 
 /// The namespace for manifests that name none (like `kubectl apply -n identity`).

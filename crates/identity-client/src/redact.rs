@@ -80,7 +80,7 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::observe::Endpoint;
+    use crate::observe::Endpoint;
 
     #[test]
     fn every_echo_form_is_cut() {

@@ -2,8 +2,8 @@
 //!
 //! It follows the contract in `docs/identity-api.md` to the letter; its value is
 //! fidelity. [`Simulator::start`] runs an axum server on a local port and returns a handle to
-//! inspect and steer it; [`serve_until_shutdown`] runs one for `identity-settings-operator
-//! simulate`.
+//! inspect and steer it; [`serve_until_shutdown`] runs one for the `identity-simulator`
+//! binary.
 //!
 //! # Endpoints
 //!
@@ -62,8 +62,8 @@ pub use auth::ROPC_TOKEN_LIFETIME;
 pub use counters::{Counters, Endpoint};
 pub use faults::Faults;
 
-use crate::identity::types::{SCOPE_SETTING, SCOPE_SETTING_READ, SettingScope, StoredSetting};
 use conn::{ConnHandle, KillableListener};
+use identity_client::types::{SCOPE_SETTING, SCOPE_SETTING_READ, SettingScope, StoredSetting};
 use server::{AUTHENTICATE_PATH, Shared};
 
 /// How long [`Simulator::shutdown`] waits for open requests before cutting them off.

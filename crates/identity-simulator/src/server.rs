@@ -49,7 +49,7 @@ use super::responses::{
 };
 use super::store::Store;
 use super::{ClientApp, RopcUser, SimulatorConfig};
-use crate::identity::types::{SCOPE_SETTING, SCOPE_SETTING_READ, SettingScope, StoredSetting};
+use identity_client::types::{SCOPE_SETTING, SCOPE_SETTING_READ, SettingScope, StoredSetting};
 
 /// Largest request body read (ASP.NET's default is about 28 MB; settings bodies are small).
 const BODY_LIMIT: usize = 1024 * 1024;

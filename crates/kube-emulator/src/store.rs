@@ -594,8 +594,8 @@ fn decode_continue(token: &str) -> Result<(u64, (String, String)), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_emulator::registry::{Registry, ResourceKind};
-    use crate::kube_emulator::selectors::LabelSelector;
+    use crate::registry::{Registry, ResourceKind};
+    use crate::selectors::LabelSelector;
 
     const OPTS: WriteOptions<'static> = WriteOptions {
         now: "2024-01-01T00:00:00Z",

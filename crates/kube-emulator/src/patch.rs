@@ -55,7 +55,7 @@ pub(crate) fn parse_apply_body(body: &[u8]) -> Result<Value, ApiError> {
     if let Ok(v @ Value::Object(_)) = serde_json::from_slice::<Value>(body) {
         return Ok(v);
     }
-    let value: Value = serde_yaml::from_slice(body)
+    let value: Value = serde_norway::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !value.is_object() {
         return Err(ApiError::bad_request("apply body must describe an object"));

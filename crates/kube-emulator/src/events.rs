@@ -234,7 +234,7 @@ pub(crate) fn validate_update(def: &ResourceDef, old: &Value, new: &Value) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_emulator::registry::Registry;
+    use crate::registry::Registry;
     use serde_json::json;
 
     fn valid() -> Value {

@@ -539,7 +539,7 @@ pub(crate) fn check_delete_preconditions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_emulator::registry::{Registry, ResourceKind};
+    use crate::registry::{Registry, ResourceKind};
 
     fn registry() -> Registry {
         Registry::new(&[ResourceKind {

@@ -320,7 +320,7 @@ pub(crate) fn delete_success(def: &ResourceDef, name: &str, uid: &str) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube_emulator::registry::Registry;
+    use crate::registry::Registry;
 
     #[test]
     fn not_found_names_the_qualified_resource() {

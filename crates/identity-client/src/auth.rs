@@ -264,7 +264,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::identity::observe::Endpoint;
+    use crate::observe::Endpoint;
 
     #[test]
     fn refresh_happens_before_expiry() {

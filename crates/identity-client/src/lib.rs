@@ -10,6 +10,7 @@ pub mod error;
 pub mod observe;
 mod redact;
 pub mod retry;
+pub mod secret;
 mod transport;
 pub mod types;
 pub mod urls;

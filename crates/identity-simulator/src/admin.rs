@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use super::responses::{json_ok, problem};
 use super::server::Shared;
-use crate::identity::types::SettingScope;
+use identity_client::types::SettingScope;
 
 /// The admin routes, to merge into the simulator's router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {

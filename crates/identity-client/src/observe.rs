@@ -31,7 +31,6 @@ impl std::fmt::Display for Endpoint {
 
 /// How one HTTP attempt ended, as far as a metric needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum RequestOutcome {
     /// The server answered with this status.
     Status(u16),

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::{IdentitySettingPolicy, SyncMode};
-use crate::controller::error::{Recovery, recovery_of_reason};
-use crate::identity::types::StoredSetting;
-use crate::reconcile::status::{READY, reason};
+use identity_client::types::StoredSetting;
+use identity_settings_operator::api::{IdentitySettingPolicy, SyncMode};
+use identity_settings_operator::controller::error::{Recovery, recovery_of_reason};
+use identity_settings_operator::reconcile::status::{READY, reason};
 
 /// Longest value shown in the settings table; longer ones are cut with `…`.
 const MAX_VALUE_CHARS: usize = 70;

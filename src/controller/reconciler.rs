@@ -16,8 +16,9 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::context::{Context, jittered};
 use super::error::{ReconcileError, Recovery};
-use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus, SyncMode};
-use crate::reconcile::plan::{not_accepted, plan};
+use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
+use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
+use crate::reconcile::plan::plan;
 use crate::reconcile::redact::Redactor;
 use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
 use crate::reconcile::status::{Outcome, READY, event_worthy, next_status, reason, truncate};
@@ -202,61 +203,34 @@ async fn sync(
     let actual = client.get_settings(&valid.scope, &keys).await?;
     let plan = plan(&resolved.desired, &actual, &valid.scope);
     let fingerprint = ctx.fingerprint(&resolved.desired);
-    if plan.in_sync() {
-        ctx.remember_synced(oref, fingerprint);
-        return Ok(Outcome::Synced {
-            reason: reason::IN_SYNC,
-            ids: plan.ids,
-            written: vec![],
-        });
+    let rejected_before = ctx.rejected_keys(oref, fingerprint);
+    match before_write(&plan, valid.mode, rejected_before.as_deref()) {
+        BeforeWrite::Report(outcome) => {
+            if let Outcome::Drifted { keys, .. } = &outcome {
+                info!(?keys, "settings differ from the policy (observe mode)");
+            } else {
+                ctx.remember_synced(oref, fingerprint);
+            }
+            return Ok(outcome);
+        }
+        BeforeWrite::NotAccepted(keys) => return Err(ReconcileError::NotAccepted(keys)),
+        BeforeWrite::Write => {}
     }
-    if valid.mode == SyncMode::Observe {
-        let keys = plan.keys();
-        info!(?keys, "settings differ from the policy (observe mode)");
-        return Ok(Outcome::Drifted {
-            ids: plan.ids,
-            keys,
-        });
+    let returned = client.put_settings(&valid.scope, &plan.writes).await?;
+    let server_changed = was_in_sync(policy.status.as_ref(), policy.meta().generation)
+        && ctx.same_desired_as_last_sync(oref, fingerprint);
+    let keys = plan.keys();
+    match after_write(plan, &returned, &valid.scope, server_changed) {
+        AfterWrite::NotAccepted(rejected) => {
+            ctx.remember_rejected(oref, fingerprint, rejected.clone());
+            Err(ReconcileError::NotAccepted(rejected))
+        }
+        AfterWrite::Synced(outcome) => {
+            ctx.remember_synced(oref, fingerprint);
+            info!(?keys, reason = outcome.reason(), "wrote settings");
+            Ok(outcome)
+        }
     }
-    // The server kept other values than these the last time: writing them again cannot help.
-    if let Some(rejected) = ctx.rejected_keys(oref, fingerprint)
-        && plan.keys().iter().all(|k| rejected.contains(k))
-    {
-        return Err(ReconcileError::NotAccepted(rejected));
-    }
-    let written = client.put_settings(&valid.scope, &plan.writes).await?;
-    let rejected = not_accepted(&plan.writes, &written, &valid.scope);
-    if !rejected.is_empty() {
-        ctx.remember_rejected(oref, fingerprint, rejected.clone());
-        return Err(ReconcileError::NotAccepted(rejected));
-    }
-    // Same desired values as the last sync, and the spec was in sync: the server changed.
-    let drift = was_in_sync(policy) && ctx.same_desired_as_last_sync(oref, fingerprint);
-    let reason = if drift {
-        reason::DRIFT_CORRECTED
-    } else {
-        reason::APPLIED
-    };
-    ctx.remember_synced(oref, fingerprint);
-    info!(keys = ?plan.keys(), reason, "wrote settings");
-    let mut ids = plan.ids;
-    ids.extend(written.iter().map(|s| (s.key.clone(), s.id)));
-    let written = plan.writes.into_iter().map(|w| w.key).collect();
-    Ok(Outcome::Synced {
-        reason,
-        ids,
-        written,
-    })
-}
-
-/// True when the last status says this generation was already in sync.
-fn was_in_sync(policy: &IdentitySettingPolicy) -> bool {
-    policy.status.as_ref().is_some_and(|s| {
-        s.observed_generation == policy.meta().generation
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == READY && c.status == "True")
-    })
 }
 
 /// Reads every referenced Secret that exists. A failure to read (RBAC, API server down) becomes

@@ -1,7 +1,14 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease, so that with several replicas only
 //! one writes to the identity service and another takes over when it stops.
 //!
-//! kube-rs has no built-in leader election. This follows client-go's protocol: the holder renews
+//! kube-rs has no built-in leader election, and the crate that fits kube 5
+//! (`kube-lease-manager` 0.13) was weighed and not taken: it decides expiry by this node's wall
+//! clock against the Lease's `renewTime`, keeps reporting leadership while a renewal hangs (no
+//! cut-off before another replica may take over), counts durations in whole seconds, and
+//! writes with patches (a `patch` grant on Leases the chart does not need today). The guarantees
+//! below are what the operator's safety rests on, so the protocol stays here, small and tested.
+//!
+//! This follows client-go's protocol: the holder renews
 //! `renewTime` every `renew_interval`; a candidate takes the Lease over once `renewTime +
 //! leaseDurationSeconds` has passed; every write carries the `resourceVersion` it read, so two
 //! candidates racing for it cannot both win (the loser gets 409 Conflict).

@@ -111,24 +111,10 @@ fn policy(sim: &Simulator) -> IdentitySettingPolicy {
     p
 }
 
-#[tokio::test]
-async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_write() {
-    let f = fixture().await;
-    f.policies
-        .create(&PostParams::default(), &policy(&f.sim))
-        .await
-        .expect("create");
-
-    let first = f.policies.get("lockout").await.expect("get");
-    f.kube.clear_requests();
-    reconcile(Arc::new(first), f.ctx.clone())
-        .await
-        .expect("first reconcile");
-    // The calls of a first reconcile: add the finalizer (merge patch with a resourceVersion
-    // precondition), read the credentials Secret, apply status on the status subresource.
-    let calls: Vec<String> = f
-        .kube
-        .requests()
+/// The operator's Kubernetes calls since the log was cleared, as `verb resource[/sub] (patch
+/// type) by manager`.
+fn calls(kube: &KubeEmulator) -> Vec<String> {
+    kube.requests()
         .iter()
         .map(|r| {
             let sub = r
@@ -148,11 +134,36 @@ async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_w
                 .unwrap_or_default();
             format!("{} {}{sub}{patch}{manager}", r.verb, r.resource)
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_write() {
+    let f = fixture().await;
+    f.policies
+        .create(&PostParams::default(), &policy(&f.sim))
+        .await
+        .expect("create");
+
+    // The first reconcile only adds the finalizer (kube's finalizer helper: a JSON patch that
+    // tests the list it read); the watch event of that change starts the apply.
+    let first = f.policies.get("lockout").await.expect("get");
+    f.kube.clear_requests();
+    reconcile(Arc::new(first), f.ctx.clone())
+        .await
+        .expect("first reconcile");
+    assert_eq!(calls(&f.kube), ["patch identitysettingpolicies (json)"]);
+    assert_eq!(f.sim.counters().count(Endpoint::Setting, "GET"), 0);
+
+    // The apply: read the credentials Secret, publish the Event, apply status.
+    let finalized = f.policies.get("lockout").await.expect("get");
+    f.kube.clear_requests();
+    reconcile(Arc::new(finalized), f.ctx.clone())
+        .await
+        .expect("second reconcile");
     assert_eq!(
-        calls,
+        calls(&f.kube),
         [
-            "patch identitysettingpolicies (merge)",
             "get secrets",
             "create events",
             "patch identitysettingpolicies/status (apply) by identity-settings-operator",

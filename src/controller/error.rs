@@ -64,6 +64,20 @@ pub enum ReconcileError {
     /// A finalizer or status write to the Kubernetes API failed.
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
+    /// The finalizer could not even be patched (no name, a malformed finalizer name): a bug.
+    #[error("operator bug: {0}")]
+    Bug(String),
+}
+
+impl From<kube::runtime::finalizer::Error<ReconcileError>> for ReconcileError {
+    fn from(error: kube::runtime::finalizer::Error<ReconcileError>) -> Self {
+        use kube::runtime::finalizer::Error;
+        match error {
+            Error::ApplyFailed(e) | Error::CleanupFailed(e) => e,
+            Error::AddFinalizer(e) | Error::RemoveFinalizer(e) => ReconcileError::Kube(e),
+            other => ReconcileError::Bug(other.to_string()),
+        }
+    }
 }
 
 impl ReconcileError {
@@ -85,7 +99,9 @@ impl ReconcileError {
                 ErrorClass::Configuration => reason::INVALID_SPEC,
             },
             ReconcileError::NotAccepted(_) => reason::VALUE_NOT_ACCEPTED,
-            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) => reason::KUBERNETES_ERROR,
+            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) | ReconcileError::Bug(_) => {
+                reason::KUBERNETES_ERROR
+            }
         }
     }
 
@@ -104,7 +120,9 @@ impl ReconcileError {
                 ErrorClass::Transient | ErrorClass::Protocol => Recovery::Backoff,
                 _ => Recovery::NeedsUser,
             },
-            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) => Recovery::Backoff,
+            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) | ReconcileError::Bug(_) => {
+                Recovery::Backoff
+            }
             _ => Recovery::NeedsUser,
         }
     }

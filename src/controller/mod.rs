@@ -76,8 +76,9 @@ async fn run_one(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (reader, writer) = reflector::store::<Guarded>();
-    // Only spec changes (generation) and deletion start a reconcile: the operator's own status
-    // writes and finalizer patches must not trigger it again.
+    // Only spec changes (generation), our finalizer arriving and deletion start a reconcile: the
+    // operator's own status writes must not trigger it again. (kube's finalizer helper adds the
+    // finalizer and waits for that change to apply the policy.)
     let forget_ctx = ctx.clone();
     let trigger = watcher(policies, watcher::Config::default())
         .default_backoff()
@@ -174,12 +175,23 @@ async fn report_invalid(ctx: &Context, invalid: &InvalidObject) {
     }
 }
 
-/// The predicate: a new generation or the start of deletion.
+/// The predicate: a new generation, our finalizer added or removed, or the start of deletion.
 fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
-    let generation =
-        u64::try_from(policy.meta().generation.unwrap_or_default()).unwrap_or_default();
-    let deleting = u64::from(policy.meta().deletion_timestamp.is_some());
-    Some(generation.wrapping_mul(2).wrapping_add(deleting))
+    let meta = policy.meta();
+    let generation = u64::try_from(meta.generation.unwrap_or_default()).unwrap_or_default();
+    let deleting = u64::from(meta.deletion_timestamp.is_some());
+    let finalized = u64::from(
+        meta.finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == crate::api::FINALIZER),
+    );
+    Some(
+        generation
+            .wrapping_mul(4)
+            .wrapping_add(deleting * 2)
+            .wrapping_add(finalized),
+    )
 }
 
 /// The policies in the Secret's namespace that read it.
@@ -301,17 +313,23 @@ mod tests {
     }
 
     #[test]
-    fn only_generation_and_deletion_change_the_predicate() {
+    fn only_generation_our_finalizer_and_deletion_change_the_predicate() {
         let mut p = policy("a", "p", "creds", None);
         p.metadata.generation = Some(3);
+        let unfinalized = spec_or_deletion(&DeserializeGuard(Ok(p.clone())));
+        p.metadata.finalizers = Some(vec![crate::api::FINALIZER.into()]);
         let base = spec_or_deletion(&DeserializeGuard(Ok(p.clone())));
+        assert_ne!(
+            base, unfinalized,
+            "our finalizer arriving starts the first apply"
+        );
         p.metadata.resource_version = Some("99".into());
-        p.metadata.finalizers = Some(vec!["x".into()]);
+        p.metadata.finalizers = Some(vec!["x".into(), crate::api::FINALIZER.into()]);
         p.status = Some(Default::default());
         assert_eq!(
             spec_or_deletion(&DeserializeGuard(Ok(p.clone()))),
             base,
-            "status/metadata writes are ignored"
+            "status and other metadata writes are ignored"
         );
         p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::now(),

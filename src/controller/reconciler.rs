@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -56,14 +57,29 @@ async fn reconcile_policy(
     let oref = ObjectRef::from_obj(&*policy);
     let namespace = policy.namespace().unwrap_or_default();
     let api: Api<IdentitySettingPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    // kube's finalizer helper adds our finalizer first (with a JSON-patch test, so a concurrent
+    // change by someone else fails and is retried instead of lost), and removes it only after
+    // `cleanup` succeeded.
+    finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            FinalizerEvent::Apply(policy) => apply(policy, &ctx, &api, &oref).await,
+            FinalizerEvent::Cleanup(_) => Ok(cleanup(&ctx, &oref)),
+        }
+    })
+    .await
+    .map_err(ReconcileError::from)
+}
 
-    if policy.meta().deletion_timestamp.is_some() {
-        return cleanup(&api, &policy, &ctx, &oref).await;
-    }
-    ensure_finalizer(&api, &policy).await?;
+/// Brings the server in line with the policy and reports the outcome in status.
+async fn apply(
+    policy: Arc<IdentitySettingPolicy>,
+    ctx: &Context,
+    api: &Api<IdentitySettingPolicy>,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+) -> Result<Action, ReconcileError> {
     let cached_status = policy.status.clone();
     let uid = policy.metadata.uid.clone();
-    let policy = match ctx.newer_status(&oref, uid.as_deref(), cached_status.as_ref()) {
+    let policy = match ctx.newer_status(oref, uid.as_deref(), cached_status.as_ref()) {
         Some(written) => Arc::new(IdentitySettingPolicy {
             status: Some(written),
             ..(*policy).clone()
@@ -74,25 +90,25 @@ async fn reconcile_policy(
     let mut redactor = Redactor::default();
     let (outcome, action) = match validate(&policy.spec) {
         Ok(valid) => {
-            let result = sync(&policy, &valid, &ctx, &oref, &mut redactor).await;
-            decide(&ctx, &oref, result, valid.resync, &redactor)
+            let result = sync(&policy, &valid, ctx, oref, &mut redactor).await;
+            decide(ctx, oref, result, valid.resync, &redactor)
         }
         Err(problems) => decide(
-            &ctx,
-            &oref,
+            ctx,
+            oref,
             Err(ReconcileError::InvalidSpec(problems)),
             DEFAULT_RESYNC,
             &redactor,
         ),
     };
-    match report(&ctx, &api, &policy, &oref, &outcome).await {
+    match report(ctx, api, &policy, oref, &outcome).await {
         Ok(Some(written)) => {
             let started_from = policy.status.clone();
-            ctx.remember_status(&oref, uid, started_from, cached_status, written);
+            ctx.remember_status(oref, uid, started_from, cached_status, written);
         }
         Ok(None) => {}
         Err(e) => {
-            ctx.forget_status(&oref);
+            ctx.forget_status(oref);
             return Err(e);
         }
     }
@@ -255,56 +271,13 @@ async fn fetch_secrets(
     Ok(data)
 }
 
-async fn ensure_finalizer(
-    api: &Api<IdentitySettingPolicy>,
-    policy: &IdentitySettingPolicy,
-) -> Result<(), ReconcileError> {
-    if policy.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(());
-    }
-    let mut finalizers = policy.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_owned());
-    patch_finalizers(api, policy, finalizers).await
-}
-
-/// The finalizer list is replaced with a resourceVersion precondition, so a concurrent change
-/// by someone else makes this fail with 409 and the reconcile retry, instead of losing theirs.
-async fn patch_finalizers(
-    api: &Api<IdentitySettingPolicy>,
-    policy: &IdentitySettingPolicy,
-    finalizers: Vec<String>,
-) -> Result<(), ReconcileError> {
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": policy.resource_version()}});
-    api.patch(
-        &policy.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Deletion with the only policy there is, `Retain`: the settings stay, the finalizer goes at
+/// Deletion with the only policy there is, `Retain`: the settings stay and the finalizer goes at
 /// once — no identity or Secret call, so a dead server or a deleted Secret never blocks it.
-async fn cleanup(
-    api: &Api<IdentitySettingPolicy>,
-    policy: &IdentitySettingPolicy,
-    ctx: &Context,
-    oref: &ObjectRef<IdentitySettingPolicy>,
-) -> Result<Action, ReconcileError> {
-    if policy.finalizers().iter().any(|f| f == FINALIZER) {
-        let rest = policy
-            .finalizers()
-            .iter()
-            .filter(|f| *f != FINALIZER)
-            .cloned()
-            .collect();
-        patch_finalizers(api, policy, rest).await?;
-        info!("policy deleted; settings retained on the identity service");
-    }
+fn cleanup(ctx: &Context, oref: &ObjectRef<IdentitySettingPolicy>) -> Action {
+    info!("policy deleted; settings retained on the identity service");
     ctx.forget(oref);
     ctx.metrics.forget_policy(&oref.to_string());
-    Ok(Action::await_change())
+    Action::await_change()
 }
 
 async fn write_status(

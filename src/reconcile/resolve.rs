@@ -163,7 +163,12 @@ fn credentials(
             })?;
             Ok(Credentials::Password {
                 authenticate_url,
-                tenancy_name: text(secrets, name, keys::TENANCY_NAME)?,
+                // Optional: a host administrator logs in with an empty tenancy name.
+                tenancy_name: match lookup(secrets, name, keys::TENANCY_NAME) {
+                    Ok(_) => text(secrets, name, keys::TENANCY_NAME)?,
+                    Err(ResolveError::SecretKeyMissing { .. }) => String::new(),
+                    Err(other) => return Err(other),
+                },
                 username: text(secrets, name, keys::USERNAME)?,
                 password: secret(keys::PASSWORD)?,
             })
@@ -281,6 +286,25 @@ mod tests {
         assert!(matches!(
             resolve(&p2, &secrets).expect("ok").credentials,
             Credentials::Password { .. }
+        ));
+    }
+
+    #[test]
+    fn a_password_secret_without_tenancy_name_logs_in_to_the_host() {
+        let mut p = policy();
+        p.authenticate_url = Some("https://x/api/account/authenticate".into());
+        let secrets = BTreeMap::from([
+            ("smtp".to_owned(), data(&[("password", "pw")])),
+            (
+                "creds".to_owned(),
+                data(&[("username", "admin"), ("password", "p")]),
+            ),
+        ]);
+        let resolved = resolve(&p, &secrets).expect("tenancyName is optional");
+        assert!(matches!(
+            resolved.credentials,
+            Credentials::Password { ref tenancy_name, ref username, .. }
+                if tenancy_name.is_empty() && username == "admin"
         ));
     }
 

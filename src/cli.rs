@@ -102,7 +102,10 @@ impl RunArgs {
             );
         }
         if self.lease_renew_interval.is_zero()
-            || self.lease_renew_interval * 2 > self.lease_duration
+            || self
+                .lease_renew_interval
+                .checked_mul(2)
+                .is_none_or(|twice| twice > self.lease_duration)
         {
             return Err(
                 "--lease-renew-interval must be above 0 and at most half of --lease-duration"
@@ -116,10 +119,18 @@ impl RunArgs {
     }
 }
 
-/// Parses a duration flag (`30s`, `5m`, `1h`), with a message clap shows for a bad one.
+/// The longest duration any flag takes. Nothing the operator times needs more, and the bound
+/// keeps every sum and product of durations far from overflowing.
+pub const MAX_DURATION_FLAG: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses a duration flag (`30s`, `5m`, `1h`, at most 24h), with a message clap shows for a
+/// bad one.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::reconcile::validate::parse_duration(text)
-        .ok_or_else(|| format!("{text:?} is not a duration like 30s, 5m or 1h"))
+    match crate::reconcile::validate::parse_duration(text) {
+        Some(d) if d <= MAX_DURATION_FLAG => Ok(d),
+        Some(_) => Err(format!("{text:?} is longer than 24h")),
+        None => Err(format!("{text:?} is not a duration like 30s, 5m or 1h")),
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +163,31 @@ mod tests {
             Command::Run(args) => args,
             _ => panic!("not run"),
         }
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_by_name_and_nothing_panics() {
+        // Half the largest Duration (doubling it overflowed), and just over the bound.
+        for huge in ["3000000000000000h", "25h", "1441m"] {
+            for flag in [
+                "--lease-duration",
+                "--lease-renew-interval",
+                "--identity-timeout",
+                "--backoff-min",
+                "--backoff-max",
+            ] {
+                let err = Cli::try_parse_from(["x", "run", flag, huge])
+                    .expect_err("over a day is refused")
+                    .to_string();
+                assert!(err.contains(flag) && err.contains("24h"), "{err}");
+            }
+        }
+        assert!(
+            run_args(&["--lease-renew-interval", "24h"])
+                .check()
+                .is_err()
+        );
+        assert_eq!(MAX_DURATION_FLAG, Duration::from_secs(24 * 3600));
     }
 
     #[test]

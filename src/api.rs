@@ -41,8 +41,8 @@ pub struct IdentitySettingPolicySpec {
     /// A user id, for user-level settings. Omit for organization-level settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
-    /// The settings to keep. Each key appears once.
-    #[schemars(length(min = 1), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    /// The settings to keep, at most 256. Each key appears once.
+    #[schemars(length(min = 1, max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
     pub settings: Vec<SettingSpec>,
     /// How often the settings are checked for drift when nothing changed, as a duration such as
     /// `30s`, `10m` or `1h` (default `10m`, at least `10s`).

@@ -15,6 +15,9 @@ pub const SECRET_SETTING_KEYS: &[&str] = &["Email.Smtp.Password"];
 
 /// The resync interval when a policy does not set one.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+/// The most settings one policy may hold (the CRD's `maxItems`): keeps a policy's reads and
+/// writes, and the CEL cost of its rules, bounded.
+pub const MAX_SETTINGS: usize = 256;
 /// The shortest resync interval accepted, so a typo cannot hammer the identity service.
 pub const MIN_RESYNC: Duration = Duration::from_secs(10);
 /// The longest resync interval accepted: drift should be found within a day.
@@ -142,6 +145,11 @@ fn check_settings(
     if spec.settings.is_empty() {
         problems.push("spec.settings: list at least one setting".to_owned());
     }
+    if spec.settings.len() > MAX_SETTINGS {
+        problems.push(format!(
+            "spec.settings: at most {MAX_SETTINGS} settings (split the policy in two)"
+        ));
+    }
     let mut seen = BTreeSet::new();
     let mut settings = Vec::with_capacity(spec.settings.len());
     for (i, s) in spec.settings.iter().enumerate() {
@@ -265,6 +273,26 @@ mod tests {
         assert_eq!(v.mode, SyncMode::Enforce);
         assert_eq!(v.scope, SettingScope::organization("magic-7"));
         assert_eq!(v.settings[0].source, ValueOrigin::Literal("false".into()));
+    }
+
+    #[test]
+    fn more_settings_than_the_schema_allows_are_refused() {
+        let with = |count: usize| IdentitySettingPolicySpec {
+            settings: (0..count)
+                .map(|i| SettingSpec {
+                    key: format!("Custom.Key{i}"),
+                    value: Some("1".into()),
+                    value_from: None,
+                })
+                .collect(),
+            ..spec()
+        };
+        let problems = validate(&with(MAX_SETTINGS + 1)).expect_err("too many");
+        assert!(
+            problems.contains("spec.settings: at most 256 settings"),
+            "{problems}"
+        );
+        assert!(validate(&with(MAX_SETTINGS)).is_ok());
     }
 
     #[test]

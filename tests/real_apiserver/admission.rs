@@ -71,6 +71,15 @@ fn cases() -> Vec<Case> {
             &["spec.settings", "should have at least 1 items"],
         ),
         (
+            "more than 256 settings",
+            |p| {
+                p["spec"]["settings"] = (0..257)
+                    .map(|i| json!({"key": format!("Custom.Key{i}"), "value": "1"}))
+                    .collect();
+            },
+            &["spec.settings", "must have at most 256 items"],
+        ),
+        (
             "a duplicate key",
             |p| {
                 p["spec"]["settings"] = json!([

@@ -191,11 +191,16 @@ impl IdentityClient {
         scope: &SettingScope,
         keys: &[String],
     ) -> Result<Vec<StoredSetting>, IdentityError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        // One GET per URL of at most 2 KB: a long key list would otherwise be refused by IIS
+        // or a proxy in front of the service.
+        let mut rows = Vec::new();
+        for url in urls::settings_queries(&self.inner.base, scope, keys) {
+            let chunk: Vec<StoredSetting> = self
+                .setting_call(Method::GET, &url, Body::None, &[])
+                .await?;
+            rows.extend(chunk);
         }
-        let url = urls::settings_query(&self.inner.base, scope, keys);
-        self.setting_call(Method::GET, &url, Body::None, &[]).await
+        Ok(rows)
     }
 
     /// `PUT {base}/api/Setting`: creates or updates `settings` in `scope`; answers the server's

@@ -58,6 +58,35 @@ pub fn join(base: &Url, path: &str) -> Url {
     url
 }
 
+/// The longest GET URL sent: IIS and many proxies refuse longer ones (a common limit is 2 KB).
+pub const MAX_QUERY_URL_LEN: usize = 2048;
+
+/// The GETs that read `keys`: as few `settings_query` URLs as fit [`MAX_QUERY_URL_LEN`] each,
+/// keys in order. A key too long to share a URL goes alone.
+pub fn settings_queries(base: &Url, scope: &SettingScope, keys: &[String]) -> Vec<Url> {
+    let fixed = settings_query(base, scope, &[]).as_str().len();
+    // Each key adds `&key=` and its form-encoded text.
+    let cost = |key: &String| {
+        5 + url::form_urlencoded::byte_serialize(key.as_bytes())
+            .map(str::len)
+            .sum::<usize>()
+    };
+    let mut urls = Vec::new();
+    let (mut start, mut len) = (0, fixed);
+    for (i, key) in keys.iter().enumerate() {
+        let more = cost(key);
+        if i > start && len + more > MAX_QUERY_URL_LEN {
+            urls.push(settings_query(base, scope, &keys[start..i]));
+            (start, len) = (i, fixed);
+        }
+        len += more;
+    }
+    if start < keys.len() {
+        urls.push(settings_query(base, scope, &keys[start..]));
+    }
+    urls
+}
+
 /// `GET {base}/api/Setting?partitionGlobalId=..&userId=..&key=a&key=b`, query-encoded.
 pub fn settings_query(base: &Url, scope: &SettingScope, keys: &[String]) -> Url {
     let mut url = join(base, SETTING_PATH);
@@ -122,6 +151,31 @@ mod tests {
             join(&url("https://h/"), TOKEN_PATH).as_str(),
             "https://h/connect/token"
         );
+    }
+
+    #[test]
+    fn long_key_lists_are_read_in_urls_of_at_most_2_kb() {
+        let base = url("https://cloud.example.com/acme/identity_");
+        let scope = SettingScope::organization("3fa85f64-5717-4562-b3fc-2c963f66afa6");
+        let keys: Vec<String> = (0..200)
+            .map(|i| format!("Auth.Password.Some.Rather.Long.Setting.Key.Number{i:03}"))
+            .collect();
+        let urls = settings_queries(&base, &scope, &keys);
+        assert!(urls.len() > 1);
+        assert!(urls.iter().all(|u| u.as_str().len() <= MAX_QUERY_URL_LEN));
+        let read: Vec<String> = urls
+            .iter()
+            .flat_map(|u| {
+                u.query_pairs()
+                    .filter(|(k, _)| k == "key")
+                    .map(|(_, v)| v.into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(read, keys, "every key once, in order");
+        // A short list stays one GET.
+        assert_eq!(settings_queries(&base, &scope, &keys[..3]).len(), 1);
+        assert!(settings_queries(&base, &scope, &[]).is_empty());
     }
 
     #[test]

@@ -95,8 +95,10 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         )
         .await
     } else {
-        health.set_ready(true);
-        controller::run(ctx, scope, args.concurrency, wait_for(stop_rx)).await;
+        // Ready once the first lists of policies and Secrets arrived, not before.
+        let ready = health.clone();
+        let synced = move || ready.set_ready(true);
+        controller::run(ctx, scope, args.concurrency, synced, wait_for(stop_rx)).await;
         Ok(())
     };
     // Whatever ended the controller ends the process: stop answering probes, then the server.
@@ -172,7 +174,8 @@ async fn run_as_elected(
             }
         }
     };
-    controller::run(ctx, scope, concurrency, shutdown).await;
+    // A leader has been ready since it knew its role (a standby must pass the probe too).
+    controller::run(ctx, scope, concurrency, || {}, shutdown).await;
     campaign.abort();
     if *lost_rx.borrow() {
         error!("lost the leader lease; the controller stopped");

@@ -7,6 +7,8 @@ pub mod reconciler;
 
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
@@ -36,36 +38,69 @@ pub enum WatchScope {
 }
 
 /// Runs the controller until `shutdown` resolves; returns when every reconcile has finished.
+/// `synced` is called once every watch has delivered its first list (policies and Secrets, in
+/// every watched namespace): the moment the operator knows the world it reconciles.
 pub async fn run(
     ctx: Arc<Context>,
     scope: WatchScope,
     concurrency: u16,
+    synced: impl FnOnce() + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    match scope {
-        WatchScope::All => {
-            let policies = Api::all(ctx.client.clone());
-            let secrets = Api::all(ctx.client.clone());
-            run_one(ctx, policies, secrets, concurrency, shutdown).await;
-        }
-        WatchScope::Namespaces(namespaces) => {
-            // One controller (and one reflector) per namespace: a reflector fed by several watches
-            // would treat each namespace's relist as the whole world and drop the others.
-            let runs = namespaces.into_iter().map(|ns| {
-                let policies = Api::namespaced(ctx.client.clone(), &ns);
-                let secrets = Api::namespaced(ctx.client.clone(), &ns);
-                run_one(
-                    ctx.clone(),
-                    policies,
-                    secrets,
-                    concurrency,
-                    shutdown.clone(),
+    let apis = match scope {
+        WatchScope::All => vec![(Api::all(ctx.client.clone()), Api::all(ctx.client.clone()))],
+        // One controller (and one reflector) per namespace: a reflector fed by several watches
+        // would treat each namespace's relist as the whole world and drop the others.
+        WatchScope::Namespaces(namespaces) => namespaces
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(ctx.client.clone(), ns),
+                    Api::namespaced(ctx.client.clone(), ns),
                 )
-            });
-            futures::future::join_all(runs).await;
+            })
+            .collect(),
+    };
+    let mut lists = Vec::new();
+    let runs: Vec<_> = apis
+        .into_iter()
+        .map(|(policies, secrets)| {
+            let (policies_listed, policies_rx) = oneshot::channel();
+            let (secrets_listed, secrets_rx) = oneshot::channel();
+            lists.extend([policies_rx, secrets_rx]);
+            let listed = FirstLists {
+                policies: policies_listed,
+                secrets: secrets_listed,
+            };
+            run_one(
+                ctx.clone(),
+                policies,
+                secrets,
+                concurrency,
+                listed,
+                shutdown.clone(),
+            )
+        })
+        .collect();
+    tokio::spawn(async move {
+        // A sender dropped without sending (the controller stopped first) is no first list.
+        if futures::future::join_all(lists)
+            .await
+            .iter()
+            .all(Result::is_ok)
+        {
+            info!("first lists of policies and Secrets received");
+            synced();
         }
-    }
+    });
+    futures::future::join_all(runs).await;
+}
+
+/// Told when one controller's watches delivered their first list.
+struct FirstLists {
+    policies: oneshot::Sender<()>,
+    secrets: oneshot::Sender<()>,
 }
 
 async fn run_one(
@@ -73,9 +108,13 @@ async fn run_one(
     policies: Api<Guarded>,
     secrets: Api<PartialObjectMeta<Secret>>,
     concurrency: u16,
+    listed: FirstLists,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let (reader, writer) = reflector::store::<Guarded>();
+    // The first list is seen on the watch itself: `Store::wait_until_ready` wakes only one of
+    // several waiters, and the controller is already one.
+    let mut policies_listed = Some(listed.policies);
     // Only spec changes (generation), our finalizer arriving and deletion start a reconcile: the
     // operator's own status writes must not trigger it again. (kube's finalizer helper adds the
     // finalizer and waits for that change to apply the policy.)
@@ -84,6 +123,11 @@ async fn run_one(
         .default_backoff()
         .reflect(writer)
         .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone)
+                && let Some(listed) = policies_listed.take()
+            {
+                let _ = listed.send(());
+            }
             // A policy gone without our finalizer step (finalizer removed by hand, or deleted
             // while another replica led) still releases what this process kept for it.
             if let watcher::Event::Delete(gone) = event {
@@ -99,8 +143,16 @@ async fn run_one(
     // Only *that* a Secret changed matters here (reconciles read Secrets themselves), so the
     // watch carries metadata only: no Secret data is held in memory, however many Secrets the
     // watched namespaces have.
+    let mut secrets_listed = Some(listed.secrets);
     let secret_events = watcher(secrets, watcher::Config::default())
         .default_backoff()
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone)
+                && let Some(listed) = secrets_listed.take()
+            {
+                let _ = listed.send(());
+            }
+        })
         .touched_objects();
     Controller::for_stream(trigger, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))

@@ -860,3 +860,41 @@ async fn api_server_errors_become_a_condition_and_are_retried() {
         .count();
     assert_eq!(failed, 3, "the operator met every injected error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_ready_only_after_the_first_list_of_policies_and_secrets() {
+    if skipped_on_real_apiserver(
+        "readyz_answers_ready_only_after_the_first_list_of_policies_and_secrets",
+        "API-server fault injection (failing Secret lists)",
+    ) {
+        return;
+    }
+    let mut world = World::start().await;
+    // Listing Secrets fails for a while (the API server is slow to answer, say): the watcher
+    // backs off and retries, and until its first list arrives the operator is not ready.
+    world.emulator().faults().fail_next_for(3, 500, "secrets");
+    world.spawn_operator(&[]).await;
+    let op = world.operator(0);
+    let (code, _) = op.http_get("/readyz").await;
+    assert_eq!(code, 503, "ready before the Secrets were ever listed");
+    // The watcher's backoff after three failures is about 6 s, with jitter.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if world.operator(0).http_get("/readyz").await.0 == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failed = world
+        .emulator()
+        .requests()
+        .iter()
+        .filter(|r| r.status == 500 && r.resource == "secrets")
+        .count();
+    assert_eq!(failed, 3, "ready only after the failing lists");
+}

@@ -117,8 +117,12 @@ pub fn next_status(
         Outcome::Drifted { ids, .. } => (Some(ids), &[]),
         Outcome::Failed { .. } => (None, &[]),
     };
+    // Each key once, in spec order: appliedSettings is a list-map keyed by `key`, and a status
+    // naming a key twice (a policy stored before the schema forbade duplicates) is refused.
+    let mut seen = std::collections::BTreeSet::new();
     let applied_settings = keys
         .iter()
+        .filter(|k| seen.insert(k.as_str()))
         .map(|k| {
             let before = old_applied.get(k.as_str());
             AppliedSetting {
@@ -232,6 +236,24 @@ mod tests {
             ids: BTreeMap::from([("A".into(), 4), ("B".into(), 7)]),
             written: written.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn duplicate_spec_keys_never_make_a_status_the_schema_refuses() {
+        // An object stored before the schema forbade duplicates: appliedSettings is a list-map
+        // keyed by `key`, so a status listing a key twice would be refused (422) on every retry.
+        let keys: Vec<String> = ["A.B", "A.B", "C.D"].map(String::from).to_vec();
+        let outcome = Outcome::Failed {
+            reason: "InvalidSpec",
+            message: "spec.settings[1].key: \"A.B\" is listed twice".into(),
+        };
+        let next = next_status(None, Some(1), &keys, &outcome, Timestamp::UNIX_EPOCH);
+        let listed: Vec<&str> = next
+            .applied_settings
+            .iter()
+            .map(|a| a.key.as_str())
+            .collect();
+        assert_eq!(listed, ["A.B", "C.D"]);
     }
 
     #[test]

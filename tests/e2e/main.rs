@@ -898,3 +898,39 @@ async fn readyz_answers_ready_only_after_the_first_list_of_policies_and_secrets(
         .count();
     assert_eq!(failed, 3, "ready only after the failing lists");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_stored_with_a_duplicate_key_gets_an_invalid_spec_status() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    // Admission refuses duplicate keys today; a policy stored before still reaches the
+    // operator, and its status must be one the schema accepts (a real server refuses a status
+    // that lists a key twice).
+    let mut duplicated = serde_json::to_value(policy(
+        &world,
+        "dup",
+        "admin",
+        vec![
+            setting("Auth.UserLockOut.IsEnabled", "true"),
+            setting("Auth.UserLockOut.IsEnabled", "false"),
+        ],
+    ))
+    .expect("json");
+    duplicated["metadata"]["namespace"] = json!(NS);
+    world.store_unvalidated(&duplicated).await;
+    world.spawn_operator(&[]).await;
+    let p = world.wait_reason("dup", "InvalidSpec", SECS_20).await;
+    assert!(
+        ready_message(&p).contains("listed twice"),
+        "{}",
+        ready_message(&p)
+    );
+    let keys: Vec<String> = p
+        .status
+        .expect("status")
+        .applied_settings
+        .into_iter()
+        .map(|a| a.key)
+        .collect();
+    assert_eq!(keys, ["Auth.UserLockOut.IsEnabled"]);
+}

@@ -4,7 +4,7 @@
 
 use crate::api::{IdentitySettingPolicyStatus, SyncMode};
 use crate::identity::types::{SettingScope, StoredSetting};
-use crate::reconcile::plan::{SyncPlan, not_accepted};
+use crate::reconcile::plan::{SyncPlan, not_accepted, written_ids};
 use crate::reconcile::status::{Outcome, READY, reason};
 
 /// What to do once the server's values are known.
@@ -70,7 +70,7 @@ pub fn after_write(
         return AfterWrite::NotAccepted(rejected);
     }
     let mut ids = plan.ids;
-    ids.extend(returned.iter().map(|s| (s.key.clone(), s.id)));
+    ids.extend(written_ids(&plan.writes, returned, scope));
     AfterWrite::Synced(Outcome::Synced {
         reason: if server_changed {
             reason::DRIFT_CORRECTED
@@ -199,6 +199,26 @@ mod tests {
                 written: vec!["A.Write".into()],
             })
         );
+    }
+
+    #[test]
+    fn an_answer_in_another_key_case_keeps_the_ids_under_the_policys_keys() {
+        let mut row = stored(7, "A.WRITE", "new");
+        row.partition_global_id = "P-1".into();
+        let canonical = SettingScope::organization("p-1");
+        // Not a GUID: "P-1" is another partition, so nothing was accepted.
+        assert_eq!(
+            after_write(plan_with_a_write(), &[row.clone()], &canonical, false),
+            AfterWrite::NotAccepted(vec!["A.Write".into()])
+        );
+        row.partition_global_id = "p-1".into();
+        let AfterWrite::Synced(Outcome::Synced { ids, .. }) =
+            after_write(plan_with_a_write(), &[row], &canonical, false)
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(ids.get("A.Write"), Some(&7));
+        assert!(!ids.contains_key("A.WRITE"));
     }
 
     #[test]

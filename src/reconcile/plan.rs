@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity::types::{SettingScope, SettingValue, StoredSetting};
+use crate::identity::types::{SettingScope, SettingValue, StoredSetting, guid_digits};
 use crate::semantics::same_meaning;
 
 /// What one reconcile has to write, and the ids the server already has.
@@ -26,17 +26,52 @@ impl SyncPlan {
     }
 }
 
-/// The rows of `scope` only: the contract does not say whether an organization-level GET also
-/// returns user-level rows, so the operator never relies on it.
+/// The rows of `scope` only, by key in ASCII lower case: the contract does not say whether an
+/// organization-level GET also returns user-level rows, so the operator never relies on it. The
+/// service is .NET on SQL Server: it may answer a GUID in another case or format and a key in
+/// another case, so ids are compared by value and keys case-insensitively.
 fn rows_of<'a>(
     rows: &'a [StoredSetting],
     scope: &SettingScope,
-) -> BTreeMap<&'a str, &'a StoredSetting> {
+) -> BTreeMap<String, &'a StoredSetting> {
     rows.iter()
         .filter(|s| {
-            s.partition_global_id == scope.partition_global_id && s.user_id == scope.user_id
+            same_id(&s.partition_global_id, &scope.partition_global_id)
+                && match (&s.user_id, &scope.user_id) {
+                    (Some(a), Some(b)) => same_id(a, b),
+                    (None, None) => true,
+                    _ => false,
+                }
         })
-        .map(|s| (s.key.as_str(), s))
+        .map(|s| (s.key.to_ascii_lowercase(), s))
+        .collect()
+}
+
+/// The row `rows_of` holds for `key`, whatever its case.
+fn row_for<'a>(rows: &BTreeMap<String, &'a StoredSetting>, key: &str) -> Option<&'a StoredSetting> {
+    rows.get(&key.to_ascii_lowercase()).copied()
+}
+
+/// Two ids are the same: GUIDs by value (any case; with or without braces and hyphens),
+/// anything else exactly.
+pub fn same_id(a: &str, b: &str) -> bool {
+    match (guid_digits(a), guid_digits(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The server's ids of the `written` keys, under the keys as written (the answer may spell them
+/// in another case).
+pub fn written_ids(
+    written: &[SettingValue],
+    returned: &[StoredSetting],
+    scope: &SettingScope,
+) -> BTreeMap<String, i64> {
+    let rows = rows_of(returned, scope);
+    written
+        .iter()
+        .filter_map(|w| row_for(&rows, &w.key).map(|s| (w.key.clone(), s.id)))
         .collect()
 }
 
@@ -45,7 +80,7 @@ pub fn plan(desired: &[SettingValue], actual: &[StoredSetting], scope: &SettingS
     let stored = rows_of(actual, scope);
     let mut out = SyncPlan::default();
     for d in desired {
-        match stored.get(d.key.as_str()) {
+        match row_for(&stored, &d.key) {
             Some(s) => {
                 out.ids.insert(d.key.clone(), s.id);
                 if !same_meaning(&d.key, &d.value, &s.value) {
@@ -69,9 +104,7 @@ pub fn not_accepted(
     written
         .iter()
         .filter(|w| {
-            by_key
-                .get(w.key.as_str())
-                .is_none_or(|s| !same_meaning(&w.key, &w.value, &s.value))
+            row_for(&by_key, &w.key).is_none_or(|s| !same_meaning(&w.key, &w.value, &s.value))
         })
         .map(|w| w.key.clone())
         .collect()
@@ -147,6 +180,50 @@ mod tests {
         );
         assert!(!p.in_sync());
         assert!(plan(&desired[..1], &actual, &org()).in_sync());
+    }
+
+    /// What a .NET service on SQL Server may answer: the GUID upper-cased in braces, the key in
+    /// its own case.
+    fn canonicalised(id: i64, key: &str, value: &str) -> StoredSetting {
+        StoredSetting {
+            id,
+            key: key.into(),
+            value: value.into(),
+            partition_global_id: "{3FA85F64-5717-4562-B3FC-2C963F66AFA6}".into(),
+            user_id: Some("1B4E28BA2FA1-11D2-883F-0016D3CCA427".replace('-', "")),
+        }
+    }
+
+    #[test]
+    fn guids_match_by_value_and_keys_whatever_their_case() {
+        let scope = SettingScope::user(
+            "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+        );
+        let desired = [
+            want("Auth.UserLockOut.IsEnabled", "true"),
+            want("Auth.Password.DefaultExpirationDays", "90"),
+        ];
+        let rows = [
+            canonicalised(7, "AUTH.USERLOCKOUT.ISENABLED", "true"),
+            canonicalised(8, "auth.password.defaultexpirationdays", "90"),
+        ];
+        let p = plan(&desired, &rows, &scope);
+        assert!(p.in_sync(), "nothing to write: {:?}", p.keys());
+        assert_eq!(
+            p.ids,
+            BTreeMap::from([
+                ("Auth.Password.DefaultExpirationDays".into(), 8),
+                ("Auth.UserLockOut.IsEnabled".into(), 7)
+            ]),
+            "ids under the policy's own keys"
+        );
+        assert!(not_accepted(&desired, &rows, &scope).is_empty());
+        // A partition that is not a GUID is still compared exactly.
+        let named = SettingScope::organization("magic-7");
+        let mut row = have(1, "A", "1");
+        row.partition_global_id = "MAGIC-7".into();
+        assert!(!plan(&[want("A", "1")], &[row], &named).in_sync());
     }
 
     #[test]

@@ -184,8 +184,13 @@ impl World {
         Self::start_with(SimulatorConfig::default()).await
     }
 
-    /// Starts the Kubernetes backend and a simulator with `sim_config`.
-    pub async fn start_with(sim_config: SimulatorConfig) -> World {
+    /// Starts the Kubernetes backend and a simulator with `sim_config`. With
+    /// `E2E_SIMULATOR_CANONICALIZE=1` the simulator answers GUIDs upper-case and keys in the
+    /// case first stored, as a .NET service on SQL Server might.
+    pub async fn start_with(mut sim_config: SimulatorConfig) -> World {
+        if std::env::var("E2E_SIMULATOR_CANONICALIZE").is_ok_and(|v| v == "1") {
+            sim_config.canonicalize = true;
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let (kube, client) = match control_plane::selected() {
             Some(bin) => {

@@ -143,3 +143,18 @@ pub struct AuthenticateResponse {
 pub const SCOPE_SETTING: &str = "PM.Setting";
 /// The read-only scope the contract allows for GET.
 pub const SCOPE_SETTING_READ: &str = "PM.Setting.Read";
+
+/// The 32 hex digits of a GUID, lower-cased, or `None` when `text` is not one. Accepts the
+/// forms a .NET service writes: any case, with or without braces and hyphens.
+pub fn guid_digits(text: &str) -> Option<String> {
+    let inner = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text);
+    let digits: String = inner.chars().filter(|c| *c != '-').collect();
+    let hyphens = inner.len() - digits.len();
+    let well_formed = digits.len() == 32
+        && digits.chars().all(|c| c.is_ascii_hexdigit())
+        && (hyphens == 0 || (hyphens == 4 && inner.split('-').map(str::len).eq([8, 4, 4, 4, 12])));
+    well_formed.then(|| digits.to_ascii_lowercase())
+}

@@ -87,6 +87,11 @@ pub struct SimulatorConfig {
     pub token_lifetime: Duration,
     /// Start with the contract example's rows in partition `magic-7` (default true).
     pub seed_example: bool,
+    /// Answer like a .NET service on SQL Server might (default false): GUIDs compared by value
+    /// and written back upper-case, keys compared case-insensitively and written back in the
+    /// case they were first stored with. The contract is silent on both; the operator must
+    /// cope either way.
+    pub canonicalize: bool,
 }
 
 impl Default for SimulatorConfig {
@@ -120,6 +125,7 @@ impl Default for SimulatorConfig {
             }],
             token_lifetime: Duration::from_secs(3600),
             seed_example: true,
+            canonicalize: false,
         }
     }
 }

@@ -73,11 +73,14 @@ impl Shared {
     pub(crate) fn new(config: &SimulatorConfig) -> Self {
         let tokens = Arc::new(TokenStore::new(config.bearer_tokens.clone()));
         Self {
-            store: Mutex::new(if config.seed_example {
-                Store::with_example()
-            } else {
-                Store::new()
-            }),
+            store: Mutex::new(
+                if config.seed_example {
+                    Store::with_example()
+                } else {
+                    Store::new()
+                }
+                .canonicalizing(config.canonicalize),
+            ),
             faults: Faults::new(tokens.clone()),
             tokens,
             counters: Counters::default(),

@@ -3,14 +3,15 @@
 //! One global id counter, like an identity column: a new row takes the next id, an update keeps
 //! the row's id. Pure data, no I/O, so the id rules are unit-tested here.
 //!
-//! Deviations the real service may not share (the contract is silent): keys, partition ids and
-//! user ids are compared exactly (a SQL Server collation would likely compare keys
-//! case-insensitively, and GUIDs are case-insensitive in .NET); a user-level read returns only that
-//! user's rows, never organisation-level rows as fallback.
+//! The contract is silent on how ids and keys compare. By default they are compared exactly;
+//! with [`Store::canonicalizing`] the store answers as a .NET service on SQL Server might: GUIDs
+//! compared by value and written back upper-case (hyphenated), keys compared case-insensitively
+//! and written back as first stored. A user-level read returns only that user's rows, never
+//! organisation-level rows as fallback.
 
 use std::collections::BTreeMap;
 
-use identity_client::types::{SettingScope, StoredSetting};
+use identity_client::types::{SettingScope, StoredSetting, guid_digits};
 
 /// Where a row lives: its scope and key.
 type RowKey = (SettingScope, String);
@@ -19,6 +20,8 @@ type RowKey = (SettingScope, String);
 #[derive(Clone, PartialEq, Eq)]
 struct Row {
     id: i64,
+    /// The key as stored (the row key may be its lower-case form).
+    key: String,
     value: String,
 }
 
@@ -64,6 +67,7 @@ const EXAMPLE_PRIOR_COMPLEXITY: &str = r#"{"HasDigit":true,"HasLowercase":true,"
 pub(crate) struct Store {
     next_id: i64,
     rows: BTreeMap<RowKey, Row>,
+    canonical: bool,
 }
 
 impl Default for Store {
@@ -71,7 +75,24 @@ impl Default for Store {
         Self {
             next_id: 1,
             rows: BTreeMap::new(),
+            canonical: false,
         }
+    }
+}
+
+/// A GUID as SQL Server writes a uniqueidentifier: upper-case, hyphenated; other ids as given.
+fn canonical_id(id: &str) -> String {
+    match guid_digits(id) {
+        Some(d) => format!(
+            "{}-{}-{}-{}-{}",
+            &d[..8],
+            &d[8..12],
+            &d[12..16],
+            &d[16..20],
+            &d[20..]
+        )
+        .to_ascii_uppercase(),
+        None => id.to_owned(),
     }
 }
 
@@ -82,14 +103,51 @@ impl Store {
     }
 
     /// A table holding the contract example's prior rows, continuing at id 29.
+    /// Compares and answers ids and keys as a .NET service on SQL Server might (see the module
+    /// docs) when `on`.
+    pub(crate) fn canonicalizing(mut self, on: bool) -> Self {
+        self.canonical = on;
+        self.rows = std::mem::take(&mut self.rows)
+            .into_iter()
+            .map(|((scope, key), row)| (self.row_key(&scope, &key), row))
+            .collect();
+        self
+    }
+
+    /// The scope as this store answers it.
+    fn scope_of(&self, scope: &SettingScope) -> SettingScope {
+        if !self.canonical {
+            return scope.clone();
+        }
+        SettingScope {
+            partition_global_id: canonical_id(&scope.partition_global_id),
+            user_id: scope.user_id.as_deref().map(canonical_id),
+        }
+    }
+
+    /// Where a key of a scope is stored.
+    fn row_key(&self, scope: &SettingScope, key: &str) -> RowKey {
+        let key = if self.canonical {
+            key.to_ascii_lowercase()
+        } else {
+            key.to_owned()
+        };
+        (self.scope_of(scope), key)
+    }
+
     pub(crate) fn with_example() -> Self {
         let mut store = Self::new();
         let scope = SettingScope::organization(EXAMPLE_PARTITION);
         for (id, key, value) in EXAMPLE_ROWS {
             let value = super::normalize::normalize_value(key, value);
-            store
-                .rows
-                .insert((scope.clone(), key.to_owned()), Row { id, value });
+            store.rows.insert(
+                (scope.clone(), key.to_owned()),
+                Row {
+                    id,
+                    key: key.to_owned(),
+                    value,
+                },
+            );
         }
         store.next_id = EXAMPLE_NEXT_ID;
         store
@@ -102,60 +160,60 @@ impl Store {
         key: &str,
         value: String,
     ) -> StoredSetting {
-        let row_key = (scope.clone(), key.to_owned());
-        let id = match self.rows.get_mut(&row_key) {
+        let row_key = self.row_key(scope, key);
+        let row = match self.rows.get_mut(&row_key) {
             Some(row) => {
-                row.value = value.clone();
-                row.id
+                row.value = value;
+                row.clone()
             }
             None => {
-                let id = self.next_id;
+                let row = Row {
+                    id: self.next_id,
+                    key: key.to_owned(),
+                    value,
+                };
                 self.next_id += 1;
-                self.rows.insert(
-                    row_key,
-                    Row {
-                        id,
-                        value: value.clone(),
-                    },
-                );
-                id
+                self.rows.insert(row_key.clone(), row.clone());
+                row
             }
         };
-        stored(scope, key, id, value)
+        stored(&row_key.0, row)
     }
 
-    /// The rows for `keys` in the order asked, skipping keys without a row and repeated keys.
     pub(crate) fn get(&self, scope: &SettingScope, keys: &[String]) -> Vec<StoredSetting> {
         let mut out: Vec<StoredSetting> = Vec::with_capacity(keys.len());
+        let mut seen = Vec::with_capacity(keys.len());
         for key in keys {
-            if out.iter().any(|s| &s.key == key) {
+            let row_key = self.row_key(scope, key);
+            if seen.contains(&row_key) {
                 continue;
             }
-            if let Some(row) = self.rows.get(&(scope.clone(), key.clone())) {
-                out.push(stored(scope, key, row.id, row.value.clone()));
+            if let Some(row) = self.rows.get(&row_key) {
+                out.push(stored(&row_key.0, row.clone()));
             }
+            seen.push(row_key);
         }
         out
     }
 
-    /// Every row of the scope, ordered by id.
     pub(crate) fn all(&self, scope: &SettingScope) -> Vec<StoredSetting> {
+        let scope = self.scope_of(scope);
         let mut out: Vec<StoredSetting> = self
             .rows
             .iter()
-            .filter(|((s, _), _)| s == scope)
-            .map(|((s, key), row)| stored(s, key, row.id, row.value.clone()))
+            .filter(|((s, _), _)| *s == scope)
+            .map(|((s, _), row)| stored(s, row.clone()))
             .collect();
         out.sort_by_key(|s| s.id);
         out
     }
 }
 
-fn stored(scope: &SettingScope, key: &str, id: i64, value: String) -> StoredSetting {
+fn stored(scope: &SettingScope, row: Row) -> StoredSetting {
     StoredSetting {
-        id,
-        key: key.to_owned(),
-        value,
+        id: row.id,
+        key: row.key,
+        value: row.value,
         partition_global_id: scope.partition_global_id.clone(),
         user_id: scope.user_id.clone(),
     }
@@ -167,6 +225,32 @@ mod tests {
 
     fn keys(k: &[&str]) -> Vec<String> {
         k.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_canonicalizing_store_matches_guids_by_value_and_keys_in_any_case() {
+        let mut s = Store::new().canonicalizing(true);
+        let lower = SettingScope::organization("3fa85f64-5717-4562-b3fc-2c963f66afa6");
+        let braced = SettingScope::organization("{3FA85F64-5717-4562-B3FC-2C963F66AFA6}");
+        let first = s.upsert(&lower, "Auth.UserLockOut.IsEnabled", "true".into());
+        assert_eq!(
+            first.partition_global_id,
+            "3FA85F64-5717-4562-B3FC-2C963F66AFA6"
+        );
+        let again = s.upsert(&braced, "AUTH.USERLOCKOUT.ISENABLED", "false".into());
+        assert_eq!(again.id, first.id, "the same row");
+        assert_eq!(
+            again.key, "Auth.UserLockOut.IsEnabled",
+            "the key as first stored"
+        );
+        let read = s.get(&lower, &keys(&["auth.userlockout.isenabled"]));
+        assert_eq!((read[0].id, read[0].value.as_str()), (first.id, "false"));
+        assert_eq!(s.all(&braced).len(), 1);
+        // Plain mode compares exactly.
+        let mut plain = Store::new();
+        plain.upsert(&lower, "A", "1".into());
+        assert!(plain.get(&braced, &keys(&["A"])).is_empty());
+        assert!(plain.get(&lower, &keys(&["a"])).is_empty());
     }
 
     #[test]

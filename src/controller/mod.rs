@@ -20,7 +20,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::{IdentitySettingPolicy, IdentitySettingPolicySpec};
-use crate::reconcile::status::truncate;
+use crate::reconcile::status::{event_action, truncate};
 use context::Context;
 use error::ReconcileError;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -209,17 +209,18 @@ async fn report_invalid(ctx: &Context, invalid: &InvalidObject) {
         uid: meta.uid.clone(),
         ..ObjectReference::default()
     };
+    let note = truncate(
+        format!(
+            "the policy does not match the IdentitySettingPolicy schema: {}; fix it and apply again",
+            invalid.error
+        ),
+        1024,
+    );
     let event = Event {
         type_: EventType::Warning,
         reason: error::reason::INVALID_SPEC.into(),
-        note: Some(truncate(
-            format!(
-                "the policy does not match the IdentitySettingPolicy schema: {}; fix it and apply again",
-                invalid.error
-            ),
-            1024,
-        )),
-        action: "Sync".into(),
+        action: event_action("Sync", &note),
+        note: Some(note),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &reference).await {

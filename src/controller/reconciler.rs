@@ -22,7 +22,9 @@ use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_writ
 use crate::reconcile::plan::plan;
 use crate::reconcile::redact::Redactor;
 use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
-use crate::reconcile::status::{Outcome, READY, event_worthy, next_status, reason, truncate};
+use crate::reconcile::status::{
+    Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
+};
 use crate::reconcile::validate::{DEFAULT_RESYNC, ValidPolicy, validate};
 
 /// The field manager name for server-side apply of status.
@@ -307,6 +309,7 @@ async fn publish_event(
     total: usize,
 ) {
     let wrote = matches!(outcome, Outcome::Synced { written, .. } if !written.is_empty());
+    let note = truncate(outcome.message(total), 1024);
     let event = Event {
         type_: if outcome.ready() {
             EventType::Normal
@@ -314,8 +317,8 @@ async fn publish_event(
             EventType::Warning
         },
         reason: outcome.reason().to_owned(),
-        note: Some(truncate(outcome.message(total), 1024)),
-        action: if wrote { "Apply".into() } else { "Sync".into() },
+        action: event_action(if wrote { "Apply" } else { "Sync" }, &note),
+        note: Some(note),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {

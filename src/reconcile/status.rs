@@ -218,6 +218,18 @@ pub fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
+/// An Event's `action`: `verb` plus a digest of the note. kube's Recorder folds Events with the
+/// same type, reason, action and object into one series and keeps the first note, so without
+/// the digest a second `Applied` within minutes would show the first write's keys. Events with
+/// the same note still fold. (`kubectl describe` does not show the action.)
+pub fn event_action(verb: &str, note: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same note gives the same digest in every process.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    note.hash(&mut hasher);
+    format!("{verb}-{:08x}", hasher.finish() as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +248,18 @@ mod tests {
             ids: BTreeMap::from([("A".into(), 4), ("B".into(), 7)]),
             written: written.iter().map(|s| (*s).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn events_with_other_notes_get_other_actions() {
+        let first = event_action("Apply", "wrote 3 of 3 settings: A, B, C");
+        let second = event_action("Apply", "wrote 1 of 3 settings: A");
+        assert_ne!(first, second);
+        assert_eq!(
+            first,
+            event_action("Apply", "wrote 3 of 3 settings: A, B, C")
+        );
+        assert!(first.starts_with("Apply-") && first.len() <= 128);
     }
 
     #[test]

@@ -159,6 +159,22 @@ async fn changing_one_value_puts_exactly_that_key() {
         ready_message(&after),
         "wrote 1 of 3 settings: Auth.Password.DefaultExpirationDays"
     );
+    // The Event says so too (kubectl describe): a second Applied within minutes is an Event of
+    // its own, not a count bump of the first one, which names the first write's keys.
+    let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
+    let notes: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Applied"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert!(
+        notes.contains(&ready_message(&after)),
+        "no Event says what the second write did: {notes:?}"
+    );
     let new_times = after.status.expect("status").applied_settings;
     assert_ne!(
         new_times[0].last_applied_time,

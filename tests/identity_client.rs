@@ -10,6 +10,7 @@ use identity_settings_operator::identity::client::{
     self, ClientConfig, IdentityClient, RequestObserver, RequestOutcome, RetryPolicy,
 };
 use identity_settings_operator::identity::error::{ErrorClass, IdentityError};
+use identity_settings_operator::identity::redact::Redactor;
 use identity_settings_operator::identity::types::{
     PutSettingsRequest, SettingScope, SettingValue, StoredSetting,
 };
@@ -1029,4 +1030,66 @@ async fn a_setting_answer_of_the_wrong_json_shape_is_a_protocol_error() {
     assert!(text.contains("a JSON array of settings"), "{text}");
     assert!(text.contains("an object"), "{text}");
     assert!(!text.contains("items"), "{text}");
+}
+
+/// A secret-valued setting under a key the client cannot know is secret (no `.Password`).
+const API_KEY: &str = "Custom.Integration.ApiKey";
+const API_KEY_VALUE: &str = r#"k3y-"quoted"&<tagged>-tail-of-the-secret"#;
+
+/// A client told the policy's secret values, as the operator tells it.
+fn redacting_client(base: String) -> IdentityClient {
+    IdentityClient::new(config(base, operator()))
+        .unwrap()
+        .redacting(Redactor::new([API_KEY_VALUE]))
+}
+
+#[tokio::test]
+async fn a_secret_value_cut_in_half_by_the_message_limit_is_still_redacted() {
+    let base = stand_in(|method, path, body| {
+        with_token(method, path, body, |_, body| {
+            // A long message that quotes the value right where the client cuts messages.
+            let sent: serde_json::Value = serde_json::from_str(body).unwrap();
+            let value = sent["settings"][0]["value"].as_str().unwrap().to_owned();
+            let detail = format!("{} refused: {value}", "x".repeat(380));
+            let problem = serde_json::json!({ "title": "Bad Request", "detail": detail });
+            (400, "application/problem+json", problem.to_string())
+        })
+    })
+    .await;
+    let err = redacting_client(base)
+        .put_settings(&org(), &[setting(API_KEY, API_KEY_VALUE)])
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    for part in ["k3y", "quoted", "tagged"] {
+        assert!(!text.contains(part), "{part} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_secret_value_echoed_json_or_html_escaped_in_a_2_kb_page_is_redacted() {
+    let base = stand_in(|method, path, body| {
+        with_token(method, path, body, |_, body| {
+            // A proxy page echoing the request twice: as JSON, then HTML-escaped.
+            let html = body
+                .replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            let page = format!(
+                "<html><body>blocked {body} / {html} {}</body></html>",
+                " ".repeat(2048)
+            );
+            (502, "text/html", page)
+        })
+    })
+    .await;
+    let err = redacting_client(base)
+        .put_settings(&org(), &[setting(API_KEY, API_KEY_VALUE)])
+        .await
+        .unwrap_err();
+    let text = format!("{err} {err:?}");
+    for part in ["k3y", "quoted", "tagged", "tail-of-the-secret"] {
+        assert!(!text.contains(part), "{part} in {text}");
+    }
 }

@@ -18,14 +18,15 @@ use tracing::{Instrument, info, info_span, warn};
 use super::context::{Context, jittered};
 use super::error::{ReconcileError, Recovery};
 use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
+use crate::identity::redact::Redactor;
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
 use crate::reconcile::plan::plan;
-use crate::reconcile::redact::Redactor;
 use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
 };
 use crate::reconcile::validate::{DEFAULT_RESYNC, ValidPolicy, validate};
+use crate::secret::SecretString;
 
 /// The field manager name for server-side apply of status.
 pub const FIELD_MANAGER: &str = "identity-settings-operator";
@@ -210,13 +211,17 @@ async fn sync(
 ) -> Result<Outcome, ReconcileError> {
     let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), valid).await?;
     let resolved = resolve(valid, &secrets)?;
-    *redactor = Redactor::new(resolved.secret_values.iter().cloned());
-    let client = ctx.identity_client(
-        oref,
-        &valid.base_url,
-        &resolved.credentials,
-        resolved.ca_pem.as_deref(),
-    )?;
+    // Every secret value of the policy goes to the one redactor, which the client applies to
+    // server texts before it cuts them, and `decide` to the final message.
+    *redactor = Redactor::new(resolved.secret_values.iter().map(SecretString::expose));
+    let client = ctx
+        .identity_client(
+            oref,
+            &valid.base_url,
+            &resolved.credentials,
+            resolved.ca_pem.as_deref(),
+        )?
+        .redacting(redactor.clone());
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
     let plan = plan(&resolved.desired, &actual, &valid.scope);

@@ -3,7 +3,6 @@
 
 pub mod decide;
 pub mod plan;
-pub mod redact;
 pub mod resolve;
 pub mod status;
 pub mod validate;

@@ -93,6 +93,9 @@ impl fmt::Debug for ClientConfig {
 #[derive(Clone)]
 pub struct IdentityClient {
     inner: Arc<Inner>,
+    /// Secret values of the caller's (a policy's Secret-sourced settings): cut out of every
+    /// server text before it is parsed or shortened.
+    known_secrets: Arc<Redactor>,
 }
 
 struct Inner {
@@ -175,6 +178,7 @@ impl IdentityClient {
                 observer: config.observer,
                 tokens: TokenCache::default(),
             }),
+            known_secrets: Arc::default(),
         })
     }
 
@@ -234,10 +238,21 @@ impl IdentityClient {
         self.inner.tokens.fetches()
     }
 
-    /// What to cut out of server texts: the credentials' secrets and `extra` (sent values).
+    /// This client, also cutting `secrets` out of every server text (before any message is
+    /// extracted or cut to length). Shares the connection pool and tokens.
+    pub fn redacting(&self, secrets: Redactor) -> IdentityClient {
+        IdentityClient {
+            inner: self.inner.clone(),
+            known_secrets: Arc::new(secrets),
+        }
+    }
+
+    /// What to cut out of server texts: the credentials' secrets, the caller's known secrets,
+    /// and `extra` (sent values).
     fn redactor(&self, extra: &[&str]) -> Redactor {
         let secrets = self.inner.credentials.secrets();
         let mut redactor = Redactor::new(secrets.iter().map(SecretString::expose));
+        redactor.extend(&self.known_secrets);
         for secret in extra {
             redactor.add(secret);
         }

@@ -8,7 +8,7 @@ pub mod body;
 pub mod client;
 pub mod error;
 pub mod observe;
-mod redact;
+pub mod redact;
 pub mod retry;
 pub mod secret;
 mod transport;

@@ -1,10 +1,12 @@
 //! Cutting known secrets (client secret, password, token, secret setting values) out of text the
-//! server wrote: a server message or a proxy page may echo what the client sent.
+//! server wrote: a server message or a proxy page may echo what the client sent. The one
+//! redactor of the project: the operator hands it every secret value of a policy (see
+//! [`crate::client::IdentityClient::redacting`]) and uses it again on its own messages.
 //!
 //! Each secret is searched in the forms it can take in an echo: as sent, JSON-escaped (an echoed
-//! JSON body), form-encoded (an echoed token request) and folded like
-//! [`super::body::sanitize_prefix`] folds whitespace. Bodies are scrubbed before a message is
-//! extracted or a prefix is cut, so folding or truncation cannot hide a secret from the scrub.
+//! JSON body), HTML-escaped (an error page), form-encoded (an echoed token request) and folded
+//! like [`super::body::sanitize_prefix`] folds whitespace. Bodies are scrubbed before a message
+//! is extracted or a prefix is cut, so folding or truncation cannot hide a secret from the scrub.
 
 use super::body;
 use super::error::IdentityError;
@@ -14,15 +16,22 @@ use crate::secret::REDACTED;
 /// would make it unreadable, and such a value hides nothing worth hiding.
 const MIN_SECRET_CHARS: usize = 3;
 
-/// The forms of a set of secrets to cut out of text.
+/// The forms of a set of secrets to cut out of text. Its Debug output shows how many forms it
+/// holds, never one of them.
 #[derive(Default, Clone)]
-pub(crate) struct Redactor {
+pub struct Redactor {
     needles: Vec<String>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactor({} forms)", self.needles.len())
+    }
 }
 
 impl Redactor {
     /// A redactor for `secrets`.
-    pub(crate) fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Self {
         let mut redactor = Self::default();
         for secret in secrets {
             redactor.add(secret);
@@ -30,8 +39,25 @@ impl Redactor {
         redactor
     }
 
+    /// Adds every secret of `other`.
+    pub fn extend(&mut self, other: &Redactor) {
+        for needle in &other.needles {
+            if !self.needles.contains(needle) {
+                self.needles.push(needle.clone());
+            }
+        }
+        self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    }
+
+    /// `text` with every secret form replaced by the redaction marker.
+    pub fn redact(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        self.scrub(&mut text);
+        text
+    }
+
     /// Adds one more secret (and its echo forms).
-    pub(crate) fn add(&mut self, secret: &str) {
+    pub fn add(&mut self, secret: &str) {
         if secret.chars().count() < MIN_SECRET_CHARS {
             return;
         }
@@ -43,7 +69,10 @@ impl Redactor {
             .to_owned();
         let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         let folded = body::sanitize_prefix(secret, usize::MAX);
-        for needle in [secret.to_owned(), json, form, folded] {
+        // An error page HTML-escapes what it echoes: the value itself, or the JSON body it came in.
+        let html = html_escaped(secret);
+        let html_json = html_escaped(&json);
+        for needle in [secret.to_owned(), json, html, html_json, form, folded] {
             if needle.chars().count() >= MIN_SECRET_CHARS && !self.needles.contains(&needle) {
                 self.needles.push(needle);
             }
@@ -52,8 +81,8 @@ impl Redactor {
         self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
     }
 
-    /// `text` with every secret form replaced by the redaction marker.
-    pub(crate) fn scrub(&self, text: &mut String) {
+    /// Replaces every secret form in `text` by the redaction marker.
+    pub fn scrub(&self, text: &mut String) {
         for needle in &self.needles {
             if text.contains(needle.as_str()) {
                 *text = text.replace(needle.as_str(), REDACTED);
@@ -75,6 +104,15 @@ impl Redactor {
         }
         error
     }
+}
+
+/// `text` as an HTML page escapes it.
+fn html_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -68,12 +68,7 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         backoff_min: args.backoff_min,
         backoff_max: args.backoff_max,
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics,
-        settings,
-        Some(identity.clone()),
-    ));
+    let ctx = Context::new(client.clone(), metrics, settings, Some(identity.clone()));
     let scope = watch_scope(&args.namespaces);
 
     let result = if args.leader_election {
@@ -98,7 +93,14 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         // Ready once the first lists of policies and Secrets arrived, not before.
         let ready = health.clone();
         let synced = move || ready.set_ready(true);
-        controller::run(ctx, scope, args.concurrency, synced, wait_for(stop_rx)).await;
+        controller::run(
+            Arc::new(ctx),
+            scope,
+            args.concurrency,
+            synced,
+            wait_for(stop_rx),
+        )
+        .await;
         Ok(())
     };
     // Whatever ended the controller ends the process: stop answering probes, then the server.
@@ -134,13 +136,15 @@ pub fn watch_scope(namespaces: &[String]) -> WatchScope {
 async fn run_as_elected(
     client: kube::Client,
     lease: LeaseConfig,
-    ctx: Arc<Context>,
+    ctx: Context,
     scope: WatchScope,
     concurrency: u16,
     health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), OperatorError> {
     let (leading_tx, mut leading) = watch::channel(None);
+    // Every write of the controller checks this; a step-down also cancels in-flight reconciles.
+    let ctx = Arc::new(ctx.with_leadership(leading.clone()));
     let campaign = tokio::spawn(LeaderElector::new(client.clone(), lease.clone()).run(leading_tx));
     info!(lease = %lease.name, identity = %lease.identity, "waiting for the leader lease");
     loop {

@@ -55,6 +55,9 @@ pub struct Context {
     /// Keys fingerprints of desired values with a random per-process secret, so a fingerprint
     /// says nothing about a secret value outside this process (it is never written anywhere).
     fingerprint_key: RandomState,
+    /// With leader election: whether this replica leads (`Some(true)`). `None`: no election,
+    /// this process always leads.
+    leadership: Option<tokio::sync::watch::Receiver<Option<bool>>>,
 }
 
 /// In-memory state of one policy; lost on restart, which only costs a new token and may label
@@ -124,6 +127,32 @@ impl Context {
             settings,
             memory: Mutex::default(),
             fingerprint_key: RandomState::new(),
+            leadership: None,
+        }
+    }
+
+    /// Ties every write to leadership: reconciles stop the moment this replica steps down, and
+    /// no identity PUT, Event or status write starts unless it leads.
+    pub fn with_leadership(mut self, leading: tokio::sync::watch::Receiver<Option<bool>>) -> Self {
+        self.leadership = Some(leading);
+        self
+    }
+
+    /// Whether this replica may write now.
+    pub fn leading(&self) -> bool {
+        self.leadership
+            .as_ref()
+            .is_none_or(|l| *l.borrow() == Some(true))
+    }
+
+    /// Resolves when this replica stops leading; never without leader election.
+    pub async fn leadership_lost(&self) {
+        match &self.leadership {
+            Some(leading) => {
+                let mut leading = leading.clone();
+                let _ = leading.wait_for(|l| *l != Some(true)).await;
+            }
+            None => std::future::pending().await,
         }
     }
 

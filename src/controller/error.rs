@@ -64,6 +64,9 @@ pub enum ReconcileError {
     /// A finalizer or status write to the Kubernetes API failed.
     #[error("Kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
+    /// This replica stopped leading: nothing more may be written.
+    #[error("this replica no longer leads; writes stopped")]
+    NotLeading,
     /// The finalizer could not even be patched (no name, a malformed finalizer name): a bug.
     #[error("operator bug: {0}")]
     Bug(String),
@@ -99,9 +102,10 @@ impl ReconcileError {
                 ErrorClass::Configuration => reason::INVALID_SPEC,
             },
             ReconcileError::NotAccepted(_) => reason::VALUE_NOT_ACCEPTED,
-            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) | ReconcileError::Bug(_) => {
-                reason::KUBERNETES_ERROR
-            }
+            ReconcileError::SecretRead(_)
+            | ReconcileError::Kube(_)
+            | ReconcileError::Bug(_)
+            | ReconcileError::NotLeading => reason::KUBERNETES_ERROR,
         }
     }
 
@@ -120,9 +124,10 @@ impl ReconcileError {
                 ErrorClass::Transient | ErrorClass::Protocol => Recovery::Backoff,
                 _ => Recovery::NeedsUser,
             },
-            ReconcileError::SecretRead(_) | ReconcileError::Kube(_) | ReconcileError::Bug(_) => {
-                Recovery::Backoff
-            }
+            ReconcileError::SecretRead(_)
+            | ReconcileError::Kube(_)
+            | ReconcileError::Bug(_)
+            | ReconcileError::NotLeading => Recovery::Backoff,
             _ => Recovery::NeedsUser,
         }
     }

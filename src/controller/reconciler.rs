@@ -38,7 +38,14 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let span = info_span!("reconcile", policy = %ObjectRef::from_obj(&*policy));
-    reconcile_policy(policy, ctx).instrument(span).await
+    let lost = ctx.clone();
+    // A replica that steps down drops its in-flight reconciles at once (an identity call can
+    // take up to its retry budget): the new leader may start within the lease's margin.
+    tokio::select! {
+        biased;
+        () = lost.leadership_lost() => Err(ReconcileError::NotLeading),
+        result = reconcile_policy(policy, ctx).instrument(span) => result,
+    }
 }
 
 /// After a failed finalizer or status write: back off per policy.
@@ -161,6 +168,10 @@ async fn report(
     oref: &ObjectRef<IdentitySettingPolicy>,
     outcome: &Outcome,
 ) -> Result<Option<IdentitySettingPolicyStatus>, ReconcileError> {
+    // Events and status are writes too: a replica that no longer leads makes none.
+    if !ctx.leading() {
+        return Err(ReconcileError::NotLeading);
+    }
     let keys: Vec<String> = policy.spec.settings.iter().map(|s| s.key.clone()).collect();
     let old = policy.status.as_ref();
     let old_reason = old
@@ -238,6 +249,9 @@ async fn sync(
         }
         BeforeWrite::NotAccepted(keys) => return Err(ReconcileError::NotAccepted(keys)),
         BeforeWrite::Write => {}
+    }
+    if !ctx.leading() {
+        return Err(ReconcileError::NotLeading);
     }
     let returned = client.put_settings(&valid.scope, &plan.writes).await?;
     let server_changed = was_in_sync(policy.status.as_ref(), policy.meta().generation)

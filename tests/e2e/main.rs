@@ -950,3 +950,60 @@ async fn a_policy_stored_with_a_duplicate_key_gets_an_invalid_spec_status() {
         .collect();
     assert_eq!(keys, ["Auth.UserLockOut.IsEnabled"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_makes_no_write_after_losing_its_lease() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .create_policy(&policy(&world, "password", "admin", password_settings()))
+        .await;
+    let leader = world.spawn_operator(&["--leader-election"]).await;
+    world.wait_reason("password", "Applied", SECS_20).await;
+
+    // The identity service turns slow (every Setting call takes 4 s), and a change arrives:
+    // the leader's reconcile is now in its GET, its PUT to follow.
+    world.sim.faults().set_latency(Duration::from_secs(4));
+    let patch = json!({"spec": {"settings": [{"key": "Auth.Password.DefaultExpirationDays", "value": "77"}]}});
+    world
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Another replica takes the Lease over (it believes ours expired) and leads from now on.
+    let leases: Api<Lease> =
+        Api::namespaced(world.client.clone(), control_plane::RELEASE_NAMESPACE);
+    let mut lease = leases
+        .get("identity-settings-operator")
+        .await
+        .expect("the Lease exists");
+    let spec = lease.spec.as_mut().expect("spec");
+    spec.holder_identity = Some("new-leader".into());
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    spec.lease_duration_seconds = Some(60);
+    leases
+        .replace("identity-settings-operator", &PostParams::default(), &lease)
+        .await
+        .expect("replace");
+
+    // The old leader steps down and exits; its GET and PUT would have finished by now.
+    let code = world
+        .operator(leader)
+        .wait_exit(Duration::from_secs(20))
+        .await;
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "the old leader exits non-zero"
+    );
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        world
+            .stored_value("Auth.Password.DefaultExpirationDays")
+            .as_deref(),
+        Some("0"),
+        "the deposed leader wrote after the new leader took over\n{}",
+        world.logs()
+    );
+}

@@ -751,20 +751,7 @@ async fn a_leader_that_loses_its_lease_stops_and_exits() {
         .await;
 
     // Someone else takes the Lease (a replica that believes ours expired, say).
-    let leases: Api<Lease> =
-        Api::namespaced(world.client.clone(), control_plane::RELEASE_NAMESPACE);
-    let mut lease = leases
-        .get("identity-settings-operator")
-        .await
-        .expect("the Lease exists");
-    let spec = lease.spec.as_mut().expect("spec");
-    spec.holder_identity = Some("intruder".into());
-    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
-    spec.lease_duration_seconds = Some(60);
-    leases
-        .replace("identity-settings-operator", &PostParams::default(), &lease)
-        .await
-        .expect("replace");
+    take_over_lease(&world, "intruder").await;
 
     let code = world.operator(leader).wait_exit(SECS_10).await;
     assert_eq!(
@@ -973,20 +960,7 @@ async fn a_deposed_leader_makes_no_write_after_losing_its_lease() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Another replica takes the Lease over (it believes ours expired) and leads from now on.
-    let leases: Api<Lease> =
-        Api::namespaced(world.client.clone(), control_plane::RELEASE_NAMESPACE);
-    let mut lease = leases
-        .get("identity-settings-operator")
-        .await
-        .expect("the Lease exists");
-    let spec = lease.spec.as_mut().expect("spec");
-    spec.holder_identity = Some("new-leader".into());
-    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
-    spec.lease_duration_seconds = Some(60);
-    leases
-        .replace("identity-settings-operator", &PostParams::default(), &lease)
-        .await
-        .expect("replace");
+    take_over_lease(&world, "new-leader").await;
 
     // The old leader steps down and exits; its GET and PUT would have finished by now.
     let code = world
@@ -1006,4 +980,23 @@ async fn a_deposed_leader_makes_no_write_after_losing_its_lease() {
         "the deposed leader wrote after the new leader took over\n{}",
         world.logs()
     );
+}
+
+/// Writes the operators' Lease as held by `holder` for a minute, as another replica that
+/// believes the holder's lease expired would.
+async fn take_over_lease(world: &World, holder: &str) {
+    let leases: Api<Lease> =
+        Api::namespaced(world.client.clone(), control_plane::RELEASE_NAMESPACE);
+    let mut lease = leases
+        .get("identity-settings-operator")
+        .await
+        .expect("the Lease exists");
+    let spec = lease.spec.as_mut().expect("spec");
+    spec.holder_identity = Some(holder.into());
+    spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+    spec.lease_duration_seconds = Some(60);
+    leases
+        .replace("identity-settings-operator", &PostParams::default(), &lease)
+        .await
+        .expect("replace");
 }

@@ -158,8 +158,12 @@ fn check_settings(
             problems.push(format!("{field}.key: must not be empty"));
             continue;
         }
-        if !seen.insert(s.key.as_str()) {
-            problems.push(format!("{field}.key: {:?} is listed twice", s.key));
+        // Keys compare case-insensitively, as the identity service's database does.
+        if !seen.insert(s.key.to_ascii_lowercase()) {
+            problems.push(format!(
+                "{field}.key: {:?} is listed twice (keys are compared case-insensitively)",
+                s.key
+            ));
         }
         let source = match (&s.value, &s.value_from) {
             (Some(_), Some(_)) | (None, None) => {
@@ -273,6 +277,24 @@ mod tests {
         assert_eq!(v.mode, SyncMode::Enforce);
         assert_eq!(v.scope, SettingScope::organization("magic-7"));
         assert_eq!(v.settings[0].source, ValueOrigin::Literal("false".into()));
+    }
+
+    #[test]
+    fn keys_that_differ_only_in_case_are_one_key() {
+        // The identity service compares keys case-insensitively (SQL collation): two such keys
+        // would fight over one row.
+        let mut s = spec();
+        s.settings.push(SettingSpec {
+            key: "auth.userlockout.isenabled".into(),
+            value: Some("true".into()),
+            value_from: None,
+        });
+        let problems = validate(&s).expect_err("one key twice");
+        assert!(
+            problems
+                .contains("spec.settings[1].key: \"auth.userlockout.isenabled\" is listed twice"),
+            "{problems}"
+        );
     }
 
     #[test]

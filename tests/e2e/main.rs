@@ -855,12 +855,7 @@ async fn api_server_errors_become_a_condition_and_are_retried() {
             },
         )
         .await;
-    let failed = world
-        .emulator()
-        .requests()
-        .iter()
-        .filter(|r| r.status == 500 && r.resource == "secrets")
-        .count();
+    let failed = failed_secret_requests(&mut world);
     assert_eq!(failed, 3, "the operator met every injected error");
 }
 
@@ -893,12 +888,7 @@ async fn readyz_answers_ready_only_after_the_first_list_of_policies_and_secrets(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let failed = world
-        .emulator()
-        .requests()
-        .iter()
-        .filter(|r| r.status == 500 && r.resource == "secrets")
-        .count();
+    let failed = failed_secret_requests(&mut world);
     assert_eq!(failed, 3, "ready only after the failing lists");
 }
 
@@ -999,4 +989,14 @@ async fn take_over_lease(world: &World, holder: &str) {
         .replace("identity-settings-operator", &PostParams::default(), &lease)
         .await
         .expect("replace");
+}
+
+/// How many requests for Secrets the emulator answered with an injected 500.
+fn failed_secret_requests(world: &mut World) -> usize {
+    world
+        .emulator()
+        .requests()
+        .iter()
+        .filter(|r| r.status == 500 && r.resource == "secrets")
+        .count()
 }

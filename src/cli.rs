@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator against the cluster in KUBECONFIG or the in-cluster config.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
     Crd,
     /// Print the API reference (docs/api.md) generated from the CRD's schema.
@@ -53,10 +53,15 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Policies reconciled at the same time, at most.
-    /// Counted per watched namespace: each namespace has its own controller.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Policies reconciled at the same time, at most, across all watched namespaces. Due
+    /// policies beyond it wait in a fair queue: new and changed policies first, then resyncs in
+    /// the order they fell due.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// Policies reconciled at the same time against one identity server (its URL), at most;
+    /// also the idle connections kept open to it.
+    #[arg(long, env = "IDENTITY_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub identity_concurrency: u16,
     /// Take part in leader election (required when running more than one replica).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -160,7 +165,7 @@ mod tests {
     fn run_args(extra: &[&str]) -> RunArgs {
         let cli = Cli::try_parse_from(["x", "run"].iter().chain(extra)).expect("parses");
         match cli.command {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             _ => panic!("not run"),
         }
     }

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             init_logging(args.log_format, "info");
-            match operator::run(args).await {
+            match operator::run(*args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "operator stopped");

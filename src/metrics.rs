@@ -52,7 +52,34 @@ pub struct Metrics {
     identity_requests: Family<RequestLabels, Counter>,
     policies: Family<ReadyLabels, Gauge>,
     last_sync: Gauge<f64, AtomicU64>,
-    ready_by_policy: Mutex<HashMap<String, bool>>,
+    ready_by_policy: Mutex<ReadyStates>,
+    watched: Gauge,
+    queue_waiting: Gauge,
+    queue_running: Gauge,
+    queue_oldest_wait: Gauge<f64, AtomicU64>,
+    queue_overdue: Gauge,
+    queue_wait: Histogram,
+}
+
+/// Each policy's last Ready state, and how many are ready (kept in step, so a reconcile's
+/// update costs the same with 10 or 10 000 policies).
+#[derive(Default)]
+struct ReadyStates {
+    by_policy: HashMap<String, bool>,
+    ready: usize,
+}
+
+/// The work queue as [`Metrics::record_queue`] is told it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueFigures {
+    /// Reconciles waiting for a slot.
+    pub waiting: usize,
+    /// Reconciles running.
+    pub running: usize,
+    /// Seconds the longest-waiting one has waited.
+    pub oldest_wait_seconds: f64,
+    /// Routine resyncs waiting longer than their resync interval.
+    pub overdue: usize,
 }
 
 impl Default for Metrics {
@@ -100,7 +127,45 @@ impl Default for Metrics {
             "Unix time of the last reconcile that confirmed a policy in sync",
             last_sync.clone(),
         );
+        let watched = Gauge::default();
+        registry.register(
+            "policies_watched",
+            "Policies in the watched namespaces (those not yet reconciled count here, not in identity_settings_policies)",
+            watched.clone(),
+        );
+        let queue_waiting = Gauge::default();
+        registry.register(
+            "queue_waiting",
+            "Reconciles due and waiting for a slot in the work queue",
+            queue_waiting.clone(),
+        );
+        let queue_running = Gauge::default();
+        registry.register("queue_running", "Reconciles running", queue_running.clone());
+        let queue_oldest_wait = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "queue_oldest_wait_seconds",
+            "How long the longest-waiting due reconcile has waited for a slot",
+            queue_oldest_wait.clone(),
+        );
+        let queue_overdue = Gauge::default();
+        registry.register(
+            "queue_overdue",
+            "Due resyncs that have waited longer than their policy's resync interval: the operator is not keeping up",
+            queue_overdue.clone(),
+        );
+        let queue_wait = Histogram::new(exponential_buckets(0.001, 4.0, 10));
+        registry.register(
+            "queue_wait_seconds",
+            "Time due reconciles waited for a slot",
+            queue_wait.clone(),
+        );
         Self {
+            watched,
+            queue_waiting,
+            queue_running,
+            queue_oldest_wait,
+            queue_overdue,
+            queue_wait,
             registry,
             reconciles,
             reconcile_duration,
@@ -157,7 +222,14 @@ impl Metrics {
             .ready_by_policy
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        states.insert(policy.to_owned(), ready);
+        let was_ready = match states.by_policy.get_mut(policy) {
+            Some(state) => std::mem::replace(state, ready),
+            None => {
+                states.by_policy.insert(policy.to_owned(), ready);
+                false
+            }
+        };
+        states.ready = states.ready + usize::from(ready) - usize::from(was_ready);
         self.publish_states(&states);
     }
 
@@ -167,22 +239,39 @@ impl Metrics {
             .ready_by_policy
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        states.remove(policy);
+        if states.by_policy.remove(policy) == Some(true) {
+            states.ready -= 1;
+        }
         self.publish_states(&states);
     }
 
-    fn publish_states(&self, states: &HashMap<String, bool>) {
-        let ready = states.values().filter(|r| **r).count() as i64;
+    fn publish_states(&self, states: &ReadyStates) {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.policies
             .get_or_create(&ReadyLabels {
                 ready: "true".into(),
             })
-            .set(ready);
+            .set(count(states.ready));
         self.policies
             .get_or_create(&ReadyLabels {
                 ready: "false".into(),
             })
-            .set(states.len() as i64 - ready);
+            .set(count(states.by_policy.len() - states.ready));
+    }
+
+    /// Sets the work queue gauges and the number of watched policies.
+    pub fn record_queue(&self, figures: QueueFigures, watched: usize) {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.queue_waiting.set(count(figures.waiting));
+        self.queue_running.set(count(figures.running));
+        self.queue_oldest_wait.set(figures.oldest_wait_seconds);
+        self.queue_overdue.set(count(figures.overdue));
+        self.watched.set(count(watched));
+    }
+
+    /// Records how long an admitted reconcile waited for its slot.
+    pub fn record_queue_wait(&self, waited: std::time::Duration) {
+        self.queue_wait.observe(waited.as_secs_f64());
     }
 }
 

@@ -67,6 +67,8 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         request_timeout: args.identity_timeout,
         backoff_min: args.backoff_min,
         backoff_max: args.backoff_max,
+        concurrency: usize::from(args.concurrency),
+        concurrency_per_server: usize::from(args.identity_concurrency),
     };
     let ctx = Context::new(client.clone(), metrics, settings, Some(identity.clone()));
     let scope = watch_scope(&args.namespaces);
@@ -79,28 +81,12 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
             lease_duration: args.lease_duration,
             renew_interval: args.lease_renew_interval,
         };
-        run_as_elected(
-            client,
-            lease,
-            ctx,
-            scope,
-            args.concurrency,
-            &health,
-            stop_rx,
-        )
-        .await
+        run_as_elected(client, lease, ctx, scope, &health, stop_rx).await
     } else {
         // Ready once the first lists of policies and Secrets arrived, not before.
         let ready = health.clone();
         let synced = move || ready.set_ready(true);
-        controller::run(
-            Arc::new(ctx),
-            scope,
-            args.concurrency,
-            synced,
-            wait_for(stop_rx),
-        )
-        .await;
+        controller::run(Arc::new(ctx), scope, synced, wait_for(stop_rx)).await;
         Ok(())
     };
     // Whatever ended the controller ends the process: stop answering probes, then the server.
@@ -138,7 +124,6 @@ async fn run_as_elected(
     lease: LeaseConfig,
     ctx: Context,
     scope: WatchScope,
-    concurrency: u16,
     health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), OperatorError> {
@@ -179,7 +164,7 @@ async fn run_as_elected(
         }
     };
     // A leader has been ready since it knew its role (a standby must pass the probe too).
-    controller::run(ctx, scope, concurrency, || {}, shutdown).await;
+    controller::run(ctx, scope, || {}, shutdown).await;
     campaign.abort();
     if *lost_rx.borrow() {
         error!("lost the leader lease; the controller stopped");

@@ -8,9 +8,12 @@ use std::time::Duration;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
+use super::clients::{ConnectionSettings, IdentityClients};
+use super::queue::WorkQueue;
+use super::secrets::SecretCache;
 use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus};
 use crate::identity::auth::Credentials;
-use crate::identity::client::{ClientConfig, IdentityClient, RequestObserver};
+use crate::identity::client::{IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
 use crate::identity::retry::{RetryPolicy, backoff_delay};
 use crate::identity::types::SettingValue;
@@ -27,7 +30,16 @@ pub struct ReconcileSettings {
     pub backoff_min: Duration,
     /// See `backoff_min`.
     pub backoff_max: Duration,
+    /// Reconciles running at once, at most, across all namespaces.
+    pub concurrency: usize,
+    /// Reconciles running at once against one identity server, at most.
+    pub concurrency_per_server: usize,
 }
+
+/// Default of [`ReconcileSettings::concurrency`].
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Default of [`ReconcileSettings::concurrency_per_server`].
+pub const DEFAULT_CONCURRENCY_PER_SERVER: usize = 16;
 
 impl Default for ReconcileSettings {
     fn default() -> Self {
@@ -36,6 +48,8 @@ impl Default for ReconcileSettings {
             request_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
+            concurrency: DEFAULT_CONCURRENCY,
+            concurrency_per_server: DEFAULT_CONCURRENCY_PER_SERVER,
         }
     }
 }
@@ -50,6 +64,12 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Settings.
     pub settings: ReconcileSettings,
+    /// Decides which due policy runs next.
+    pub queue: Arc<WorkQueue>,
+    /// Data of the Secrets policies read, by version.
+    pub secrets: SecretCache,
+    /// Identity connection pools and token caches shared between policies.
+    pub clients: IdentityClients,
     /// What this process remembers about each policy between reconciles.
     memory: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, PolicyMemory>>,
     /// Keys fingerprints of desired values with a random per-process secret, so a fingerprint
@@ -64,9 +84,10 @@ pub struct Context {
 /// the first write after a restart `DriftCorrected` instead of `Applied`.
 #[derive(Default)]
 struct PolicyMemory {
-    /// The identity client, kept while URL, credentials and CA stay the same so its token cache
-    /// survives between reconciles.
-    client: Option<CachedClient>,
+    /// The identity client (a handle on the server's shared connection pool and the credential
+    /// set's shared token cache) and a fingerprint of what it was built from: holding it keeps
+    /// those alive between reconciles.
+    client: Option<(u64, IdentityClient)>,
     /// Consecutive transient failures, for exponential backoff.
     failures: u32,
     /// Fingerprint of the desired values at the last successful sync: a write with the same
@@ -95,19 +116,6 @@ struct WrittenStatus {
 /// expected (each needs a reconcile).
 const MAX_SUPERSEDED: usize = 8;
 
-/// What an identity client was built from; a change means a new client (and a new token).
-#[derive(Clone, PartialEq, Eq)]
-struct ClientKey {
-    base_url: String,
-    credentials: Credentials,
-    ca_pem: Option<Vec<u8>>,
-}
-
-struct CachedClient {
-    key: ClientKey,
-    client: IdentityClient,
-}
-
 impl Context {
     /// Builds the context; `instance` names this replica in Events.
     pub fn new(
@@ -120,10 +128,19 @@ impl Context {
             controller: "identity-settings-operator".into(),
             instance,
         };
+        let clients = IdentityClients::new(ConnectionSettings {
+            allow_http: settings.allow_insecure_http,
+            request_timeout: settings.request_timeout,
+            max_idle_connections: settings.concurrency_per_server,
+            observer: Some(metrics.clone() as Arc<dyn RequestObserver>),
+        });
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            queue: WorkQueue::new(settings.concurrency, settings.concurrency_per_server),
+            secrets: SecretCache::default(),
+            clients,
             settings,
             memory: Mutex::default(),
             fingerprint_key: RandomState::new(),
@@ -165,37 +182,62 @@ impl Context {
         f(memory.entry(policy.clone()).or_default())
     }
 
-    /// The identity client for a policy, reused while URL, credentials and CA are unchanged.
-    pub fn identity_client(
+    /// Reads a policy's memory without creating it: a read never brings back a forgotten policy.
+    fn read_memory<T>(
+        &self,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        f: impl FnOnce(Option<&PolicyMemory>) -> T,
+    ) -> T {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        f(memory.get(policy))
+    }
+
+    /// The identity client for a policy: a handle on the shared pool of its server and the
+    /// shared token cache of its credentials, kept while URL, credentials and CA are unchanged.
+    pub async fn identity_client(
         &self,
         policy: &ObjectRef<IdentitySettingPolicy>,
         base_url: &str,
         credentials: &Credentials,
         ca_pem: Option<&[u8]>,
     ) -> Result<IdentityClient, IdentityError> {
-        let key = ClientKey {
-            base_url: base_url.to_owned(),
-            credentials: credentials.clone(),
-            ca_pem: ca_pem.map(<[u8]>::to_vec),
+        let built_from = self
+            .fingerprint_key
+            .hash_one((base_url, credentials, ca_pem));
+        let kept = self.read_memory(policy, |m| {
+            m.and_then(|m| m.client.as_ref())
+                .filter(|(f, _)| *f == built_from)
+                .map(|(_, c)| c.clone())
+        });
+        if let Some(client) = kept {
+            return Ok(client);
+        }
+        let client = self.clients.client(base_url, credentials, ca_pem).await?;
+        self.with_memory(policy, |m| m.client = Some((built_from, client.clone())));
+        Ok(client)
+    }
+
+    /// How many policies this process keeps memory for.
+    pub fn remembered_policies(&self) -> usize {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Forgets every policy `exists` says is gone (a deletion the watch never reported: a
+    /// relist after an outage, a finalizer removed by hand), and the shared clients, Secret data
+    /// and queue marks only they used.
+    pub fn retain(&self, exists: impl Fn(&ObjectRef<IdentitySettingPolicy>) -> bool) -> usize {
+        let gone: Vec<_> = {
+            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let gone = memory.keys().filter(|p| !exists(p)).cloned().collect();
+            memory.retain(|p, _| exists(p));
+            gone
         };
-        self.with_memory(policy, |m| {
-            if let Some(cached) = &m.client
-                && cached.key == key
-            {
-                return Ok(cached.client.clone());
-            }
-            let mut config = ClientConfig::new(base_url, credentials.clone());
-            config.allow_http = self.settings.allow_insecure_http;
-            config.request_timeout = self.settings.request_timeout;
-            config.ca_certificate_pem = key.ca_pem.clone();
-            config.observer = Some(self.metrics.clone() as Arc<dyn RequestObserver>);
-            let client = IdentityClient::new(config)?;
-            m.client = Some(CachedClient {
-                key,
-                client: client.clone(),
-            });
-            Ok(client)
-        })
+        for policy in &gone {
+            self.metrics.forget_policy(&policy.to_string());
+        }
+        self.queue.retain(&exists);
+        self.clients.prune();
+        gone.len()
     }
 
     /// Forgets everything about a deleted policy.
@@ -230,7 +272,10 @@ impl Context {
 
     /// Clears the failure count after a reconcile that did not fail transiently.
     pub fn reset_backoff(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
-        self.with_memory(policy, |m| m.failures = 0);
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = memory.get_mut(policy) {
+            m.failures = 0;
+        }
     }
 
     /// A fingerprint of desired values (keyed per process; never stored or shown).
@@ -250,7 +295,9 @@ impl Context {
         policy: &ObjectRef<IdentitySettingPolicy>,
         fingerprint: u64,
     ) -> bool {
-        self.with_memory(policy, |m| m.synced.is_none_or(|f| f == fingerprint))
+        self.read_memory(policy, |m| {
+            m.and_then(|m| m.synced).is_none_or(|f| f == fingerprint)
+        })
     }
 
     /// Records a successful sync of these desired values.
@@ -267,8 +314,8 @@ impl Context {
         policy: &ObjectRef<IdentitySettingPolicy>,
         fingerprint: u64,
     ) -> Option<Vec<String>> {
-        self.with_memory(policy, |m| {
-            m.rejected
+        self.read_memory(policy, |m| {
+            m?.rejected
                 .as_ref()
                 .filter(|(f, _)| *f == fingerprint)
                 .map(|(_, k)| k.clone())
@@ -285,7 +332,9 @@ impl Context {
         uid: Option<&str>,
         cached: Option<&IdentitySettingPolicyStatus>,
     ) -> Option<IdentitySettingPolicyStatus> {
-        self.with_memory(policy, |m| {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        let m = memory.get_mut(policy)?;
+        {
             let lagging = m.status.as_ref().is_some_and(|w| {
                 w.uid.as_deref() == uid
                     && Some(&w.written) != cached
@@ -297,7 +346,7 @@ impl Context {
                 m.status = None;
                 None
             }
-        })
+        }
     }
 
     /// Records a status write to the policy `uid`: `written` as the server returned it, over
@@ -334,7 +383,10 @@ impl Context {
     /// Forgets remembered status writes (after a failed write: what the server holds is unknown,
     /// so the cache is trusted).
     pub fn forget_status(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
-        self.with_memory(policy, |m| m.status = None);
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = memory.get_mut(policy) {
+            m.status = None;
+        }
     }
 
     /// Records that the server would not keep these desired values for `keys`.

@@ -1,9 +1,13 @@
 //! The kube-runtime controller: watches policies and the Secrets they reference, and runs
 //! [`reconciler::reconcile`] for each policy that needs it.
 
+pub mod clients;
 pub mod context;
 pub mod error;
+pub mod housekeeping;
+pub mod queue;
 pub mod reconciler;
+pub mod secrets;
 
 use std::sync::Arc;
 
@@ -39,33 +43,26 @@ pub enum WatchScope {
 
 /// Runs the controller until `shutdown` resolves; returns when every reconcile has finished.
 /// `synced` is called once every watch has delivered its first list (policies and Secrets, in
-/// every watched namespace): the moment the operator knows the world it reconciles.
+/// every watched namespace): the moment the operator knows the world it reconciles. How many
+/// reconciles run at once is the context's [`queue::WorkQueue`]'s to decide.
 pub async fn run(
     ctx: Arc<Context>,
     scope: WatchScope,
-    concurrency: u16,
     synced: impl FnOnce() + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
-    let apis = match scope {
-        WatchScope::All => vec![(Api::all(ctx.client.clone()), Api::all(ctx.client.clone()))],
-        // One controller (and one reflector) per namespace: a reflector fed by several watches
-        // would treat each namespace's relist as the whole world and drop the others.
-        WatchScope::Namespaces(namespaces) => namespaces
-            .iter()
-            .map(|ns| {
-                (
-                    Api::namespaced(ctx.client.clone(), ns),
-                    Api::namespaced(ctx.client.clone(), ns),
-                )
-            })
-            .collect(),
+    // One controller (and one reflector) per namespace: a reflector fed by several watches
+    // would treat each namespace's relist as the whole world and drop the others.
+    let scopes: Vec<Option<String>> = match scope {
+        WatchScope::All => vec![None],
+        WatchScope::Namespaces(namespaces) => namespaces.into_iter().map(Some).collect(),
     };
     let mut lists = Vec::new();
-    let runs: Vec<_> = apis
+    let mut stores = Vec::new();
+    let runs: Vec<_> = scopes
         .into_iter()
-        .map(|(policies, secrets)| {
+        .map(|namespace| {
             let (policies_listed, policies_rx) = oneshot::channel();
             let (secrets_listed, secrets_rx) = oneshot::channel();
             lists.extend([policies_rx, secrets_rx]);
@@ -73,11 +70,12 @@ pub async fn run(
                 policies: policies_listed,
                 secrets: secrets_listed,
             };
+            let (reader, writer) = reflector::store::<Guarded>();
+            stores.push(reader.clone());
             run_one(
                 ctx.clone(),
-                policies,
-                secrets,
-                concurrency,
+                namespace,
+                (reader, writer),
                 listed,
                 shutdown.clone(),
             )
@@ -94,7 +92,18 @@ pub async fn run(
             synced();
         }
     });
+    let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), stores));
+    // Reconciles waiting for a slot end at once on shutdown instead of running one by one.
+    let closing = {
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.await;
+            ctx.queue.close();
+        })
+    };
     futures::future::join_all(runs).await;
+    housekeeping.abort();
+    closing.abort();
 }
 
 /// Told when one controller's watches delivered their first list.
@@ -105,13 +114,18 @@ struct FirstLists {
 
 async fn run_one(
     ctx: Arc<Context>,
-    policies: Api<Guarded>,
-    secrets: Api<PartialObjectMeta<Secret>>,
-    concurrency: u16,
+    namespace: Option<String>,
+    (reader, writer): (Store<Guarded>, reflector::store::Writer<Guarded>),
     listed: FirstLists,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (reader, writer) = reflector::store::<Guarded>();
+    let (policies, secrets): (Api<Guarded>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        Some(ns) => (
+            Api::namespaced(ctx.client.clone(), ns),
+            Api::namespaced(ctx.client.clone(), ns),
+        ),
+    };
     // The first list is seen on the watch itself: `Store::wait_until_ready` wakes only one of
     // several waiters, and the controller is already one.
     let mut policies_listed = Some(listed.policies);
@@ -119,6 +133,7 @@ async fn run_one(
     // operator's own status writes must not trigger it again. (kube's finalizer helper adds the
     // finalizer and waits for that change to apply the policy.)
     let forget_ctx = ctx.clone();
+    let expedite_ctx = ctx.clone();
     let trigger = watcher(policies, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
@@ -138,15 +153,19 @@ async fn run_one(
             }
         })
         .applied_objects()
-        .predicate_filter(spec_or_deletion, Default::default());
+        .predicate_filter(spec_or_deletion, Default::default())
+        // A user's change goes before routine resyncs, also when its policy already waits.
+        .inspect_ok(move |policy| expedite_ctx.queue.expedite(&policy_ref(policy)));
     let store = reader.clone();
-    // Only *that* a Secret changed matters here (reconciles read Secrets themselves), so the
-    // watch carries metadata only: no Secret data is held in memory, however many Secrets the
-    // watched namespaces have.
+    // Only *that* a Secret changed (and its version) matters here: the watch carries metadata
+    // only, and reconciles read the data of the Secrets they use once per version (see
+    // `secrets::SecretCache`), so no other Secret's data is ever held in memory.
     let mut secrets_listed = Some(listed.secrets);
+    let secrets_ctx = ctx.clone();
     let secret_events = watcher(secrets, watcher::Config::default())
         .default_backoff()
         .inspect_ok(move |event| {
+            secrets_ctx.secrets.observe(namespace.as_deref(), event);
             if matches!(event, watcher::Event::InitDone)
                 && let Some(listed) = secrets_listed.take()
             {
@@ -154,13 +173,28 @@ async fn run_one(
             }
         })
         .touched_objects();
+    let mapper_ctx = ctx.clone();
+    let latest = reader.clone();
     Controller::for_stream(trigger, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        // Unbounded here: every due policy waits in the work queue, which admits them fairly
+        // (kube's own limit would keep the overflow in a hash set, in no useful order).
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
-            policies_using(&store, &secret)
+            let using = policies_using(&store, &secret);
+            for policy in &using {
+                mapper_ctx.queue.expedite(
+                    &ObjectRef::new(&policy.name)
+                        .within(policy.namespace.as_deref().unwrap_or_default()),
+                );
+            }
+            using
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_guarded, error_policy_guarded, ctx)
+        .run(
+            move |guard, ctx| admit_then_reconcile(guard, ctx, latest.clone()),
+            error_policy_guarded,
+            ctx,
+        )
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(policy = %object, "reconciled"),
@@ -169,6 +203,33 @@ async fn run_one(
         })
         .await;
     info!("controller stopped");
+}
+
+/// The policy's reference as the context keys it.
+fn policy_ref(guard: &Guarded) -> ObjectRef<IdentitySettingPolicy> {
+    ObjectRef::new(&guard.name_any()).within(&guard.namespace().unwrap_or_default())
+}
+
+/// Waits in the work queue, then reconciles the policy as it is then (it may have changed or
+/// gone while it waited). The reconcile future is built only once admitted, so thousands of
+/// waiting policies cost little memory.
+async fn admit_then_reconcile(
+    guard: Arc<Guarded>,
+    ctx: Arc<Context>,
+    store: Store<Guarded>,
+) -> Result<Action, ReconcileError> {
+    let request = housekeeping::queue_request(&guard);
+    let Some(permit) = ctx.queue.admit(request).await else {
+        // Shutting down.
+        return Ok(Action::await_change());
+    };
+    ctx.metrics.record_queue_wait(permit.waited);
+    let Some(guard) = store.get(&ObjectRef::from_obj(&*guard)) else {
+        return Ok(Action::await_change());
+    };
+    let result = Box::pin(reconcile_guarded(guard, ctx)).await;
+    drop(permit);
+    result
 }
 
 /// A policy as watched: one that does not deserialize is kept as an error instead of stopping

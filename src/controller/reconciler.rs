@@ -231,7 +231,8 @@ async fn sync(
             &valid.base_url,
             &resolved.credentials,
             resolved.ca_pem.as_deref(),
-        )?
+        )
+        .await?
         .redacting(redactor.clone());
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
@@ -270,8 +271,9 @@ async fn sync(
     }
 }
 
-/// Reads every referenced Secret that exists. A failure to read (RBAC, API server down) becomes
-/// a `KubernetesError` condition, retried with backoff.
+/// The data of every referenced Secret that exists: from the cache while the version it was
+/// read at is current, else read from the API server (and cached). A failure to read (RBAC, API
+/// server down) becomes a `KubernetesError` condition, retried with backoff.
 async fn fetch_secrets(
     ctx: &Context,
     namespace: &str,
@@ -280,13 +282,24 @@ async fn fetch_secrets(
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let mut data = BTreeMap::new();
     for name in referenced_secrets(valid) {
+        if let Some(cached) = ctx.secrets.get(namespace, &name) {
+            data.insert(name, (*cached).clone());
+            continue;
+        }
         let secret = api
             .get_opt(&name)
             .await
             .map_err(ReconcileError::SecretRead)?;
         if let Some(secret) = secret {
-            let bytes = secret.data.unwrap_or_default();
-            data.insert(name, bytes.into_iter().map(|(k, v)| (k, v.0)).collect());
+            let version = secret.metadata.resource_version;
+            let bytes: SecretData = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            ctx.secrets.insert(namespace, &name, version, bytes.clone());
+            data.insert(name, bytes);
         }
     }
     Ok(data)

@@ -825,12 +825,15 @@ async fn api_server_errors_become_a_condition_and_are_retried() {
         return;
     }
     let (mut world, _) = applied_password_policy().await;
+    // A Secret the policy does not read yet: its data is not in the operator's cache.
+    world.put_secret("expiry", &[("days", "60")]).await;
 
     // Reading Secrets fails for a while (RBAC or the API server): the policy says so, and the
     // change is applied once reading works again.
     world.emulator().clear_requests();
     world.emulator().faults().fail_next_for(3, 500, "secrets");
-    let patch = json!({"spec": {"settings": [{"key": "Auth.Password.DefaultExpirationDays", "value": "60"}]}});
+    let patch = json!({"spec": {"settings": [{"key": "Auth.Password.DefaultExpirationDays",
+        "valueFrom": {"secretKeyRef": {"name": "expiry", "key": "days"}}}]}});
     world
         .policies()
         .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
@@ -999,4 +1002,57 @@ fn failed_secret_requests(world: &mut World) -> usize {
         .iter()
         .filter(|r| r.status == 500 && r.resource == "secrets")
         .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_sharing_credentials_share_one_token_and_resyncs_read_no_secret() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let names: Vec<String> = (0..12).map(|i| format!("org-{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut p = policy(&world, name, "admin", password_settings());
+        p.spec.partition_global_id = format!("3fa85f64-5717-4562-b3fc-2c963f66a{i:03}");
+        world.create_policy(&p).await;
+    }
+    world.spawn_operator(&[]).await;
+    for name in &names {
+        world.wait_reason(name, "Applied", SECS_20).await;
+    }
+    assert_eq!(
+        world.sim.counters().count(Endpoint::Token, "POST"),
+        1,
+        "twelve policies with one credentials Secret need one token"
+    );
+
+    // A resync of every policy (10 s apart): one identity GET each, and no Kubernetes read or
+    // write — Secret data comes from the cache, and nothing changed.
+    world.emulator().clear_requests();
+    let gets_before = gets(&world);
+    let deadline = tokio::time::Instant::now() + SECS_20;
+    while gets(&world) < gets_before + names.len() as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every policy was resynced: {} GETs",
+            gets(&world) - gets_before
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let operator_requests: Vec<_> = world
+        .emulator()
+        .requests()
+        .into_iter()
+        .filter(|r| r.verb != "watch" && r.resource != "leases")
+        .filter(|r| {
+            r.user_agent
+                .as_deref()
+                .is_some_and(|a| a.starts_with("identity-settings-operator"))
+        })
+        .map(|r| format!("{} {} {:?}", r.verb, r.resource, r.name))
+        .collect();
+    assert_eq!(
+        operator_requests,
+        Vec::<String>::new(),
+        "a resync in sync makes no Kubernetes request"
+    );
+    assert_eq!(world.sim.counters().count(Endpoint::Token, "POST"), 1);
 }

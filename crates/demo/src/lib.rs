@@ -141,7 +141,7 @@ async fn converge(
         Some("demo".to_owned()),
     ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let controller = tokio::spawn(controller::run(ctx, WatchScope::All, 4, || {}, async {
+    let controller = tokio::spawn(controller::run(ctx, WatchScope::All, || {}, async {
         let _ = stopped.await;
     }));
     println!("• operator controller running (all namespaces)");

@@ -51,6 +51,9 @@ pub struct ClientConfig {
     pub ca_certificate_pem: Option<Vec<u8>>,
     /// Told about every HTTP attempt (for metrics).
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Idle connections kept open to the server (default 16); more are opened when more
+    /// requests run at once, and closed when they finish.
+    pub max_idle_connections: usize,
 }
 
 impl ClientConfig {
@@ -66,9 +69,13 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             ca_certificate_pem: None,
             observer: None,
+            max_idle_connections: DEFAULT_MAX_IDLE_CONNECTIONS,
         }
     }
 }
+
+/// Default of [`ClientConfig::max_idle_connections`].
+pub const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 16;
 
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -84,67 +91,51 @@ impl fmt::Debug for ClientConfig {
                 &self.ca_certificate_pem.as_ref().map(Vec::len),
             )
             .field("observer", &self.observer.is_some())
+            .field("max_idle_connections", &self.max_idle_connections)
             .finish()
     }
 }
 
-/// A client for one identity service and one set of credentials. Cheap to clone; clones share
-/// the connection pool and the token cache.
+/// What every credential set of one identity server shares: the HTTP connection pool (with its
+/// trust store) and the server's URLs. Thousands of policies of one server use one connection
+/// pool instead of one each. Cheap to clone.
+///
+/// Building one loads the system trust store (blocking file I/O): do it off the async runtime's
+/// worker threads (`spawn_blocking`).
 #[derive(Clone)]
-pub struct IdentityClient {
-    inner: Arc<Inner>,
-    /// Secret values of the caller's (a policy's Secret-sourced settings): cut out of every
-    /// server text before it is parsed or shortened.
-    known_secrets: Arc<Redactor>,
+pub struct Connection {
+    inner: Arc<ConnectionInner>,
 }
 
-struct Inner {
+struct ConnectionInner {
     http: reqwest::Client,
     base_url: String,
     base: Url,
     token_url: Url,
-    authenticate_url: Option<Url>,
-    credentials: Credentials,
+    allow_http: bool,
     request_timeout: Duration,
     retry: RetryPolicy,
     observer: Option<Arc<dyn RequestObserver>>,
-    tokens: TokenCache,
 }
 
-impl fmt::Debug for IdentityClient {
+impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IdentityClient")
+        f.debug_struct("Connection")
             .field("base_url", &self.inner.base_url)
-            .field("credentials", &self.inner.credentials.kind())
             .finish_non_exhaustive()
     }
 }
 
-/// A request body, already serialized (so retries resend the same bytes).
-enum Body<'a> {
-    None,
-    Json(&'a [u8]),
-}
-
-impl IdentityClient {
-    /// Builds a client. Fails with class Configuration for a base URL that is not https (unless
-    /// `allow_http`), an unusable CA certificate or empty credentials. Makes no request.
-    pub fn new(config: ClientConfig) -> Result<Self, IdentityError> {
+impl Connection {
+    /// Builds the connection pool for `config`'s server; `config.credentials` is not used (one
+    /// connection serves every credential set). Fails with class Configuration for a base URL
+    /// that is not https (unless `allow_http`) or an unusable CA certificate. Makes no request.
+    pub fn new(config: &ClientConfig) -> Result<Self, IdentityError> {
         let base = urls::validate(&config.base_url, config.allow_http, "base URL")?;
-        config.credentials.validate()?;
-        let authenticate_url = match &config.credentials {
-            Credentials::Password {
-                authenticate_url, ..
-            } => Some(urls::validate(
-                authenticate_url,
-                config.allow_http,
-                "authenticate URL",
-            )?),
-            _ => None,
-        };
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
+            .pool_max_idle_per_host(config.max_idle_connections)
             .redirect(reqwest::redirect::Policy::none())
             .https_only(!config.allow_http)
             .user_agent(concat!(
@@ -166,25 +157,100 @@ impl IdentityClient {
             IdentityError::Configuration(format!("could not build the HTTP client: {e}"))
         })?;
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ConnectionInner {
                 http,
                 base_url: config.base_url.clone(),
                 token_url: urls::join(&base, urls::TOKEN_PATH),
                 base,
-                authenticate_url,
-                credentials: config.credentials,
+                allow_http: config.allow_http,
                 request_timeout: config.request_timeout,
-                retry: config.retry,
-                observer: config.observer,
-                tokens: TokenCache::default(),
+                retry: config.retry.clone(),
+                observer: config.observer.clone(),
+            }),
+        })
+    }
+
+    /// A client of this server for `credentials`, getting its tokens from `tokens` (share one
+    /// cache per credential set, so one token serves every policy that uses it). Fails with
+    /// class Configuration for empty credentials or an unusable authenticate URL.
+    pub fn client(
+        &self,
+        credentials: Credentials,
+        tokens: Arc<TokenCache>,
+    ) -> Result<IdentityClient, IdentityError> {
+        credentials.validate()?;
+        let authenticate_url = match &credentials {
+            Credentials::Password {
+                authenticate_url, ..
+            } => Some(urls::validate(
+                authenticate_url,
+                self.inner.allow_http,
+                "authenticate URL",
+            )?),
+            _ => None,
+        };
+        Ok(IdentityClient {
+            connection: self.clone(),
+            auth: Arc::new(Auth {
+                credentials,
+                authenticate_url,
+                tokens,
             }),
             known_secrets: Arc::default(),
         })
     }
 
+    /// How many handles (clients and clones) share this connection pool; 1 means only the
+    /// caller's, so a cache may drop it.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+}
+
+/// A client for one identity service and one set of credentials. Cheap to clone; clones share
+/// the connection pool and the token cache.
+#[derive(Clone)]
+pub struct IdentityClient {
+    connection: Connection,
+    auth: Arc<Auth>,
+    /// Secret values of the caller's (a policy's Secret-sourced settings): cut out of every
+    /// server text before it is parsed or shortened.
+    known_secrets: Arc<Redactor>,
+}
+
+/// How one client authenticates.
+struct Auth {
+    credentials: Credentials,
+    authenticate_url: Option<Url>,
+    tokens: Arc<TokenCache>,
+}
+
+impl fmt::Debug for IdentityClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityClient")
+            .field("base_url", &self.connection.inner.base_url)
+            .field("credentials", &self.auth.credentials.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body, already serialized (so retries resend the same bytes).
+enum Body<'a> {
+    None,
+    Json(&'a [u8]),
+}
+
+impl IdentityClient {
+    /// Builds a client. Fails with class Configuration for a base URL that is not https (unless
+    /// `allow_http`), an unusable CA certificate or empty credentials. Makes no request.
+    pub fn new(config: ClientConfig) -> Result<Self, IdentityError> {
+        let connection = Connection::new(&config)?;
+        connection.client(config.credentials, Arc::default())
+    }
+
     /// The base URL as configured.
     pub fn base_url(&self) -> &str {
-        &self.inner.base_url
+        &self.connection.inner.base_url
     }
 
     /// `GET {base}/api/Setting` for `keys` in `scope`. Keys without a stored value are absent
@@ -198,7 +264,7 @@ impl IdentityClient {
         // One GET per URL of at most 2 KB: a long key list would otherwise be refused by IIS
         // or a proxy in front of the service.
         let mut rows = Vec::new();
-        for url in urls::settings_queries(&self.inner.base, scope, keys) {
+        for url in urls::settings_queries(&self.connection.inner.base, scope, keys) {
             let chunk: Vec<StoredSetting> = self
                 .setting_call(Method::GET, &url, Body::None, &[])
                 .await?;
@@ -223,7 +289,7 @@ impl IdentityClient {
         let json = serde_json::to_vec(&request).map_err(|e| {
             IdentityError::Configuration(format!("could not serialize the settings: {e}"))
         })?;
-        let url = urls::join(&self.inner.base, urls::SETTING_PATH);
+        let url = urls::join(&self.connection.inner.base, urls::SETTING_PATH);
         let sent: Vec<&str> = settings
             .iter()
             .filter(|s| is_secret_key(&s.key))
@@ -235,14 +301,15 @@ impl IdentityClient {
 
     /// How many token requests (client credentials or ROPC) this client and its clones made.
     pub fn token_requests(&self) -> u64 {
-        self.inner.tokens.fetches()
+        self.auth.tokens.fetches()
     }
 
     /// This client, also cutting `secrets` out of every server text (before any message is
     /// extracted or cut to length). Shares the connection pool and tokens.
     pub fn redacting(&self, secrets: Redactor) -> IdentityClient {
         IdentityClient {
-            inner: self.inner.clone(),
+            connection: self.connection.clone(),
+            auth: self.auth.clone(),
             known_secrets: Arc::new(secrets),
         }
     }
@@ -250,7 +317,7 @@ impl IdentityClient {
     /// What to cut out of server texts: the credentials' secrets, the caller's known secrets,
     /// and `extra` (sent values).
     fn redactor(&self, extra: &[&str]) -> Redactor {
-        let secrets = self.inner.credentials.secrets();
+        let secrets = self.auth.credentials.secrets();
         let mut redactor = Redactor::new(secrets.iter().map(SecretString::expose));
         redactor.extend(&self.known_secrets);
         for secret in extra {
@@ -270,7 +337,7 @@ impl IdentityClient {
     ) -> Result<T, IdentityError> {
         let refreshed = AtomicBool::new(false);
         let secrets = self.redactor(sent);
-        let answer = retry::run(&self.inner.retry, |attempt, budget| {
+        let answer = retry::run(&self.connection.inner.retry, |attempt, budget| {
             self.setting_attempt(&method, url, &body, attempt, budget, &refreshed, &secrets)
         })
         .await?;
@@ -293,7 +360,7 @@ impl IdentityClient {
             .send_setting(method, url, body, &token, attempt, budget)
             .await?;
         if answer.status == 401
-            && self.inner.credentials.is_refreshable()
+            && self.auth.credentials.is_refreshable()
             && !refreshed.swap(true, Ordering::SeqCst)
         {
             tracing::debug!("identity answered 401; refreshing the token once");
@@ -321,6 +388,7 @@ impl IdentityClient {
         budget: Budget,
     ) -> Result<Answer, IdentityError> {
         let mut request = self
+            .connection
             .inner
             .http
             .request(method.clone(), url.clone())
@@ -359,11 +427,14 @@ impl IdentityClient {
             attempt,
             timeout: self.attempt_timeout(budget),
         };
-        transport::send(request, info, self.inner.observer.as_deref()).await
+        transport::send(request, info, self.connection.inner.observer.as_deref()).await
     }
 
     fn attempt_timeout(&self, budget: Budget) -> Duration {
-        self.inner.request_timeout.min(budget.remaining())
+        self.connection
+            .inner
+            .request_timeout
+            .min(budget.remaining())
     }
 
     /// The token to use: the given bearer token, or one from the cache (fetched when stale or
@@ -374,7 +445,7 @@ impl IdentityClient {
         attempt: u32,
         budget: Budget,
     ) -> Result<Token, IdentityError> {
-        match &self.inner.credentials {
+        match &self.auth.credentials {
             Credentials::BearerToken { token } => Ok(Token {
                 value: token.clone(),
                 generation: 0,
@@ -384,7 +455,7 @@ impl IdentityClient {
                 client_secret,
                 scopes,
             } => {
-                self.inner
+                self.auth
                     .tokens
                     .get(rejected, || {
                         self.fetch_client_credentials(
@@ -403,7 +474,7 @@ impl IdentityClient {
                 password,
                 ..
             } => {
-                self.inner
+                self.auth
                     .tokens
                     .get(rejected, || {
                         self.fetch_ropc(tenancy_name, username, password, attempt, budget)
@@ -422,7 +493,7 @@ impl IdentityClient {
         attempt: u32,
         budget: Budget,
     ) -> Result<(SecretString, Duration), IdentityError> {
-        let url = &self.inner.token_url;
+        let url = &self.connection.inner.token_url;
         let scope = Credentials::scope_param(scopes);
         let form = [
             ("grant_type", "client_credentials"),
@@ -431,6 +502,7 @@ impl IdentityClient {
             ("scope", scope.as_str()),
         ];
         let request = self
+            .connection
             .inner
             .http
             .post(url.clone())
@@ -467,7 +539,7 @@ impl IdentityClient {
         attempt: u32,
         budget: Budget,
     ) -> Result<(SecretString, Duration), IdentityError> {
-        let Some(url) = &self.inner.authenticate_url else {
+        let Some(url) = &self.auth.authenticate_url else {
             return Err(IdentityError::Configuration(
                 "password credentials need an authenticate URL".into(),
             ));
@@ -481,6 +553,7 @@ impl IdentityClient {
             IdentityError::Configuration(format!("could not serialize the authenticate body: {e}"))
         })?;
         let request = self
+            .connection
             .inner
             .http
             .post(url.clone())
@@ -622,7 +695,7 @@ mod tests {
         let client = IdentityClient::new(ClientConfig::new("https://h/identity_/", creds)).unwrap();
         assert_eq!(client.base_url(), "https://h/identity_/");
         assert_eq!(
-            client.inner.token_url.as_str(),
+            client.connection.inner.token_url.as_str(),
             "https://h/identity_/connect/token"
         );
     }

@@ -1,0 +1,203 @@
+//! Identity clients shared between policies: one connection pool per identity server (URL and
+//! CA) and one token cache per credential set, however many policies use them.
+//!
+//! Thousands of policies of one organization use one server and one set of credentials: with a
+//! client each they would open thousands of connections, load the trust store thousands of
+//! times and ask the (rate-limited) token endpoint for thousands of tokens at start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+
+use crate::identity::auth::{Credentials, TokenCache};
+use crate::identity::client::{ClientConfig, Connection, IdentityClient, RequestObserver};
+use crate::identity::error::IdentityError;
+
+/// How every connection is built.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    /// Allow `http://` identity URLs.
+    pub allow_http: bool,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// Idle connections kept per server.
+    pub max_idle_connections: usize,
+    /// Told about every request (metrics).
+    pub observer: Option<Arc<dyn RequestObserver>>,
+}
+
+/// What makes two servers the same connection pool.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ServerKey {
+    base_url: String,
+    ca_pem: Option<Vec<u8>>,
+}
+
+/// What makes two policies share a token: the server and the credentials (which include the
+/// auth method and scopes).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct TokenKey {
+    server: ServerKey,
+    credentials: Credentials,
+}
+
+type Built = Result<Connection, IdentityError>;
+
+/// The shared connection pools and token caches. Entries live while a policy holds a client
+/// built from them; [`IdentityClients::prune`] drops the rest.
+pub struct IdentityClients {
+    settings: ConnectionSettings,
+    connections: Mutex<HashMap<ServerKey, Arc<OnceCell<Built>>>>,
+    tokens: Mutex<HashMap<TokenKey, Arc<TokenCache>>>,
+}
+
+impl IdentityClients {
+    /// No connection yet; they are built on first use.
+    pub fn new(settings: ConnectionSettings) -> Self {
+        Self {
+            settings,
+            connections: Mutex::default(),
+            tokens: Mutex::default(),
+        }
+    }
+
+    fn connections(&self) -> MutexGuard<'_, HashMap<ServerKey, Arc<OnceCell<Built>>>> {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn token_caches(&self) -> MutexGuard<'_, HashMap<TokenKey, Arc<TokenCache>>> {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A client of `base_url` (trusting `ca_pem` besides the system roots) for `credentials`.
+    /// The server's connection pool is built once, on a blocking thread (it loads the trust
+    /// store from disk), by the first caller; concurrent callers wait for it.
+    pub async fn client(
+        &self,
+        base_url: &str,
+        credentials: &Credentials,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<IdentityClient, IdentityError> {
+        let server = ServerKey {
+            base_url: base_url.to_owned(),
+            ca_pem: ca_pem.map(<[u8]>::to_vec),
+        };
+        let cell = self
+            .connections()
+            .entry(server.clone())
+            .or_default()
+            .clone();
+        let connection = cell.get_or_init(|| self.build(&server)).await.clone()?;
+        let tokens = self
+            .token_caches()
+            .entry(TokenKey {
+                server,
+                credentials: credentials.clone(),
+            })
+            .or_default()
+            .clone();
+        connection.client(credentials.clone(), tokens)
+    }
+
+    async fn build(&self, server: &ServerKey) -> Built {
+        // The credentials are not part of a connection; any value does.
+        let mut config = ClientConfig::new(
+            server.base_url.clone(),
+            Credentials::BearerToken {
+                token: "unused".into(),
+            },
+        );
+        config.allow_http = self.settings.allow_http;
+        config.request_timeout = self.settings.request_timeout;
+        config.max_idle_connections = self.settings.max_idle_connections;
+        config.ca_certificate_pem = server.ca_pem.clone();
+        config.observer = self.settings.observer.clone();
+        tokio::task::spawn_blocking(move || Connection::new(&config))
+            .await
+            .unwrap_or_else(|e| {
+                Err(IdentityError::Configuration(format!(
+                    "building the HTTP client failed: {e}"
+                )))
+            })
+    }
+
+    /// Drops connection pools and token caches no client uses any more.
+    pub fn prune(&self) {
+        self.token_caches()
+            .retain(|_, tokens| Arc::strong_count(tokens) > 1);
+        self.connections().retain(|_, cell| match cell.get() {
+            Some(Ok(connection)) => connection.handles() > 1,
+            // A failed build is retried on next use; one in progress is kept.
+            Some(Err(_)) => false,
+            None => Arc::strong_count(cell) > 1,
+        });
+    }
+
+    /// How many connection pools and token caches are held.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.connections().len(), self.token_caches().len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretString;
+
+    fn clients() -> IdentityClients {
+        IdentityClients::new(ConnectionSettings {
+            allow_http: true,
+            request_timeout: Duration::from_secs(1),
+            max_idle_connections: 4,
+            observer: None,
+        })
+    }
+
+    fn app(secret: &str) -> Credentials {
+        Credentials::ClientCredentials {
+            client_id: "app".into(),
+            client_secret: SecretString::new(secret),
+            scopes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn policies_of_one_server_share_its_pool_and_of_one_credential_set_its_token() {
+        let clients = clients();
+        let url = "http://127.0.0.1:9/identity_";
+        let held: Vec<IdentityClient> = futures::future::try_join_all((0..50).map(|_| {
+            let credentials = app("s1");
+            let clients = &clients;
+            async move { clients.client(url, &credentials, None).await }
+        }))
+        .await
+        .expect("clients");
+        assert_eq!(
+            clients.sizes(),
+            (1, 1),
+            "50 policies, one pool, one token cache"
+        );
+        let other_app = clients.client(url, &app("s2"), None).await.expect("client");
+        let other_ca = clients
+            .client(url, &app("s1"), Some(b"not a pem"))
+            .await
+            .expect_err("an unusable CA is refused");
+        assert!(other_ca.to_string().contains("CA"), "{other_ca}");
+        assert_eq!(clients.sizes(), (2, 2));
+
+        clients.prune();
+        assert_eq!(clients.sizes(), (1, 2), "the failed build is not kept");
+        drop(other_app);
+        clients.prune();
+        assert_eq!(clients.sizes(), (1, 1));
+        drop(held);
+        clients.prune();
+        assert_eq!(
+            clients.sizes(),
+            (0, 0),
+            "nothing outlives the policies using it"
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! What runs beside the reconciles: how a due policy enters the work queue, and a periodic pass
+//! that prunes state of policies that are gone, publishes the queue's figures and warns when the
+//! operator cannot keep up with the resync intervals.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use tracing::{debug, warn};
+
+use super::context::Context;
+use super::queue::{Request, Snapshot, Urgency};
+use super::{Guarded, secret_names};
+use crate::api::{FINALIZER, IdentitySettingPolicy};
+use crate::metrics::QueueFigures;
+use crate::reconcile::validate::{DEFAULT_RESYNC, validate};
+
+/// How often the pass runs.
+pub const PERIOD: Duration = Duration::from_secs(5);
+
+/// How often, at most, the "cannot keep up" warning is logged.
+pub const WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How a due policy enters the work queue. Urgent: a policy never applied, changed since last
+/// applied (a new generation), being deleted, or not yet carrying our finalizer; anything else
+/// is a routine resync (including retries after a failure, so a broken server's retries do not
+/// crowd out its other policies' changes).
+pub fn queue_request(guard: &Guarded) -> Request {
+    let meta = guard.meta();
+    let policy = ObjectRef::new(&guard.name_any()).within(&guard.namespace().unwrap_or_default());
+    let Ok(valid) = &guard.0 else {
+        return Request {
+            policy,
+            server: "".into(),
+            urgency: Urgency::Urgent,
+            resync: DEFAULT_RESYNC,
+        };
+    };
+    let applied = valid
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_some_and(|g| Some(g) == meta.generation);
+    let finalized = meta.finalizers.iter().flatten().any(|f| f == FINALIZER);
+    let urgent = !applied || !finalized || meta.deletion_timestamp.is_some();
+    Request {
+        policy,
+        server: valid.spec.server.url.as_str().into(),
+        urgency: if urgent {
+            Urgency::Urgent
+        } else {
+            Urgency::Routine
+        },
+        resync: validate(&valid.spec).map_or(DEFAULT_RESYNC, |v| v.resync),
+    }
+}
+
+/// Runs the pass every [`PERIOD`] until aborted.
+pub async fn run(ctx: Arc<Context>, stores: Vec<Store<Guarded>>) {
+    let mut tick = tokio::time::interval(PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        let watched = prune(&ctx, &stores);
+        let snapshot = ctx.queue.snapshot();
+        ctx.metrics.record_queue(figures(snapshot), watched);
+        if snapshot.overdue > 0 && last_warning.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL) {
+            warn!(
+                overdue = snapshot.overdue,
+                waiting = snapshot.waiting,
+                running = snapshot.running,
+                oldest_wait_seconds = snapshot.oldest_wait.as_secs(),
+                "the operator cannot keep up: resyncs are waiting longer than their policies' \
+                 resync interval; raise --concurrency / --identity-concurrency or the policies' \
+                 resyncInterval"
+            );
+            last_warning = Some(Instant::now());
+        }
+    }
+}
+
+fn figures(snapshot: Snapshot) -> QueueFigures {
+    QueueFigures {
+        waiting: snapshot.waiting,
+        running: snapshot.running,
+        oldest_wait_seconds: snapshot.oldest_wait.as_secs_f64(),
+        overdue: snapshot.overdue,
+    }
+}
+
+/// Drops what the process keeps for policies no store holds, and Secret data no policy reads;
+/// returns how many policies the stores hold. (A store keeps its old content during a relist
+/// and replaces it when the relist is done, so it never looks empty by accident.)
+fn prune(ctx: &Context, stores: &[Store<Guarded>]) -> usize {
+    let policies: Vec<Arc<Guarded>> = stores.iter().flat_map(Store::state).collect();
+    let live: HashSet<ObjectRef<IdentitySettingPolicy>> = policies
+        .iter()
+        .map(|g| ObjectRef::new(&g.name_any()).within(&g.namespace().unwrap_or_default()))
+        .collect();
+    let forgotten = ctx.retain(|p| live.contains(p));
+    if forgotten > 0 {
+        debug!(forgotten, "pruned state of policies that no longer exist");
+    }
+    let read: HashSet<(String, &str)> = policies
+        .iter()
+        .filter_map(|g| Some((g.namespace().unwrap_or_default(), g.0.as_ref().ok()?)))
+        .flat_map(|(ns, p)| secret_names(&p.spec).map(move |n| (ns.clone(), n)))
+        .collect();
+    ctx.secrets
+        .retain(|ns, name| read.contains(&(ns.to_owned(), name)));
+    live.len()
+}

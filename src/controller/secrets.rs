@@ -1,0 +1,216 @@
+//! The data of the Secrets policies read, fetched once per Secret version instead of once per
+//! reconcile.
+//!
+//! The operator already watches Secrets' metadata (to reconcile the policies that read a Secret
+//! that changed), which tells it each Secret's `resourceVersion`. A reconcile takes a Secret's
+//! data from here while the version it was read at is still the current one, and reads it from
+//! the API server (one GET) otherwise. So in steady state a resync makes no Kubernetes read, and
+//! only the Secrets some policy references have their data in memory — never every Secret of the
+//! watched namespaces, as a watch of whole Secrets would.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+
+use crate::reconcile::resolve::SecretData;
+
+/// A Secret's namespace and name.
+type SecretKey = (String, String);
+
+/// Secret versions seen by the metadata watches, and the data of the referenced Secrets.
+#[derive(Default)]
+pub struct SecretCache {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The current `resourceVersion` of every Secret the watches saw.
+    versions: HashMap<SecretKey, String>,
+    /// Relists in progress, by watch scope (a namespace, or `None` for all): the versions they
+    /// delivered so far. A relist replaces that scope's versions when it is done, so a Secret
+    /// deleted while the watch was down is forgotten too.
+    relists: HashMap<Option<String>, HashMap<SecretKey, String>>,
+    /// Data read from the API server, with the version it was read at.
+    data: HashMap<SecretKey, Cached>,
+}
+
+struct Cached {
+    version: Option<String>,
+    data: Arc<SecretData>,
+}
+
+impl SecretCache {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in one event of the Secret metadata watch of `scope` (a namespace, or `None` for a
+    /// cluster-wide watch).
+    pub fn observe(&self, scope: Option<&str>, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+        let mut state = self.lock();
+        let key = |s: &PartialObjectMeta<Secret>| (s.namespace().unwrap_or_default(), s.name_any());
+        match event {
+            watcher::Event::Apply(secret) => {
+                let version = secret.resource_version().unwrap_or_default();
+                state.versions.insert(key(secret), version);
+            }
+            watcher::Event::Delete(secret) => {
+                let key = key(secret);
+                state.versions.remove(&key);
+                state.data.remove(&key);
+            }
+            watcher::Event::Init => {
+                state
+                    .relists
+                    .insert(scope.map(str::to_owned), HashMap::new());
+            }
+            watcher::Event::InitApply(secret) => {
+                let version = secret.resource_version().unwrap_or_default();
+                if let Some(relist) = state.relists.get_mut(&scope.map(str::to_owned)) {
+                    relist.insert(key(secret), version);
+                }
+            }
+            watcher::Event::InitDone => {
+                let Some(relist) = state.relists.remove(&scope.map(str::to_owned)) else {
+                    return;
+                };
+                let in_scope = |(namespace, _): &SecretKey| scope.is_none_or(|s| s == namespace);
+                state.versions.retain(|k, _| !in_scope(k));
+                state
+                    .data
+                    .retain(|k, c| !in_scope(k) || relist.get(k) == c.version.as_ref());
+                state.versions.extend(relist);
+            }
+        }
+    }
+
+    /// The Secret's data, if it was read at the version the watch last reported.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<SecretData>> {
+        let state = self.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        let cached = state.data.get(&key)?;
+        let current = state.versions.get(&key)?;
+        (cached.version.as_ref() == Some(current)).then(|| cached.data.clone())
+    }
+
+    /// Keeps the data of a Secret just read from the API server at `version`.
+    pub fn insert(&self, namespace: &str, name: &str, version: Option<String>, data: SecretData) {
+        self.lock().data.insert(
+            (namespace.to_owned(), name.to_owned()),
+            Cached {
+                version,
+                data: Arc::new(data),
+            },
+        );
+    }
+
+    /// Drops the data of Secrets no policy references any more.
+    pub fn retain(&self, referenced: impl Fn(&str, &str) -> bool) {
+        self.lock()
+            .data
+            .retain(|(ns, name), _| referenced(ns, name));
+    }
+
+    /// How many Secrets' data are held.
+    pub fn len(&self) -> usize {
+        self.lock().data.len()
+    }
+
+    /// Whether no Secret's data is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+    use kube::core::PartialObjectMetaExt;
+
+    fn secret(ns: &str, name: &str, version: &str) -> PartialObjectMeta<Secret> {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.into()),
+            resource_version: Some(version.into()),
+            ..ObjectMeta::default()
+        }
+        .into_response_partial()
+    }
+
+    fn data(value: &str) -> SecretData {
+        SecretData::from([("k".to_owned(), value.as_bytes().to_vec())])
+    }
+
+    #[test]
+    fn data_is_served_while_its_version_is_current() {
+        let cache = SecretCache::default();
+        cache.observe(Some("a"), &watcher::Event::Apply(secret("a", "creds", "1")));
+        assert_eq!(cache.get("a", "creds"), None, "never read");
+        cache.insert("a", "creds", Some("1".into()), data("v1"));
+        assert_eq!(cache.get("a", "creds").as_deref(), Some(&data("v1")));
+        cache.observe(Some("a"), &watcher::Event::Apply(secret("a", "creds", "2")));
+        assert_eq!(cache.get("a", "creds"), None, "changed: read it again");
+        cache.insert("a", "creds", Some("2".into()), data("v2"));
+        assert_eq!(cache.get("a", "creds").as_deref(), Some(&data("v2")));
+        cache.observe(
+            Some("a"),
+            &watcher::Event::Delete(secret("a", "creds", "2")),
+        );
+        assert_eq!(cache.get("a", "creds"), None);
+        assert!(cache.is_empty(), "a deleted Secret's data is dropped");
+    }
+
+    #[test]
+    fn a_read_the_watch_has_not_confirmed_is_read_again() {
+        let cache = SecretCache::default();
+        cache.insert("a", "creds", Some("5".into()), data("v5"));
+        assert_eq!(
+            cache.get("a", "creds"),
+            None,
+            "the watch has not seen it yet"
+        );
+        cache.observe(None, &watcher::Event::Apply(secret("a", "creds", "5")));
+        assert!(cache.get("a", "creds").is_some());
+    }
+
+    #[test]
+    fn a_relist_forgets_secrets_deleted_while_the_watch_was_down_in_its_scope_only() {
+        let cache = SecretCache::default();
+        for (ns, name) in [("a", "kept"), ("a", "gone"), ("b", "other")] {
+            cache.observe(Some(ns), &watcher::Event::Apply(secret(ns, name, "1")));
+            cache.insert(ns, name, Some("1".into()), data(name));
+        }
+        cache.observe(Some("a"), &watcher::Event::Init);
+        cache.observe(
+            Some("a"),
+            &watcher::Event::InitApply(secret("a", "kept", "1")),
+        );
+        assert!(
+            cache.get("a", "gone").is_some(),
+            "nothing changes before the relist ends"
+        );
+        cache.observe(Some("a"), &watcher::Event::InitDone);
+        assert!(cache.get("a", "kept").is_some());
+        assert_eq!(cache.get("a", "gone"), None);
+        assert!(
+            cache.get("b", "other").is_some(),
+            "another namespace's watch"
+        );
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn data_of_secrets_no_policy_reads_is_dropped() {
+        let cache = SecretCache::default();
+        cache.insert("a", "used", Some("1".into()), data("x"));
+        cache.insert("a", "unused", Some("1".into()), data("y"));
+        cache.retain(|_, name| name == "used");
+        assert_eq!(cache.len(), 1);
+    }
+}

@@ -240,6 +240,23 @@ impl Context {
         gone.len()
     }
 
+    /// Drops remembered status writes the watch cache has caught up with (`current` gives a
+    /// policy's status as cached), so a policy's memory is a few numbers between reconciles.
+    pub fn drop_caught_up_statuses<'a>(
+        &self,
+        current: impl Fn(&ObjectRef<IdentitySettingPolicy>) -> Option<&'a IdentitySettingPolicyStatus>,
+    ) {
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        for (policy, m) in memory.iter_mut() {
+            if m.status
+                .as_ref()
+                .is_some_and(|w| current(policy) == Some(&w.written))
+            {
+                m.status = None;
+            }
+        }
+    }
+
     /// Forgets everything about a deleted policy.
     pub fn forget(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
         self.memory
@@ -550,6 +567,50 @@ mod tests {
             ctx.newer_status(&p, uid, None),
             None,
             "forgotten after a failed write"
+        );
+    }
+
+    #[tokio::test]
+    async fn reads_never_create_memory_and_gone_policies_are_pruned() {
+        let ctx = context();
+        let (a, b, never) = (
+            ObjectRef::new("a").within("ns"),
+            ObjectRef::new("b").within("ns"),
+            ObjectRef::new("never-reconciled").within("ns"),
+        );
+        let fp = ctx.fingerprint(&desired("1"));
+        ctx.remember_synced(&a, fp);
+        ctx.remember_synced(&b, fp);
+        assert!(ctx.same_desired_as_last_sync(&never, fp));
+        assert_eq!(ctx.rejected_keys(&never, fp), None);
+        assert_eq!(ctx.newer_status(&never, None, None), None);
+        ctx.reset_backoff(&never);
+        ctx.forget_status(&never);
+        assert_eq!(ctx.remembered_policies(), 2, "reads created no entry");
+        assert_eq!(ctx.retain(|p| *p == a), 1, "b is gone");
+        assert_eq!(ctx.remembered_policies(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_status_write_the_cache_shows_is_no_longer_remembered() {
+        let ctx = context();
+        let p = ObjectRef::new("p").within("ns");
+        let written = IdentitySettingPolicyStatus {
+            observed_generation: Some(1),
+            ..IdentitySettingPolicyStatus::default()
+        };
+        ctx.remember_status(&p, Some("u".into()), None, None, written.clone());
+        ctx.drop_caught_up_statuses(|_| None);
+        assert_eq!(
+            ctx.newer_status(&p, Some("u"), None),
+            Some(written.clone()),
+            "still lagging: kept"
+        );
+        ctx.drop_caught_up_statuses(|_| Some(&written));
+        assert_eq!(
+            ctx.newer_status(&p, Some("u"), None),
+            None,
+            "caught up: dropped"
         );
     }
 

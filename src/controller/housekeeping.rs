@@ -2,7 +2,7 @@
 //! that prunes state of policies that are gone, publishes the queue's figures and warns when the
 //! operator cannot keep up with the resync intervals.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,11 +96,15 @@ fn figures(snapshot: Snapshot) -> QueueFigures {
 /// and replaces it when the relist is done, so it never looks empty by accident.)
 fn prune(ctx: &Context, stores: &[Store<Guarded>]) -> usize {
     let policies: Vec<Arc<Guarded>> = stores.iter().flat_map(Store::state).collect();
-    let live: HashSet<ObjectRef<IdentitySettingPolicy>> = policies
+    let live: HashMap<ObjectRef<IdentitySettingPolicy>, &Guarded> = policies
         .iter()
-        .map(|g| ObjectRef::new(&g.name_any()).within(&g.namespace().unwrap_or_default()))
+        .map(|g| {
+            let policy = ObjectRef::new(&g.name_any()).within(&g.namespace().unwrap_or_default());
+            (policy, &**g)
+        })
         .collect();
-    let forgotten = ctx.retain(|p| live.contains(p));
+    let forgotten = ctx.retain(|p| live.contains_key(p));
+    ctx.drop_caught_up_statuses(|p| live.get(p)?.0.as_ref().ok()?.status.as_ref());
     if forgotten > 0 {
         debug!(forgotten, "pruned state of policies that no longer exist");
     }

@@ -233,6 +233,15 @@ impl World {
         }
     }
 
+    /// The emulator when the scenario runs on it: for checks only its request log can make
+    /// (the rest of the scenario runs on both backends).
+    pub fn emulator_if_used(&mut self) -> Option<&mut KubeEmulator> {
+        match &mut self.kube {
+            Backend::Emulator(kube) => Some(kube),
+            Backend::Real(_) => None,
+        }
+    }
+
     /// Stores a policy that does not match the CRD's schema: directly on the emulator (which
     /// does not validate against the schema), under a loosened schema on the real server.
     pub async fn store_unvalidated(&self, object: &serde_json::Value) {

@@ -8,7 +8,12 @@
 //!   `clear` (`true`, applied before the others). Answers 204; 400 on an unknown field or an
 //!   invalid status.
 //! - `GET /_simulator/counters` — `{"setting":{"total":n,"byMethod":{"GET":n,…}},"token":…,
-//!   "authenticate":…}`; `DELETE /_simulator/counters` resets them (204).
+//!   "authenticate":…}`; `DELETE /_simulator/counters` resets them and the checks below (204).
+//! - `GET /_simulator/checks` — answered Setting GETs per scope since the last reset (or start):
+//!   `{"windowMs":n,"scopes":[{"partitionGlobalId","userId"?,"gets","firstGetMs","lastGetMs",
+//!   "longestGapMs"}]}`, times in ms since the window started; a scope never checked is absent
+//!   ([`crate::checks`]). For a benchmark: the longest wait between two checks of a policy, and
+//!   the policies never checked.
 //! - `GET /_simulator/settings?partitionGlobalId=…[&userId=…]` — every row of that scope, ordered
 //!   by id (values included: this is test data).
 //! - `POST /_simulator/settings` — `{"partitionGlobalId","userId"?,"key","value"}`: an out-of-band
@@ -34,6 +39,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/_simulator/faults", post(set_faults))
         .route("/_simulator/counters", get(counters).delete(reset_counters))
+        .route("/_simulator/checks", get(checks))
         .route("/_simulator/settings", get(settings).post(set_setting))
 }
 
@@ -117,7 +123,12 @@ async fn counters(State(app): State<Arc<Shared>>) -> Response {
 
 async fn reset_counters(State(app): State<Arc<Shared>>) -> Response {
     app.counters.reset();
+    app.checks.reset();
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn checks(State(app): State<Arc<Shared>>) -> Response {
+    json_ok(&app.checks.report())
 }
 
 /// The query of `GET /_simulator/settings`.

@@ -12,7 +12,7 @@
 //! | `PUT/GET {prefix}/api/Setting` | the Setting API ([`server`] documents the checks and their order) |
 //! | `POST {prefix}/connect/token` | client credentials, OAuth 2.0 form body |
 //! | `POST /api/account/authenticate` | legacy ROPC with the ABP envelope (outside the prefix) |
-//! | `/_simulator/…` | the admin API ([`admin`]): faults, counters, stored rows, drift by hand |
+//! | `/_simulator/…` | the admin API ([`admin`]): faults, counters, checks per scope, stored rows, drift by hand |
 //!
 //! Any other path answers 404, so a client with the wrong prefix finds out.
 //!
@@ -34,13 +34,15 @@
 //! # Faults and counters
 //!
 //! [`Faults`] injects failure statuses (with `Retry-After`), latency, HTML login pages, dropped
-//! connections and token expiry; [`Counters`] counts every request per endpoint and method.
+//! connections and token expiry; [`Counters`] counts every request per endpoint and method;
+//! [`Checks`] tracks, per scope, the answered GETs and the longest gap between two.
 //!
 //! Tokens, secrets and setting values are never logged: requests are traced at debug level with
 //! method, path and status only.
 
 pub mod admin;
 mod auth;
+pub mod checks;
 mod conn;
 mod counters;
 mod faults;
@@ -59,6 +61,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use auth::ROPC_TOKEN_LIFETIME;
+pub use checks::Checks;
 pub use counters::{Counters, Endpoint};
 pub use faults::Faults;
 
@@ -92,6 +95,9 @@ pub struct SimulatorConfig {
     /// case they were first stored with. The contract is silent on both; the operator must
     /// cope either way.
     pub canonicalize: bool,
+    /// Every Setting request waits this long before it is answered, from the start (the
+    /// persistent `latencyMs` fault; default zero). Token requests are not delayed.
+    pub setting_latency: Duration,
 }
 
 impl Default for SimulatorConfig {
@@ -126,6 +132,7 @@ impl Default for SimulatorConfig {
             token_lifetime: Duration::from_secs(3600),
             seed_example: true,
             canonicalize: false,
+            setting_latency: Duration::ZERO,
         }
     }
 }
@@ -267,6 +274,11 @@ impl Simulator {
         self.shared.counters.clone()
     }
 
+    /// Answered GETs per scope (reset with the counters by `DELETE /_simulator/counters`).
+    pub fn checks(&self) -> Checks {
+        self.shared.checks.clone()
+    }
+
     /// Every row of that partition and user (only org-level rows when `user_id` is `None`),
     /// ordered by id.
     pub fn stored(&self, scope: &SettingScope) -> Vec<StoredSetting> {
@@ -367,6 +379,12 @@ fn banner_credentials(config: &SimulatorConfig) -> String {
         out.push_str(&format!(
             "  ROPC user: TenancyName={} UsernameOrEmailAddress={} Password={}\n",
             u.tenancy_name, u.username, u.password
+        ));
+    }
+    if !config.setting_latency.is_zero() {
+        out.push_str(&format!(
+            "setting latency: {} ms per Setting request\n",
+            config.setting_latency.as_millis()
         ));
     }
     if config.seed_example {

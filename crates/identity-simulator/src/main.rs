@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 #[derive(Debug, Parser)]
 #[command(name = "identity-simulator", version, about)]
 struct Args {
-    /// Port to listen on (loopback only).
+    /// Port to listen on (loopback only); 0 picks a free port (the banner says which).
     #[arg(long, default_value_t = 8080)]
     port: u16,
     /// Path prefix of the identity service.
@@ -22,6 +22,10 @@ struct Args {
     /// Lifetime of the client-credentials tokens it issues (e.g. 90s, 5m, 1h).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     token_lifetime: Duration,
+    /// Every Setting request is answered after this many milliseconds (a slow service; the
+    /// `latencyMs` fault from the start).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
 }
 
 /// `<number><unit>` with unit `s`, `m` or `h`.
@@ -53,6 +57,7 @@ async fn main() -> ExitCode {
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], args.port)),
         prefix: args.prefix,
         token_lifetime: args.token_lifetime,
+        setting_latency: Duration::from_millis(args.latency_ms),
         ..SimulatorConfig::default()
     };
     match identity_simulator::serve_until_shutdown(config).await {

@@ -39,6 +39,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::auth::{ROPC_TOKEN_LIFETIME, TokenRejection, TokenStore, grant_scopes};
+use super::checks::Checks;
 use super::conn::ConnHandle;
 use super::counters::{Counters, Endpoint};
 use super::faults::{Faults, SettingFault};
@@ -63,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) tokens: Arc<TokenStore>,
     pub(crate) faults: Faults,
     pub(crate) counters: Counters,
+    /// Answered GETs per scope, for the benchmark's "how long did a policy wait for a check".
+    pub(crate) checks: Checks,
     clients: Vec<ClientApp>,
     ropc_users: Vec<RopcUser>,
     token_lifetime: Duration,
@@ -72,6 +75,8 @@ impl Shared {
     /// The state for `config`: its credentials, and the example's rows when asked.
     pub(crate) fn new(config: &SimulatorConfig) -> Self {
         let tokens = Arc::new(TokenStore::new(config.bearer_tokens.clone()));
+        let faults = Faults::new(tokens.clone());
+        faults.set_latency(config.setting_latency);
         Self {
             store: Mutex::new(
                 if config.seed_example {
@@ -81,9 +86,10 @@ impl Shared {
                 }
                 .canonicalizing(config.canonicalize),
             ),
-            faults: Faults::new(tokens.clone()),
+            faults,
             tokens,
             counters: Counters::default(),
+            checks: Checks::default(),
             clients: config.clients.clone(),
             ropc_users: config.ropc_users.clone(),
             token_lifetime: config.token_lifetime,
@@ -226,6 +232,7 @@ fn get_settings(app: &Shared, query: Option<&str>) -> Response {
         partition_global_id: partition,
         user_id: user.filter(|u| !u.is_empty()),
     };
+    app.checks.record(&scope);
     let store = app.store();
     // Without any `key` every row of the scope is returned. The contract is silent on this; it is
     // a lenient guess at the real service, and the operator's client never sends such a GET.

@@ -64,3 +64,35 @@ async fn simulate_says_where_it_listens_and_serves_the_setting_api() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn latency_flag_delays_every_setting_request() {
+    let mut child = Command::new(BIN)
+        .args(["--port", "0", "--latency-ms", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut base_url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(url) = line.trim().strip_prefix("identity base URL:") {
+            base_url = Some(url.trim().to_owned());
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    let base_url = base_url.expect("a base URL");
+    let started = std::time::Instant::now();
+    let status = reqwest::get(format!("{base_url}/api/Setting?partitionGlobalId=magic-7"))
+        .await
+        .expect("GET answers")
+        .status();
+    let took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 401, "answered, after the latency, without a token");
+    assert!(took >= std::time::Duration::from_millis(300), "{took:?}");
+}

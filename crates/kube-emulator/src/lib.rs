@@ -8,7 +8,21 @@
 //! validation or defaulting, no managedFields (server-side apply is a simplified merge), no
 //! garbage collection or namespace lifecycle, core v1 and `events.k8s.io/v1` Events are stored
 //! separately, and later list pages are not snapshots.
+//!
+//! # Admin route
+//!
+//! Outside the Kubernetes paths, and never counted itself:
+//! - `GET /_emulator/counters` — requests served so far (every API request, whatever its
+//!   status, including discovery and watches, counted on arrival of the answer):
+//!   `{"byVerb":{"get":n,"list":n,"watch":n,"create":n,"patch":n,...},
+//!   "byResource":{"secrets/get":n,"identitysettingpolicies/status/patch":n,...}}` (discovery
+//!   paths count by verb only); `DELETE /_emulator/counters` resets them (204). The same
+//!   numbers are on [`KubeEmulator::counters`]. Unlike the request log they cost constant
+//!   memory, so the `kube-emulator` binary (which records no requests) keeps them for
+//!   benchmarks.
 
+mod counters;
+mod crd;
 mod discovery;
 mod events;
 mod faults;
@@ -31,6 +45,8 @@ use std::time::Duration;
 use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
+pub use counters::RequestCounters;
+pub use crd::{CrdError, resource_kinds_from_crd};
 pub use faults::EmulatorFaults;
 pub use registry::ResourceKind;
 
@@ -158,6 +174,7 @@ impl KubeEmulator {
             changes: tokio::sync::watch::channel(0).0,
             requests: Mutex::new(VecDeque::new()),
             request_log_cap: config.request_log,
+            counters: RequestCounters::default(),
             faults: EmulatorFaults::new(),
             bookmark_interval: config.bookmark_interval,
         });
@@ -220,6 +237,11 @@ impl KubeEmulator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+
+    /// Requests served by verb and resource (also at `GET /_emulator/counters`).
+    pub fn counters(&self) -> RequestCounters {
+        self.shared.counters.clone()
     }
 
     /// The fault-injection handle.

@@ -1,5 +1,6 @@
-//! The HTTP front: one axum fallback handler that records the request, applies injected faults,
-//! routes by path and method, and turns store results into responses.
+//! The HTTP front: one axum fallback handler that records and counts the request, applies
+//! injected faults, routes by path and method, and turns store results into responses; plus the
+//! admin route `/_emulator/counters`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -9,12 +10,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
+use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::RecordedRequest;
+use super::counters::RequestCounters;
 use super::discovery;
 use super::faults::EmulatorFaults;
 use super::patch::{self, PatchKind};
@@ -41,12 +44,15 @@ pub(crate) struct Shared {
     pub requests: Mutex<VecDeque<RecordedRequest>>,
     /// How many recorded requests are kept (the oldest are forgotten first).
     pub request_log_cap: usize,
+    /// Requests by verb and resource (kept whatever `request_log_cap` is).
+    pub counters: RequestCounters,
     pub faults: EmulatorFaults,
     pub bookmark_interval: Duration,
 }
 
 impl Shared {
     fn record(&self, r: RecordedRequest) {
+        self.counters.record(&r);
         let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
         if self.request_log_cap == 0 {
             return;
@@ -80,9 +86,28 @@ pub(crate) struct RunState {
     pub server_address: String,
 }
 
-/// The router serving every path through [`handle`].
+/// The router serving every API path through [`handle`], and the admin route.
 pub(crate) fn router(state: RunState) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .route(COUNTERS_PATH, get(counters_snapshot).delete(counters_reset))
+        .fallback(handle)
+        .with_state(state)
+}
+
+/// The admin route of the request counters (no Kubernetes path starts with `/_`).
+pub(crate) const COUNTERS_PATH: &str = "/_emulator/counters";
+
+/// `GET /_emulator/counters`: the counters as JSON. Admin requests are not counted.
+async fn counters_snapshot(State(state): State<RunState>) -> Response {
+    json_response(StatusCode::OK, &state.shared.counters.snapshot())
+}
+
+/// `DELETE /_emulator/counters`: every counter back to zero (204).
+async fn counters_reset(State(state): State<RunState>) -> Response {
+    state.shared.counters.reset();
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {

@@ -1,0 +1,85 @@
+//! The benchmark's command line.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Measures the operator binary against the Kubernetes API emulator and the identity simulator,
+/// each in its own process, and prints a Markdown table (progress goes to stderr).
+#[derive(Debug, Parser)]
+#[command(name = "bench", about)]
+pub struct Args {
+    /// Policy counts to measure, one fresh set of processes each.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    pub policies: Vec<usize>,
+    /// The policies' `resyncInterval` (whole seconds, at least 10s; e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_resync)]
+    pub resync: Duration,
+    /// Policies of the slow-service case (100 ms per identity request, resync 10s); 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    pub slow_policies: usize,
+    /// Extra flag for the operator's `run`, repeatable (e.g. `--operator-arg=--concurrency=16`).
+    #[arg(long = "operator-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub operator_args: Vec<String>,
+}
+
+impl Args {
+    /// Refuses values that make no benchmark; the message names the flag.
+    pub fn check(&self) -> Result<(), String> {
+        if self.policies.is_empty() || self.policies.contains(&0) {
+            return Err("--policies needs counts above 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// `<n>s`, `<n>m` or `<n>h`, at least 10 s (the operator's minimum `resyncInterval`).
+pub fn parse_resync(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a whole duration like 30s, 2m or 1h");
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let per_unit = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        _ => return Err(bad()),
+    };
+    let count: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+    let seconds = count.checked_mul(per_unit).ok_or_else(bad)?;
+    if seconds < 10 {
+        return Err(format!("{text:?} is below the operator's minimum of 10s"));
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resync_parses_whole_durations_of_at_least_ten_seconds() {
+        assert_eq!(parse_resync("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_resync("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "5s", "10", "1.5m", "s", "99999999999999999999h"] {
+            assert!(parse_resync(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn operator_args_take_hyphen_values() {
+        let args = Args::try_parse_from([
+            "bench",
+            "--policies",
+            "100,1000",
+            "--operator-arg=--concurrency=16",
+            "--operator-arg",
+            "--log-format=json",
+        ])
+        .expect("parses");
+        assert_eq!(args.policies, [100, 1000]);
+        assert_eq!(
+            args.operator_args,
+            ["--concurrency=16", "--log-format=json"]
+        );
+        assert!(args.check().is_ok());
+    }
+}

@@ -1,0 +1,162 @@
+//! The benchmark's own calls to the Kubernetes API emulator (plain HTTP, no authentication):
+//! creating the objects, listing and reading policies, editing one, and the request counters.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use reqwest::{Client, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{BenchError, Result};
+use crate::http::{self, send};
+use crate::manifests::{self, NAMESPACE};
+use crate::policy::{Policy, PolicyList};
+
+/// How many objects are created at once during setup.
+const CREATE_CONCURRENCY: usize = 32;
+
+/// The emulator's request counters, as the operator's load on the API server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiCalls {
+    /// `get` and `list` requests.
+    pub reads: u64,
+    /// `create`, `update`, `patch`, `delete` and `deletecollection` requests.
+    pub writes: u64,
+    /// Every counter by resource and verb, as text for the progress log.
+    pub by_resource: String,
+}
+
+/// The admin route's answer (only what is used).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Counters {
+    #[serde(default)]
+    by_verb: BTreeMap<String, u64>,
+    #[serde(default)]
+    by_resource: BTreeMap<String, u64>,
+}
+
+/// A client of one emulator.
+#[derive(Clone)]
+pub struct Kube {
+    http: Client,
+    base: String,
+}
+
+impl Kube {
+    /// A client of the emulator at `base` (e.g. `http://127.0.0.1:PORT`).
+    pub fn new(base: &str) -> Result<Self> {
+        Ok(Self {
+            http: http::client()?,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn policies_url(&self) -> String {
+        format!(
+            "{}/apis/identitysettings.dev/v1alpha1/namespaces/{NAMESPACE}/identitysettingpolicies",
+            self.base
+        )
+    }
+
+    fn counters_url(&self) -> String {
+        format!("{}/_emulator/counters", self.base)
+    }
+
+    async fn create(&self, url: String, body: &Value, what: &str) -> Result<()> {
+        send(self.http.post(url).json(body), StatusCode::CREATED, what)
+            .await
+            .map(drop)
+    }
+
+    /// Creates the namespace, the Secret and `count` policies pointed at `server`.
+    pub async fn set_up(&self, count: usize, server: &str, resync: Duration) -> Result<()> {
+        let namespaces = format!("{}/api/v1/namespaces", self.base);
+        self.create(namespaces, &manifests::namespace(), "create namespace")
+            .await?;
+        let secrets = format!("{}/api/v1/namespaces/{NAMESPACE}/secrets", self.base);
+        self.create(secrets, &manifests::secret(), "create Secret")
+            .await?;
+        futures::stream::iter(0..count)
+            .map(|i| {
+                let body = manifests::policy(i, server, resync);
+                async move {
+                    self.create(self.policies_url(), &body, "create policy")
+                        .await
+                }
+            })
+            .buffer_unordered(CREATE_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    /// Every policy of the namespace.
+    pub async fn list_policies(&self) -> Result<Vec<Policy>> {
+        let what = "list policies";
+        let body = send(self.http.get(self.policies_url()), StatusCode::OK, what).await?;
+        Ok(http::json::<PolicyList>(&body, what)?.items)
+    }
+
+    /// One policy.
+    pub async fn get_policy(&self, name: &str) -> Result<Policy> {
+        let what = "get policy";
+        let url = format!("{}/{name}", self.policies_url());
+        let body = send(self.http.get(url), StatusCode::OK, what).await?;
+        http::json(&body, what)
+    }
+
+    /// Merge-patches a policy; returns its new generation.
+    pub async fn patch_policy(&self, name: &str, patch: &Value) -> Result<i64> {
+        let what = "patch policy";
+        let request = self
+            .http
+            .patch(format!("{}/{name}", self.policies_url()))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/merge-patch+json",
+            )
+            .body(patch.to_string());
+        let body = send(request, StatusCode::OK, what).await?;
+        http::json::<Policy>(&body, what)?
+            .metadata
+            .generation
+            .ok_or_else(|| BenchError::http(what, "the patched policy has no generation"))
+    }
+
+    /// Reads and writes counted since the last reset (watches excluded).
+    pub async fn api_calls(&self) -> Result<ApiCalls> {
+        let what = "emulator counters";
+        let body = send(self.http.get(self.counters_url()), StatusCode::OK, what).await?;
+        let counters: Counters = http::json(&body, what)?;
+        let sum = |verbs: &[&str]| -> u64 {
+            verbs
+                .iter()
+                .map(|v| counters.by_verb.get(*v).copied().unwrap_or(0))
+                .sum()
+        };
+        Ok(ApiCalls {
+            reads: sum(&["get", "list"]),
+            writes: sum(&["create", "update", "patch", "delete", "deletecollection"]),
+            by_resource: counters
+                .by_resource
+                .iter()
+                .map(|(key, n)| format!("{key}={n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Sets the emulator's counters back to zero.
+    pub async fn reset_counters(&self) -> Result<()> {
+        let what = "reset emulator counters";
+        send(
+            self.http.delete(self.counters_url()),
+            StatusCode::NO_CONTENT,
+            what,
+        )
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,101 @@
+//! The benchmark (`cargo run --release --locked -p identity-settings-bench -- [--policies
+//! 100,1000,10000] [--resync 30s] [--slow-policies 1000] [--operator-arg=--foo ...]`): the real
+//! operator binary against the Kubernetes API emulator and the identity simulator, each in its
+//! own process, with a fresh set per policy count. Prints a Markdown table on stdout and
+//! progress on stderr; never part of `cargo test`.
+//!
+//! Per policy count: cold start until every policy is Ready for its generation, identity
+//! requests per policy during it, operator memory and CPU, requests per policy per resync in a
+//! quiet steady state, the latency of 200 single edits, and the time to correct drift on every
+//! policy. Then an idle run (10 policies) and a slow-service run (100 ms per Setting request).
+
+mod binaries;
+mod cli;
+mod converge;
+mod error;
+mod http;
+mod kube;
+mod machine;
+mod manifests;
+mod measure;
+mod policy;
+mod process;
+mod procfs;
+mod report;
+mod run;
+mod sim;
+mod world;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use report::Report;
+use run::Setup;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    if let Err(problem) = args.check() {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
+    let bins = match binaries::build() {
+        Ok(bins) => bins,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let root = std::env::temp_dir().join(format!("identity-settings-bench-{}", std::process::id()));
+    eprintln!("• run directory (kubeconfigs, logs): {}", root.display());
+    let setup = Setup {
+        bins: &bins,
+        operator_args: &args.operator_args,
+        root: &root,
+    };
+
+    let mut scale = Vec::new();
+    for &count in &args.policies {
+        let row = run::scale(&setup, count, args.resync).await;
+        if let Err(e) = &row {
+            eprintln!("  ! {count} policies: {e}");
+        }
+        scale.push((count, row.map_err(|e| e.to_string())));
+    }
+    let idle = run::idle(&setup, args.resync)
+        .await
+        .map_err(|e| e.to_string());
+    let slow = match args.slow_policies {
+        0 => None,
+        count => Some(run::slow(&setup, count).await.map_err(|e| e.to_string())),
+    };
+
+    let failed = scale.iter().any(|(_, r)| r.is_err())
+        || idle.is_err()
+        || slow.as_ref().is_some_and(Result::is_err);
+    let report = Report {
+        machine: machine::describe(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        resync: args.resync,
+        scale,
+        slow,
+        idle,
+    };
+    for (_, row) in &report.scale {
+        if let Ok(row) = row {
+            eprintln!(
+                "• operator log of {} policies: {} ({} WARN lines)",
+                row.count,
+                row.log.display(),
+                row.warn_lines.map_or("n/a".into(), |w| w.to_string())
+            );
+        }
+    }
+    print!("{}", report.markdown());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,254 @@
+//! The three kinds of run, each with fresh processes: a scale run per policy count (cold start,
+//! steady state, apply latency, drift), the idle run (memory of a small quiet operator) and the
+//! slow-service run (how long policies wait for their drift check when the service is slow).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::binaries::Binaries;
+use crate::converge::{Wait, Waited, wait_all};
+use crate::error::Result;
+use crate::measure::{self, Latency, Steady};
+use crate::policy::Policy;
+use crate::procfs::{self, Usage};
+use crate::sim::IdentityCalls;
+use crate::world::{self, Operator, STOP_LIMIT, World};
+
+/// The longest cold start waited for.
+const COLD_START_LIMIT: Duration = Duration::from_secs(300);
+/// The shortest time between two LISTs while waiting for convergence.
+const COLD_START_POLL: Duration = Duration::from_millis(500);
+/// Policies of the idle run.
+pub const IDLE_POLICIES: usize = 10;
+/// How long the idle run stays quiet before reading memory.
+const IDLE_WAIT: Duration = Duration::from_secs(10);
+/// The slow service's latency per Setting request.
+pub const SLOW_LATENCY_MS: u64 = 100;
+/// The slow run's resync interval.
+pub const SLOW_RESYNC: Duration = Duration::from_secs(10);
+/// How long the slow run watches the checks after cold start.
+pub const SLOW_WINDOW: Duration = Duration::from_secs(40);
+
+/// What runs share.
+pub struct Setup<'a> {
+    /// The binaries under test.
+    pub bins: &'a Binaries,
+    /// Extra operator flags.
+    pub operator_args: &'a [String],
+    /// Where each run's directory goes.
+    pub root: &'a Path,
+}
+
+/// The figures of one scale run; steps after a failed cold start are `None`.
+#[derive(Clone, Debug)]
+pub struct ScaleRow {
+    /// Policies.
+    pub count: usize,
+    /// Cold start.
+    pub cold: Waited,
+    /// Identity requests during cold start.
+    pub cold_calls: IdentityCalls,
+    /// Operator memory and CPU right after convergence.
+    pub at_convergence: Option<Usage>,
+    /// Steady-state requests per policy per resync.
+    pub steady: Option<Steady>,
+    /// Operator memory after the steady-state window.
+    pub steady_usage: Option<Usage>,
+    /// Apply latency of single edits.
+    pub latency: Option<Latency>,
+    /// Drift correction of every policy.
+    pub drift: Option<Waited>,
+    /// Operator memory and CPU at the end.
+    pub at_end: Option<Usage>,
+    /// Whether the operator exited within 10 s of SIGTERM.
+    pub exited_on_sigterm: bool,
+    /// WARN lines in the operator's log.
+    pub warn_lines: Option<usize>,
+    /// The operator's log.
+    pub log: PathBuf,
+}
+
+/// Starts a world, creates `count` policies and starts the operator; returns with the operator
+/// just spawned (the simulator's counters reset right before).
+async fn prepare(
+    setup: &Setup<'_>,
+    label: &str,
+    count: usize,
+    resync: Duration,
+    latency_ms: u64,
+) -> Result<(World, Operator, Instant)> {
+    let world = World::start(setup.bins, &setup.root.join(label), latency_ms).await?;
+    let creating = Instant::now();
+    world
+        .kube
+        .set_up(count, &world.identity_url, resync)
+        .await?;
+    eprintln!(
+        "  created {count} policies in {:.1} s",
+        creating.elapsed().as_secs_f64()
+    );
+    world.sim.reset().await?;
+    let operator = world.spawn_operator(setup.bins, setup.operator_args)?;
+    eprintln!("  operator log: {}", operator.log.display());
+    Ok((world, operator, Instant::now()))
+}
+
+/// Waits until every policy is Ready for its generation (at most 5 minutes).
+async fn cold_start(
+    world: &World,
+    operator: &mut Operator,
+    count: usize,
+    since: Instant,
+) -> Result<Waited> {
+    let wait = Wait {
+        what: "cold start",
+        count,
+        since,
+        limit: COLD_START_LIMIT,
+        interval: COLD_START_POLL,
+    };
+    let waited = wait_all(&world.kube, &mut operator.process, wait, Policy::converged).await?;
+    if waited.all {
+        eprintln!(
+            "  cold start: all {count} converged in {:.1} s",
+            waited.elapsed.as_secs_f64()
+        );
+    }
+    Ok(waited)
+}
+
+/// Stops the operator (SIGTERM, 10 s) and the stand-ins; whether the operator exited in time.
+async fn finish(world: World, operator: Operator) -> bool {
+    let exited = operator.process.terminate(STOP_LIMIT).await;
+    world.stop().await;
+    exited
+}
+
+/// One scale run with `count` policies resynced every `resync`.
+pub async fn scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Result<ScaleRow> {
+    eprintln!("• scale run: {count} policies, resync {resync:?}");
+    let (mut world, mut operator, spawned) =
+        prepare(setup, &format!("n{count}"), count, resync, 0).await?;
+    let cold = cold_start(&world, &mut operator, count, spawned).await?;
+    let cold_calls = world.sim.calls().await?;
+    let pid = operator.process.pid()?;
+    let at_convergence = procfs::usage(pid);
+    let mut row = ScaleRow {
+        count,
+        cold,
+        cold_calls,
+        at_convergence,
+        steady: None,
+        steady_usage: None,
+        latency: None,
+        drift: None,
+        at_end: None,
+        exited_on_sigterm: false,
+        warn_lines: None,
+        log: operator.log.clone(),
+    };
+    if cold.all {
+        eprintln!(
+            "  steady state: watching for {:?}",
+            resync.mul_f64(measure::STEADY_WINDOW)
+        );
+        row.steady = Some(measure::steady(&world, count, resync).await?);
+        row.steady_usage = procfs::usage(pid);
+        eprintln!("  apply latency: {} edits", measure::EDITS);
+        row.latency = Some(measure::apply_latency(&world, count).await?);
+        world.check_running()?;
+        eprintln!("  drift of every policy");
+        let drift = measure::drift(&world, &mut operator.process, count, resync).await?;
+        eprintln!(
+            "  drift: {}/{count} corrected in {:.1} s",
+            drift.done,
+            drift.elapsed.as_secs_f64()
+        );
+        row.drift = Some(drift);
+    }
+    row.at_end = procfs::usage(pid);
+    row.exited_on_sigterm = finish(world, operator).await;
+    row.warn_lines = world::warn_lines(&row.log);
+    Ok(row)
+}
+
+/// The idle run's figures.
+#[derive(Clone, Debug)]
+pub struct IdleRow {
+    /// Whether the policies converged.
+    pub converged: bool,
+    /// Memory after [`IDLE_WAIT`] without work.
+    pub usage: Option<Usage>,
+}
+
+/// [`IDLE_POLICIES`] policies, converged, then 10 s without work: resident memory.
+pub async fn idle(setup: &Setup<'_>, resync: Duration) -> Result<IdleRow> {
+    eprintln!("• idle run: {IDLE_POLICIES} policies");
+    let (world, mut operator, spawned) = prepare(setup, "idle", IDLE_POLICIES, resync, 0).await?;
+    let cold = cold_start(&world, &mut operator, IDLE_POLICIES, spawned).await?;
+    tokio::time::sleep(IDLE_WAIT).await;
+    let usage = procfs::usage(operator.process.pid()?);
+    finish(world, operator).await;
+    Ok(IdleRow {
+        converged: cold.all,
+        usage,
+    })
+}
+
+/// The slow-service run's figures.
+#[derive(Clone, Debug)]
+pub struct SlowRow {
+    /// Policies.
+    pub count: usize,
+    /// Cold start.
+    pub cold: Waited,
+    /// Policies checked at least once in the window.
+    pub checked: usize,
+    /// The longest gap between two checks of one policy.
+    pub longest_gap: Duration,
+    /// The longest a checked policy waited from the window's start for its first check.
+    pub worst_first_wait: Duration,
+    /// The longest time since a checked policy's last check at the window's end.
+    pub worst_since_last: Duration,
+    /// The window's actual length.
+    pub window: Duration,
+    /// Setting GETs per policy per resync interval.
+    pub gets_per_resync: f64,
+    /// WARN lines in the operator's log.
+    pub warn_lines: Option<usize>,
+}
+
+/// `count` policies against a service answering every Setting request after 100 ms, resync
+/// 10 s: cold start, then 40 s of checks per partition.
+pub async fn slow(setup: &Setup<'_>, count: usize) -> Result<SlowRow> {
+    eprintln!("• slow-service run: {count} policies, {SLOW_LATENCY_MS} ms per Setting request");
+    let (world, mut operator, spawned) =
+        prepare(setup, "slow", count, SLOW_RESYNC, SLOW_LATENCY_MS).await?;
+    let cold = cold_start(&world, &mut operator, count, spawned).await?;
+    world.sim.reset().await?;
+    eprintln!("  watching checks for {SLOW_WINDOW:?}");
+    tokio::time::sleep(SLOW_WINDOW).await;
+    operator.process.check_running()?;
+    let checks = world.sim.checks().await?;
+    let log = operator.log.clone();
+    finish(world, operator).await;
+    let ms = Duration::from_millis;
+    let max = |f: &dyn Fn(&crate::sim::ScopeChecks) -> u64| {
+        checks.scopes.iter().map(f).max().unwrap_or(0)
+    };
+    let gets: u64 = checks.scopes.iter().map(|s| s.gets).sum();
+    let window = ms(checks.window_ms);
+    Ok(SlowRow {
+        count,
+        cold,
+        checked: checks.scopes.len(),
+        longest_gap: ms(max(&|s| s.longest_gap_ms)),
+        worst_first_wait: ms(max(&|s| s.first_get_ms)),
+        worst_since_last: ms(max(&|s| checks.window_ms.saturating_sub(s.last_get_ms))),
+        window,
+        gets_per_resync: gets as f64
+            / count as f64
+            / (window.as_secs_f64() / SLOW_RESYNC.as_secs_f64()).max(f64::EPSILON),
+        warn_lines: world::warn_lines(&log),
+    })
+}

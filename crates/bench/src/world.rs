@@ -1,0 +1,166 @@
+//! One fresh set of processes: the Kubernetes API emulator (serving the repository's CRD), the
+//! identity simulator, and later the operator pointed at both through a kubeconfig.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::binaries::{Binaries, workspace_root};
+use crate::error::{BenchError, Result};
+use crate::kube::Kube;
+use crate::manifests::NAMESPACE;
+use crate::process::{Process, log_path};
+use crate::sim::Sim;
+
+/// How long a stand-in may take to say where it listens.
+const START_LIMIT: Duration = Duration::from_secs(20);
+/// How long SIGTERM may take before a process is killed.
+pub const STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// The CRD the emulator serves, relative to the workspace root.
+const CRD: &str = "crds/identitysettingpolicies.identitysettings.dev.yaml";
+
+/// The stand-ins of one run, and clients of them.
+pub struct World {
+    /// The run's directory (kubeconfig, logs).
+    pub dir: PathBuf,
+    /// The emulator's API.
+    pub kube: Kube,
+    /// The simulator's admin API.
+    pub sim: Sim,
+    /// The identity base URL policies name.
+    pub identity_url: String,
+    kubeconfig: PathBuf,
+    emulator: Process,
+    simulator: Process,
+}
+
+/// The operator process of a run, and where its log goes.
+pub struct Operator {
+    /// The process.
+    pub process: Process,
+    /// Its stderr (and stdout).
+    pub log: PathBuf,
+}
+
+impl World {
+    /// Starts an emulator and a simulator (`latency_ms` per Setting request) with their logs in
+    /// `dir`, which is created.
+    pub async fn start(bins: &Binaries, dir: &Path, latency_ms: u64) -> Result<World> {
+        std::fs::create_dir_all(dir).map_err(|source| BenchError::File {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut command = Command::new(&bins.emulator);
+        command
+            .args(["--port", "0", "--crd"])
+            .arg(workspace_root().join(CRD));
+        let mut emulator = Process::spawn(
+            "kube-emulator",
+            command,
+            &log_path(dir, "kube-emulator"),
+            true,
+        )?;
+        let kube_url = emulator
+            .read_until(START_LIMIT, |line| {
+                line.trim()
+                    .starts_with("http://")
+                    .then(|| line.trim().to_owned())
+            })
+            .await?;
+
+        let mut command = Command::new(&bins.simulator);
+        command
+            .args(["--port", "0", "--latency-ms", &latency_ms.to_string()])
+            .env("RUST_LOG", "warn");
+        let mut simulator = Process::spawn(
+            "identity-simulator",
+            command,
+            &log_path(dir, "identity-simulator"),
+            true,
+        )?;
+        let mut identity_url = None;
+        let admin_url = simulator
+            .read_until(START_LIMIT, |line| {
+                let line = line.trim();
+                if let Some(url) = line.strip_prefix("identity base URL:") {
+                    identity_url = Some(url.trim().to_owned());
+                }
+                line.strip_prefix("admin API:").map(|u| u.trim().to_owned())
+            })
+            .await?;
+        let identity_url = identity_url.ok_or_else(|| {
+            BenchError::process("identity-simulator", "printed no identity base URL")
+        })?;
+
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_yaml(&kube_url)).map_err(|source| {
+            BenchError::File {
+                path: kubeconfig.display().to_string(),
+                source,
+            }
+        })?;
+        Ok(World {
+            dir: dir.to_owned(),
+            kube: Kube::new(&kube_url)?,
+            sim: Sim::new(&admin_url)?,
+            identity_url,
+            kubeconfig,
+            emulator,
+            simulator,
+        })
+    }
+
+    /// Starts the operator watching the benchmark namespace, with `extra` flags, logging at
+    /// `info` to `operator.log` in the run directory.
+    pub fn spawn_operator(&self, bins: &Binaries, extra: &[String]) -> Result<Operator> {
+        let log = log_path(&self.dir, "operator");
+        let mut command = Command::new(&bins.operator);
+        command
+            .args(["run", "--allow-insecure-http", "--namespaces", NAMESPACE])
+            .args(["--http-address", "127.0.0.1", "--http-port", "0"])
+            .args(extra)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info");
+        let process = Process::spawn("operator", command, &log, false)?;
+        Ok(Operator { process, log })
+    }
+
+    /// Fails when a stand-in has exited.
+    pub fn check_running(&mut self) -> Result<()> {
+        self.emulator.check_running()?;
+        self.simulator.check_running()
+    }
+
+    /// Stops both stand-ins (SIGTERM, killed after [`STOP_LIMIT`]).
+    pub async fn stop(self) {
+        let (_, _) = tokio::join!(
+            self.emulator.terminate(STOP_LIMIT),
+            self.simulator.terminate(STOP_LIMIT)
+        );
+    }
+}
+
+/// A kubeconfig for the emulator at `url`: plain HTTP, no authentication, namespace `bench`
+/// (the shape of `KubeEmulator::kubeconfig_yaml`).
+fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1\n\
+         kind: Config\n\
+         clusters:\n\
+         - name: kube-emulator\n  cluster:\n    server: {url}\n\
+         contexts:\n\
+         - name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: {NAMESPACE}\n\
+         current-context: kube-emulator\n\
+         users:\n\
+         - name: kube-emulator\n  user: {{}}\n"
+    )
+}
+
+/// Lines of `log` at WARN level (text or JSON log format), or `None` if unreadable.
+pub fn warn_lines(log: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let warn = |l: &&str| l.contains(" WARN ") || l.contains(r#""level":"WARN""#);
+    Some(text.lines().filter(warn).count())
+}

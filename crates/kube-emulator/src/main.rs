@@ -23,6 +23,11 @@ struct Args {
     /// CustomResourceDefinition YAML files whose resources to serve.
     #[arg(long = "crd", value_name = "FILE", num_args = 1..)]
     crds: Vec<PathBuf>,
+    /// Change events kept for watch resume (all resources together). A real API server keeps
+    /// about 75 s of history per resource; thousands of objects changing at once need a large
+    /// window here, or watches fall behind it and relist (410 Expired).
+    #[arg(long, default_value_t = 1000)]
+    watch_history: usize,
 }
 
 /// The resource kinds of every CRD file, or which file is wrong.
@@ -67,6 +72,7 @@ async fn main() -> ExitCode {
         bind: SocketAddr::from(([127, 0, 0, 1], args.port)),
         custom_resources,
         request_log: 0,
+        watch_history: args.watch_history,
         ..EmulatorConfig::default()
     };
     let emulator = match KubeEmulator::start(config).await {

@@ -5,10 +5,10 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 
 use super::clients::{ConnectionSettings, IdentityClients};
+use super::events::EventPublisher;
 use super::queue::WorkQueue;
 use super::secrets::SecretCache;
 use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus};
@@ -59,7 +59,7 @@ pub struct Context {
     /// The Kubernetes client.
     pub client: kube::Client,
     /// Publishes Kubernetes Events.
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Settings.
@@ -124,10 +124,6 @@ impl Context {
         settings: ReconcileSettings,
         instance: Option<String>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "identity-settings-operator".into(),
-            instance,
-        };
         let clients = IdentityClients::new(ConnectionSettings {
             allow_http: settings.allow_insecure_http,
             request_timeout: settings.request_timeout,
@@ -135,7 +131,7 @@ impl Context {
             observer: Some(metrics.clone() as Arc<dyn RequestObserver>),
         });
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: EventPublisher::new(client.clone(), "identity-settings-operator", instance),
             client,
             metrics,
             queue: WorkQueue::new(settings.concurrency, settings.concurrency_per_server),

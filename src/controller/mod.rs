@@ -4,6 +4,7 @@
 pub mod clients;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod housekeeping;
 pub mod queue;
 pub mod reconciler;
@@ -27,10 +28,10 @@ use crate::api::{IdentitySettingPolicy, IdentitySettingPolicySpec};
 use crate::reconcile::status::{event_action, truncate};
 use context::Context;
 use error::ReconcileError;
+use events::{Event, EventType};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,7 +297,7 @@ async fn report_invalid(ctx: &Context, invalid: &InvalidObject) {
         note: Some(note),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+    if let Err(e) = ctx.events.publish(&event, &reference).await {
         warn!(error = %e, "could not publish event");
     }
 }

@@ -218,7 +218,7 @@ pub fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// An Event's `action`: `verb` plus a digest of the note. kube's Recorder folds Events with the
+/// An Event's `action`: `verb` plus a digest of the note. The event publisher folds Events with the
 /// same type, reason, action and object into one series and keeps the first note, so without
 /// the digest a second `Applied` within minutes would show the first write's keys. Events with
 /// the same note still fold. (`kubectl describe` does not show the action.)

@@ -1060,3 +1060,67 @@ async fn policies_sharing_credentials_share_one_token_and_resyncs_read_no_secret
     }
     assert_eq!(world.sim.counters().count(Endpoint::Token, "POST"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_that_cannot_keep_up_says_so_and_still_checks_every_policy() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let names: Vec<String> = (0..12).map(|i| format!("slow-{i:02}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut p = policy(&world, name, "admin", password_settings());
+        p.spec.partition_global_id = format!("3fa85f64-5717-4562-b3fc-2c963f66b{i:03}");
+        world.create_policy(&p).await;
+    }
+    // One reconcile at a time, and every check will take 1.5 s: 12 policies need 18 s per round,
+    // more than their 10 s resync interval.
+    world
+        .spawn_operator(&["--concurrency", "1", "--identity-concurrency", "1"])
+        .await;
+    for name in &names {
+        world.wait_reason(name, "Applied", SECS_20).await;
+    }
+    world.sim.faults().set_latency(Duration::from_millis(1500));
+    world.sim.checks().reset();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let overdue = loop {
+        let (_, metrics) = world.operator(0).http_get("/metrics").await;
+        let overdue: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("identity_settings_queue_overdue "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if overdue > 0 && world.operator(0).log_text().contains("cannot keep up") {
+            break overdue;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no sign of the backlog; metrics:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(overdue <= names.len() as u64);
+    // Behind, but fair: every policy is checked once before any is checked a third time.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = world.sim.checks().report();
+        let most = report.scopes.iter().map(|s| s.gets).max().unwrap_or(0);
+        assert!(
+            most <= 2 || report.scopes.len() == names.len(),
+            "a policy was checked {most} times while {} of {} were never checked",
+            names.len() - report.scopes.len(),
+            names.len()
+        );
+        if report.scopes.len() == names.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} policies checked",
+            report.scopes.len(),
+            names.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    world.sim.faults().set_latency(Duration::ZERO);
+}

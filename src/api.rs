@@ -56,6 +56,16 @@ pub struct IdentitySettingPolicySpec {
     /// the identity API has no way to delete a setting or restore an earlier value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+    /// `true` stops every read and write of this policy — for emergency manual edits on the
+    /// identity service — until it is set back to `false` (or until `suspendUntil` passes, when
+    /// that is set too). Status says `Ready=False`, reason `Suspended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    /// Suspends the policy until this time (RFC 3339, e.g. `2026-11-28T06:00:00Z`), with or
+    /// without `suspend`; afterwards it resumes by itself and corrects what changed meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub suspend_until: Option<String>,
 }
 
 /// Where the identity service is and how to authenticate to it.

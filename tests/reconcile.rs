@@ -105,6 +105,8 @@ fn policy(sim: &Simulator) -> IdentitySettingPolicy {
             resync_interval: None,
             mode: None,
             deletion_policy: None,
+            suspend: None,
+            suspend_until: None,
         },
     );
     p.metadata.namespace = Some(NS.into());

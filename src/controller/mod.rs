@@ -400,6 +400,8 @@ mod tests {
                 resync_interval: None,
                 mode: None,
                 deletion_policy: None,
+                suspend: None,
+                suspend_until: None,
             },
         );
         p.metadata.namespace = Some(ns.into());

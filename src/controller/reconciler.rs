@@ -25,7 +25,7 @@ use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
 };
-use crate::reconcile::validate::{DEFAULT_RESYNC, ValidPolicy, validate};
+use crate::reconcile::validate::{DEFAULT_RESYNC, Suspension, ValidPolicy, validate};
 use crate::secret::SecretString;
 
 /// The field manager name for server-side apply of status.
@@ -98,7 +98,26 @@ async fn apply(
     };
 
     let mut redactor = Redactor::default();
+    let now = jiff::Timestamp::now();
     let (outcome, action) = match validate(&policy.spec) {
+        Ok(valid) if let Some(suspension) = valid.suspended_at(now) => {
+            // No Secret, token or identity call while suspended; look again when it ends.
+            ctx.reset_backoff(oref);
+            let action = match suspension {
+                Suspension::UntilResumed => Action::await_change(),
+                Suspension::Until(until) => Action::requeue(
+                    Duration::try_from(until.duration_since(now))
+                        .unwrap_or_default()
+                        .saturating_add(Duration::from_secs(1)),
+                ),
+            };
+            info!(until = ?suspension, "policy suspended; nothing read or written");
+            let outcome = Outcome::Failed {
+                reason: reason::SUSPENDED,
+                message: suspension.message(),
+            };
+            (outcome, action)
+        }
         Ok(valid) => {
             let result = sync(&policy, &valid, ctx, oref, &mut redactor).await;
             decide(ctx, oref, result, valid.resync, &redactor)

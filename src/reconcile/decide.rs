@@ -82,13 +82,15 @@ pub fn after_write(
     })
 }
 
-/// True when `status` says `generation` was already in sync (Ready=True).
+/// True when `status` says `generation` was already in sync (Ready=True), or was suspended: a
+/// suspension ending is no new policy, so what differs then is drift (when the desired values
+/// are the ones last synced — the caller checks that).
 pub fn was_in_sync(status: Option<&IdentitySettingPolicyStatus>, generation: Option<i64>) -> bool {
     status.is_some_and(|s| {
         s.observed_generation == generation
             && s.conditions
                 .iter()
-                .any(|c| c.type_ == READY && c.status == "True")
+                .any(|c| c.type_ == READY && (c.status == "True" || c.reason == reason::SUSPENDED))
     })
 }
 
@@ -267,5 +269,15 @@ mod tests {
         assert!(!was_in_sync(Some(&ready("True")), Some(4)));
         assert!(!was_in_sync(Some(&ready("False")), Some(3)));
         assert!(!was_in_sync(None, Some(3)));
+        let mut suspended = ready("False");
+        suspended.conditions[0].reason = reason::SUSPENDED.into();
+        assert!(
+            was_in_sync(Some(&suspended), Some(3)),
+            "a suspension ending finds drift, not a new policy"
+        );
+        assert!(
+            !was_in_sync(Some(&suspended), Some(4)),
+            "unless the spec changed since"
+        );
     }
 }

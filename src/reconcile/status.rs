@@ -23,6 +23,8 @@ pub mod reason {
     pub const DRIFT_CORRECTED: &str = "DriftCorrected";
     /// Observe mode: the server differs from the policy; nothing was written.
     pub const DRIFTED: &str = "Drifted";
+    /// `spec.suspend` or `spec.suspendUntil`: nothing was read or written.
+    pub const SUSPENDED: &str = "Suspended";
 }
 
 /// What a reconcile found or did, reduced to what status shows.

@@ -46,6 +46,43 @@ pub struct ValidPolicy {
     pub resync: Duration,
     /// Enforce or observe.
     pub mode: SyncMode,
+    /// Whether (and until when) reads and writes are suspended.
+    pub suspension: Option<Suspension>,
+}
+
+/// A policy's suspension, as its spec asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suspension {
+    /// `suspend: true` without `suspendUntil`: until `suspend` is set back to `false`.
+    UntilResumed,
+    /// `suspendUntil`: until that time.
+    Until(jiff::Timestamp),
+}
+
+impl ValidPolicy {
+    /// The suspension in force at `now`, if any: an indefinite one, or one whose time has not
+    /// come yet.
+    pub fn suspended_at(&self, now: jiff::Timestamp) -> Option<Suspension> {
+        match self.suspension? {
+            Suspension::Until(until) if until <= now => None,
+            suspension => Some(suspension),
+        }
+    }
+}
+
+impl Suspension {
+    /// What the `Ready` condition says about it.
+    pub fn message(&self) -> String {
+        match self {
+            Suspension::UntilResumed => "suspended (spec.suspend is true): nothing is read or \
+                written until it is set to false"
+                .to_owned(),
+            Suspension::Until(until) => format!(
+                "suspended until {until} (spec.suspendUntil): nothing is read or written until \
+                 then; the policy resumes by itself"
+            ),
+        }
+    }
 }
 
 /// One desired setting before its value is resolved.
@@ -85,6 +122,7 @@ pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String>
     }
     let settings = check_settings(spec, &mut problems);
     let resync = check_resync(spec.resync_interval.as_deref(), &mut problems);
+    let suspension = check_suspension(spec, &mut problems);
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
@@ -102,7 +140,27 @@ pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String>
         settings,
         resync,
         mode: spec.mode(),
+        suspension,
     })
+}
+
+fn check_suspension(
+    spec: &IdentitySettingPolicySpec,
+    problems: &mut Vec<String>,
+) -> Option<Suspension> {
+    match spec.suspend_until.as_deref().map(str::trim) {
+        Some(text) => match text.parse::<jiff::Timestamp>() {
+            Ok(until) => Some(Suspension::Until(until)),
+            Err(_) => {
+                problems.push(format!(
+                    "spec.suspendUntil: {text:?} is not an RFC 3339 time like \
+                     2026-11-28T06:00:00Z"
+                ));
+                None
+            }
+        },
+        None => (spec.suspend == Some(true)).then_some(Suspension::UntilResumed),
+    }
 }
 
 fn check_server(spec: &IdentitySettingPolicySpec, problems: &mut Vec<String>) {
@@ -267,7 +325,51 @@ mod tests {
             resync_interval: None,
             mode: None,
             deletion_policy: None,
+            suspend: None,
+            suspend_until: None,
         }
+    }
+
+    #[test]
+    fn suspension_lasts_until_resumed_or_until_its_time() {
+        let now: jiff::Timestamp = "2026-11-27T12:00:00Z".parse().expect("time");
+        assert_eq!(validate(&spec()).expect("valid").suspended_at(now), None);
+
+        let mut s = spec();
+        s.suspend = Some(true);
+        let v = validate(&s).expect("valid");
+        assert_eq!(v.suspended_at(now), Some(Suspension::UntilResumed));
+        assert!(
+            v.suspension
+                .expect("suspended")
+                .message()
+                .contains("spec.suspend")
+        );
+
+        s.suspend_until = Some("2026-11-27T13:00:00+01:00".into());
+        let v = validate(&s).expect("valid");
+        assert_eq!(
+            v.suspended_at(now),
+            None,
+            "13:00+01:00 is now: resumed by itself"
+        );
+        s.suspend = None;
+        s.suspend_until = Some("2026-11-27T12:30:00Z".into());
+        let v = validate(&s).expect("valid");
+        let until = v.suspended_at(now).expect("suspended");
+        assert!(
+            until.message().contains("2026-11-27T12:30:00Z"),
+            "{}",
+            until.message()
+        );
+        assert_eq!(
+            v.suspended_at("2026-11-27T12:30:00Z".parse().expect("t")),
+            None
+        );
+
+        s.suspend_until = Some("tomorrow".into());
+        let problem = validate(&s).expect_err("refused");
+        assert!(problem.contains("spec.suspendUntil"), "{problem}");
     }
 
     #[test]

@@ -562,6 +562,8 @@ pub fn policy(
         resync_interval: Some("10s".into()),
         mode: None,
         deletion_policy: None,
+        suspend: None,
+        suspend_until: None,
     };
     let mut p = IdentitySettingPolicy::new(name, spec);
     p.metadata.namespace = Some(NS.into());

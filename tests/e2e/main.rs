@@ -1124,3 +1124,74 @@ async fn an_operator_that_cannot_keep_up_says_so_and_still_checks_every_policy()
     }
     world.sim.faults().set_latency(Duration::ZERO);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_policy_reads_and_writes_nothing_and_resumes_by_itself() {
+    let (mut world, _) = applied_password_policy().await;
+
+    // An emergency edit: suspend for a few seconds, then change the server by hand.
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
+    let patch = json!({"spec": {"suspendUntil": until.to_string()}});
+    world
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    let p = world.wait_reason("password", "Suspended", SECS_10).await;
+    assert!(
+        ready_message(&p).contains("suspended until"),
+        "{}",
+        ready_message(&p)
+    );
+    world
+        .sim
+        .set_directly(&world.scope(), "Auth.UserLockOut.IsEnabled", "true");
+    let (gets_then, puts_then) = (gets(&world), puts(&world));
+    let tokens_then = world.sim.counters().count(Endpoint::Token, "POST");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        (
+            gets(&world),
+            puts(&world),
+            world.sim.counters().count(Endpoint::Token, "POST")
+        ),
+        (gets_then, puts_then, tokens_then),
+        "nothing is read or written while suspended"
+    );
+    assert_eq!(
+        world.stored_value("Auth.UserLockOut.IsEnabled").as_deref(),
+        Some("true"),
+        "the manual edit stands"
+    );
+
+    // The time passes: the policy resumes by itself and takes the edit back.
+    let p = world
+        .wait_reason("password", "DriftCorrected", SECS_20)
+        .await;
+    assert!(ready_message(&p).contains("Auth.UserLockOut.IsEnabled"));
+    assert_eq!(
+        world.stored_value("Auth.UserLockOut.IsEnabled").as_deref(),
+        Some("false")
+    );
+
+    // Without a time, until `suspend` is set back to false.
+    let patch = json!({"spec": {"suspend": true, "suspendUntil": null}});
+    world
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    let p = world.wait_reason("password", "Suspended", SECS_10).await;
+    assert!(
+        ready_message(&p).contains("spec.suspend is true"),
+        "{}",
+        ready_message(&p)
+    );
+    let patch = json!({"spec": {"suspend": false}});
+    world
+        .policies()
+        .patch("password", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    world.wait_reason("password", "InSync", SECS_10).await;
+}

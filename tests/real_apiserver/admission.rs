@@ -110,6 +110,11 @@ fn cases() -> Vec<Case> {
             &["spec.resyncInterval", "should match"],
         ),
         (
+            "a suspendUntil that is not an RFC 3339 time",
+            |p| p["spec"]["suspendUntil"] = json!("tomorrow morning"),
+            &["spec.suspendUntil", "date-time"],
+        ),
+        (
             "no server url",
             |p| {
                 p["spec"]["server"].as_object_mut().map(|s| s.remove("url"));

@@ -237,6 +237,7 @@ mod tests {
             ],
             resync: std::time::Duration::from_secs(60),
             mode: crate::api::SyncMode::Enforce,
+            suspension: None,
         }
     }
 

@@ -1127,7 +1127,7 @@ async fn an_operator_that_cannot_keep_up_says_so_and_still_checks_every_policy()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_suspended_policy_reads_and_writes_nothing_and_resumes_by_itself() {
-    let (mut world, _) = applied_password_policy().await;
+    let (world, _) = applied_password_policy().await;
 
     // An emergency edit: suspend for a few seconds, then change the server by hand.
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);

@@ -97,11 +97,13 @@ impl World {
         })?;
 
         let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&kube_url)).map_err(|source| {
-            BenchError::File {
-                path: kubeconfig.display().to_string(),
-                source,
-            }
+        std::fs::write(
+            &kubeconfig,
+            kube_emulator::kubeconfig_yaml(&kube_url, NAMESPACE),
+        )
+        .map_err(|source| BenchError::File {
+            path: kubeconfig.display().to_string(),
+            source,
         })?;
         Ok(World {
             dir: dir.to_owned(),
@@ -153,22 +155,6 @@ impl World {
             self.simulator.terminate(STOP_LIMIT)
         );
     }
-}
-
-/// A kubeconfig for the emulator at `url`: plain HTTP, no authentication, namespace `bench`
-/// (the shape of `KubeEmulator::kubeconfig_yaml`).
-fn kubeconfig_yaml(url: &str) -> String {
-    format!(
-        "apiVersion: v1\n\
-         kind: Config\n\
-         clusters:\n\
-         - name: kube-emulator\n  cluster:\n    server: {url}\n\
-         contexts:\n\
-         - name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: {NAMESPACE}\n\
-         current-context: kube-emulator\n\
-         users:\n\
-         - name: kube-emulator\n  user: {{}}\n"
-    )
 }
 
 /// Lines of `log` at WARN level (text or JSON log format), or `None` if unreadable.

@@ -193,19 +193,7 @@ impl KubeEmulator {
 
     /// A kubeconfig (no authentication) pointing at this server with `namespace` as default.
     pub fn kubeconfig_yaml(&self, namespace: &str) -> String {
-        format!(
-            "apiVersion: v1\n\
-             kind: Config\n\
-             clusters:\n\
-             - name: kube-emulator\n  cluster:\n    server: {url}\n\
-             contexts:\n\
-             - name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: {namespace}\n\
-             current-context: kube-emulator\n\
-             users:\n\
-             - name: kube-emulator\n  user: {{}}\n",
-            url = self.url(),
-            namespace = serde_json::Value::from(namespace),
-        )
+        kubeconfig_yaml(&self.url(), namespace)
     }
 
     /// A kube client pointed at this server (default namespace `default`).
@@ -300,4 +288,21 @@ impl Drop for KubeEmulator {
             running.stop.send_replace(true);
         }
     }
+}
+
+/// A kubeconfig (no authentication) for an emulator at `url` (its own process, say) with
+/// `namespace` as default.
+pub fn kubeconfig_yaml(url: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: v1\n\
+         kind: Config\n\
+         clusters:\n\
+         - name: kube-emulator\n  cluster:\n    server: {url}\n\
+         contexts:\n\
+         - name: kube-emulator\n  context:\n    cluster: kube-emulator\n    user: kube-emulator\n    namespace: {namespace}\n\
+         current-context: kube-emulator\n\
+         users:\n\
+         - name: kube-emulator\n  user: {{}}\n",
+        namespace = serde_json::Value::from(namespace),
+    )
 }

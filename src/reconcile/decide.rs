@@ -129,6 +129,7 @@ mod tests {
         SyncPlan {
             writes: vec![value("A.Write", "new")],
             ids: BTreeMap::from([("A.Keep".to_owned(), 1)]),
+            current: BTreeMap::new(),
         }
     }
 
@@ -137,6 +138,7 @@ mod tests {
         let plan = SyncPlan {
             writes: vec![],
             ids: BTreeMap::from([("A.Keep".to_owned(), 1)]),
+            current: BTreeMap::new(),
         };
         for mode in [SyncMode::Enforce, SyncMode::Observe] {
             assert_eq!(

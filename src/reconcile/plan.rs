@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::api::{ChangeKind, PlannedChange};
 use crate::identity::types::{SettingScope, SettingValue, StoredSetting, guid_digits};
 use crate::semantics::same_meaning;
 
@@ -12,6 +13,9 @@ pub struct SyncPlan {
     pub writes: Vec<SettingValue>,
     /// The server's ids of the desired keys it already stores.
     pub ids: BTreeMap<String, i64>,
+    /// The server's current value of each key in `writes` that it stores (may be secret: only
+    /// [`planned_changes`] reads it, and it shows no secret).
+    pub current: BTreeMap<String, String>,
 }
 
 impl SyncPlan {
@@ -85,12 +89,53 @@ pub fn plan(desired: &[SettingValue], actual: &[StoredSetting], scope: &SettingS
                 out.ids.insert(d.key.clone(), s.id);
                 if !same_meaning(&d.key, &d.value, &s.value) {
                     out.writes.push(d.clone());
+                    out.current.insert(d.key.clone(), s.value.clone());
                 }
             }
             None => out.writes.push(d.clone()),
         }
     }
     out
+}
+
+/// The longest value a planned change shows; longer ones are cut (with `…`).
+pub const SHOWN_VALUE_CHARS: usize = 256;
+
+/// The plan's writes as changes fit to show a user: `secret(key)` keys without any value, every
+/// other value passed through `redact` (a literal value may happen to contain a secret) and cut
+/// to [`SHOWN_VALUE_CHARS`].
+pub fn planned_changes(
+    plan: &SyncPlan,
+    secret: impl Fn(&str) -> bool,
+    redact: impl Fn(&str) -> String,
+) -> Vec<PlannedChange> {
+    let shown = |v: &str| cut(&redact(v), SHOWN_VALUE_CHARS);
+    plan.writes
+        .iter()
+        .map(|w| {
+            let current = plan.current.get(&w.key);
+            let hidden = secret(&w.key);
+            PlannedChange {
+                key: w.key.clone(),
+                change: if current.is_some() {
+                    ChangeKind::Update
+                } else {
+                    ChangeKind::Create
+                },
+                current: current.filter(|_| !hidden).map(|v| shown(v)),
+                desired: (!hidden).then(|| shown(&w.value)),
+                secret: hidden,
+            }
+        })
+        .collect()
+}
+
+/// `text` cut to at most `max` characters, ending in `…` when cut.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((end, _)) if text.chars().count() > max => format!("{}…", &text[..end]),
+        _ => text.to_owned(),
+    }
 }
 
 /// Keys the server answered for with a value that does not mean what was written: writing them
@@ -224,6 +269,56 @@ mod tests {
         let mut row = have(1, "A", "1");
         row.partition_global_id = "MAGIC-7".into();
         assert!(!plan(&[want("A", "1")], &[row], &named).in_sync());
+    }
+
+    #[test]
+    fn planned_changes_show_values_but_never_a_secret_one() {
+        let desired = [
+            want("A", "new"),
+            want("Email.Smtp.Password", "hunter2-new"),
+            want("C", "x".repeat(300).as_str()),
+            want("D", "same"),
+        ];
+        let actual = [
+            have(1, "A", "old"),
+            have(2, "Email.Smtp.Password", "hunter2-old"),
+            have(4, "D", "same"),
+        ];
+        let p = plan(&desired, &actual, &org());
+        let changes = planned_changes(
+            &p,
+            |k| k == "Email.Smtp.Password",
+            |v| v.replace("old", "***"),
+        );
+        assert_eq!(changes.len(), 3, "D is in sync");
+        assert_eq!(
+            changes[0],
+            PlannedChange {
+                key: "A".into(),
+                change: ChangeKind::Update,
+                current: Some("***".into()),
+                desired: Some("new".into()),
+                secret: false,
+            }
+        );
+        assert_eq!(
+            changes[1],
+            PlannedChange {
+                key: "Email.Smtp.Password".into(),
+                change: ChangeKind::Update,
+                current: None,
+                desired: None,
+                secret: true,
+            }
+        );
+        let long = &changes[2];
+        assert_eq!(long.change, ChangeKind::Create);
+        assert_eq!(long.current, None);
+        let shown = long.desired.as_deref().unwrap_or_default();
+        assert_eq!(shown.chars().count(), SHOWN_VALUE_CHARS);
+        assert!(shown.ends_with('…'));
+        let json = serde_json::to_string(&changes).unwrap_or_default();
+        assert!(!json.contains("hunter2"), "{json}");
     }
 
     #[test]

@@ -60,6 +60,17 @@ pub enum Suspension {
 }
 
 impl ValidPolicy {
+    /// Whether `key`'s values are secret: taken from a Secret, or a known secret setting. Such
+    /// values are never shown, in status or by the `diff` command.
+    pub fn is_secret(&self, key: &str) -> bool {
+        SECRET_SETTING_KEYS
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(key))
+            || self.settings.iter().any(|s| {
+                s.key.eq_ignore_ascii_case(key) && matches!(s.source, ValueOrigin::Secret(_))
+            })
+    }
+
     /// The suspension in force at `now`, if any: an indefinite one, or one whose time has not
     /// come yet.
     pub fn suspended_at(&self, now: jiff::Timestamp) -> Option<Suspension> {

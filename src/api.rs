@@ -49,7 +49,8 @@ pub struct IdentitySettingPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
     pub resync_interval: Option<String>,
-    /// `Enforce` (default) corrects drift; `Observe` only reports it and never writes.
+    /// `Enforce` (default) corrects drift; `Observe` only reports it and never writes; `Plan`
+    /// never writes and lists the changes it would make in `status.plannedChanges`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<SyncMode>,
     /// What happens to the settings when the policy is deleted. Only `Retain` (default) exists:
@@ -109,7 +110,8 @@ pub enum AuthMethod {
 }
 
 /// `Enforce` (default) writes every difference to the identity service; `Observe` never writes
-/// and reports differences as `Ready=False`, reason `Drifted`.
+/// and reports differences as `Ready=False`, reason `Drifted`; `Plan` never writes and lists
+/// each change it would make in `status.plannedChanges`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SyncMode {
     /// Write every difference to the identity service.
@@ -117,6 +119,9 @@ pub enum SyncMode {
     Enforce,
     /// Never write; report differences with `Ready=False`, reason `Drifted`.
     Observe,
+    /// Never write; list the changes a write would make (key, current → desired; secret values
+    /// never) in `status.plannedChanges`, with `Ready=False`, reason `ChangesPlanned`.
+    Plan,
 }
 
 /// What deleting the policy does to the settings it managed. `Retain` (default, and the only
@@ -203,6 +208,26 @@ pub struct IdentitySettingPolicyStatus {
     /// When the operator last wrote settings to the identity service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_time: Option<Time>,
+    /// The keys whose value on the identity service differed from the policy at the last check
+    /// and was not written back (observe and plan mode, or a write that failed), each with when
+    /// it was first found differing. Empty when the server holds every value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub drift: Vec<DriftedSetting>,
+    /// `spec.mode: Plan` only: the changes a write would make, found at the last check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    pub planned_changes: Vec<PlannedChange>,
+}
+
+/// A key found differing from the policy on the identity service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftedSetting {
+    /// The setting key.
+    pub key: String,
+    /// When a check first found the key differing (kept while it stays so).
+    pub detected_at: Time,
 }
 
 /// One change a write would make (`spec.mode: Plan`, and the `diff` command). Values of keys

@@ -214,7 +214,9 @@ mod tests {
         ] {
             assert!(doc.contains(row), "missing {row:?} in\n{doc}");
         }
-        assert!(doc.contains("One of `Enforce`, `Observe`."));
+        assert!(doc.contains("One of `Enforce`, `Observe`, `Plan`."));
+        assert!(doc.contains("| `status.drift[].detectedAt` |"));
+        assert!(doc.contains("| `status.plannedChanges[].current` | string | no |"));
         assert!(doc.contains("Rule: set exactly one of value and valueFrom."));
         // A regex alternative must not split the table cell.
         assert!(!doc.contains("(ms|s"), "unescaped pipe");

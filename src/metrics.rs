@@ -106,7 +106,7 @@ impl Default for Metrics {
         let drift_detected = Counter::default();
         registry.register(
             "drift_detected",
-            "Reconciles in observe mode that found settings differing from the policy",
+            "Reconciles in observe or plan mode that found settings differing from the policy",
             drift_detected.clone(),
         );
         let identity_requests = Family::<RequestLabels, Counter>::default();

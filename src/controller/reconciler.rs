@@ -20,7 +20,7 @@ use super::error::{ReconcileError, Recovery};
 use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
 use crate::identity::redact::Redactor;
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
-use crate::reconcile::plan::plan;
+use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
@@ -112,15 +112,13 @@ async fn apply(
                 ),
             };
             info!(until = ?suspension, "policy suspended; nothing read or written");
-            let outcome = Outcome::Failed {
-                reason: reason::SUSPENDED,
-                message: suspension.message(),
-            };
+            let outcome = Outcome::failed(reason::SUSPENDED, suspension.message());
             (outcome, action)
         }
         Ok(valid) => {
-            let result = sync(&policy, &valid, ctx, oref, &mut redactor).await;
-            decide(ctx, oref, result, valid.resync, &redactor)
+            let mut differing = None;
+            let result = sync(&policy, &valid, ctx, oref, &mut redactor, &mut differing).await;
+            decide(ctx, oref, result, valid.resync, &redactor, differing)
         }
         Err(problems) => decide(
             ctx,
@@ -128,6 +126,7 @@ async fn apply(
             Err(ReconcileError::InvalidSpec(problems)),
             DEFAULT_RESYNC,
             &redactor,
+            None,
         ),
     };
     match report(ctx, api, &policy, oref, &outcome).await {
@@ -146,13 +145,14 @@ async fn apply(
 
 /// Turns a sync result into what status shows and when to look again: the resync interval after
 /// success or an error that needs the user; exponential backoff (or the server's `Retry-After`)
-/// after a transient one.
+/// after a transient one. `differing`: the keys a failed reconcile had found differing.
 fn decide(
     ctx: &Context,
     oref: &ObjectRef<IdentitySettingPolicy>,
     result: Result<Outcome, ReconcileError>,
     resync: Duration,
     redactor: &Redactor,
+    differing: Option<Vec<String>>,
 ) -> (Outcome, Action) {
     let error = match result {
         Ok(outcome) => {
@@ -174,6 +174,7 @@ fn decide(
     let outcome = Outcome::Failed {
         reason: error.reason(),
         message,
+        differing,
     };
     (outcome, Action::requeue(delay))
 }
@@ -219,7 +220,7 @@ async fn report(
         } if *r == reason::DRIFT_CORRECTED => written.len() as u64,
         _ => 0,
     };
-    let drifted = matches!(outcome, Outcome::Drifted { .. });
+    let drifted = matches!(outcome, Outcome::Drifted { .. } | Outcome::Planned { .. });
     ctx.metrics.record_reconcile(
         &oref.to_string(),
         outcome.reason(),
@@ -231,13 +232,15 @@ async fn report(
 }
 
 /// Resolves Secrets, reads the server, writes what differs; returns what happened. Fills
-/// `redactor` with the secret values it read.
+/// `redactor` with the secret values it read, and `differing` with the keys found differing
+/// (for status, should the write fail).
 async fn sync(
     policy: &IdentitySettingPolicy,
     valid: &ValidPolicy,
     ctx: &Context,
     oref: &ObjectRef<IdentitySettingPolicy>,
     redactor: &mut Redactor,
+    differing: &mut Option<Vec<String>>,
 ) -> Result<Outcome, ReconcileError> {
     let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), valid).await?;
     let resolved = resolve(valid, &secrets)?;
@@ -256,6 +259,7 @@ async fn sync(
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
     let plan = plan(&resolved.desired, &actual, &valid.scope);
+    *differing = Some(plan.keys());
     let fingerprint = ctx.fingerprint(&resolved.desired);
     let rejected_before = ctx.rejected_keys(oref, fingerprint);
     match before_write(&plan, valid.mode, rejected_before.as_deref()) {
@@ -266,6 +270,14 @@ async fn sync(
                 ctx.remember_synced(oref, fingerprint);
             }
             return Ok(outcome);
+        }
+        BeforeWrite::Plan => {
+            let changes = planned_changes(&plan, |k| valid.is_secret(k), |v| redactor.redact(v));
+            info!(keys = ?plan.keys(), "settings differ from the policy (plan mode)");
+            return Ok(Outcome::Planned {
+                ids: plan.ids,
+                changes,
+            });
         }
         BeforeWrite::NotAccepted(keys) => return Err(ReconcileError::NotAccepted(keys)),
         BeforeWrite::Write => {}

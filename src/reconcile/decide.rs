@@ -12,6 +12,8 @@ use crate::reconcile::status::{Outcome, READY, reason};
 pub enum BeforeWrite {
     /// Nothing to write: report this (`InSync`, or `Drifted` in observe mode).
     Report(Outcome),
+    /// Plan mode: report the plan's writes as planned changes ([`Outcome::Planned`]).
+    Plan,
     /// The server kept other values than these the last time the same desired state was
     /// written: writing again cannot help, so these keys are reported as not accepted.
     NotAccepted(Vec<String>),
@@ -33,11 +35,15 @@ pub fn before_write(
             written: vec![],
         });
     }
-    if mode == SyncMode::Observe {
-        return BeforeWrite::Report(Outcome::Drifted {
-            ids: plan.ids.clone(),
-            keys: plan.keys(),
-        });
+    match mode {
+        SyncMode::Observe => {
+            return BeforeWrite::Report(Outcome::Drifted {
+                ids: plan.ids.clone(),
+                keys: plan.keys(),
+            });
+        }
+        SyncMode::Plan => return BeforeWrite::Plan,
+        SyncMode::Enforce => {}
     }
     match rejected_before {
         Some(rejected) if plan.keys().iter().all(|k| rejected.contains(k)) => {
@@ -140,7 +146,7 @@ mod tests {
             ids: BTreeMap::from([("A.Keep".to_owned(), 1)]),
             current: BTreeMap::new(),
         };
-        for mode in [SyncMode::Enforce, SyncMode::Observe] {
+        for mode in [SyncMode::Enforce, SyncMode::Observe, SyncMode::Plan] {
             assert_eq!(
                 before_write(&plan, mode, None),
                 BeforeWrite::Report(Outcome::Synced {
@@ -163,6 +169,18 @@ mod tests {
                     ids: plan.ids.clone(),
                     keys: vec!["A.Write".into()],
                 })
+            );
+        }
+    }
+
+    #[test]
+    fn plan_mode_plans_instead_of_writing_even_what_was_refused_before() {
+        let plan = plan_with_a_write();
+        let refused = vec!["A.Write".to_owned()];
+        for remembered in [None, Some(refused.as_slice())] {
+            assert_eq!(
+                before_write(&plan, SyncMode::Plan, remembered),
+                BeforeWrite::Plan
             );
         }
     }

@@ -8,10 +8,13 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{AppliedSetting, IdentitySettingPolicyStatus};
+use crate::api::{AppliedSetting, DriftedSetting, IdentitySettingPolicyStatus, PlannedChange};
 
-/// The one condition type the operator maintains.
+/// The condition type that says whether the identity service holds the policy's settings.
 pub const READY: &str = "Ready";
+/// The condition type that says whether the last check found keys differing on the identity
+/// service and left them so (apart from `Ready`, which also covers errors and writes).
+pub const DRIFTED: &str = "Drifted";
 
 /// Reasons of the `Ready` condition; stable strings users and alerts can match on.
 pub mod reason {
@@ -25,6 +28,10 @@ pub mod reason {
     pub const DRIFTED: &str = "Drifted";
     /// `spec.suspend` or `spec.suspendUntil`: nothing was read or written.
     pub const SUSPENDED: &str = "Suspended";
+    /// Plan mode: the server differs; the changes a write would make are in status.
+    pub const CHANGES_PLANNED: &str = "ChangesPlanned";
+    /// `Drifted=False`: the last check found every value as the policy says (or wrote it back).
+    pub const NO_DRIFT: &str = "NoDrift";
 }
 
 /// What a reconcile found or did, reduced to what status shows.
@@ -46,12 +53,22 @@ pub enum Outcome {
         /// The keys that differ.
         keys: Vec<String>,
     },
+    /// Plan mode found differences: what a write would change.
+    Planned {
+        /// Ids of the keys the server has.
+        ids: BTreeMap<String, i64>,
+        /// The changes, without secret values.
+        changes: Vec<PlannedChange>,
+    },
     /// The reconcile failed; `reason` is a stable name, `message` says what to fix.
     Failed {
         /// The condition reason.
         reason: &'static str,
         /// A message without secrets.
         message: String,
+        /// The keys found differing before it failed (a failed or refused write), or `None`
+        /// when it failed before comparing: status then keeps what the last check found.
+        differing: Option<Vec<String>>,
     },
 }
 
@@ -61,6 +78,30 @@ impl Outcome {
         match self {
             Outcome::Synced { reason, .. } | Outcome::Failed { reason, .. } => reason,
             Outcome::Drifted { .. } => reason::DRIFTED,
+            Outcome::Planned { .. } => reason::CHANGES_PLANNED,
+        }
+    }
+
+    /// A failure before anything was compared.
+    pub fn failed(reason: &'static str, message: String) -> Self {
+        Outcome::Failed {
+            reason,
+            message,
+            differing: None,
+        }
+    }
+
+    /// The keys that differ on the server after this reconcile, if it compared at all.
+    pub fn differing(&self) -> Option<Vec<&str>> {
+        match self {
+            Outcome::Synced { .. } => Some(vec![]),
+            Outcome::Drifted { keys, .. } => Some(keys.iter().map(String::as_str).collect()),
+            Outcome::Planned { changes, .. } => {
+                Some(changes.iter().map(|c| c.key.as_str()).collect())
+            }
+            Outcome::Failed { differing, .. } => differing
+                .as_ref()
+                .map(|keys| keys.iter().map(String::as_str).collect()),
         }
     }
 
@@ -94,6 +135,16 @@ impl Outcome {
                 keys.len(),
                 keys.join(", ")
             ),
+            Outcome::Planned { changes, .. } => format!(
+                "{} of {total} settings would change (plan mode, nothing written; see \
+                 status.plannedChanges): {}",
+                changes.len(),
+                changes
+                    .iter()
+                    .map(|c| c.key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Outcome::Failed { message, .. } => message.clone(),
         }
     }
@@ -116,7 +167,7 @@ pub fn next_status(
         .collect();
     let (ids, written): (Option<&BTreeMap<String, i64>>, &[String]) = match outcome {
         Outcome::Synced { ids, written, .. } => (Some(ids), written),
-        Outcome::Drifted { ids, .. } => (Some(ids), &[]),
+        Outcome::Drifted { ids, .. } | Outcome::Planned { ids, .. } => (Some(ids), &[]),
         Outcome::Failed { .. } => (None, &[]),
     };
     // Each key once, in spec order: appliedSettings is a list-map keyed by `key`, and a status
@@ -140,9 +191,26 @@ pub fn next_status(
             }
         })
         .collect();
+    let drift = next_drift(old, outcome, now);
+    let mut conditions = vec![ready_condition(old, generation, outcome, keys.len(), now)];
+    conditions.extend(drifted_condition(
+        old,
+        generation,
+        outcome,
+        &drift,
+        keys.len(),
+        now,
+    ));
+    let planned_changes = match outcome {
+        Outcome::Planned { changes, .. } => changes.clone(),
+        Outcome::Failed {
+            differing: None, ..
+        } => old.planned_changes.clone(),
+        _ => vec![],
+    };
     let mut next = IdentitySettingPolicyStatus {
         observed_generation: generation,
-        conditions: vec![ready_condition(old, generation, outcome, keys.len(), now)],
+        conditions,
         applied_settings,
         setting_count: i32::try_from(keys.len()).ok(),
         last_sync_time: old.last_sync_time.clone(),
@@ -151,11 +219,86 @@ pub fn next_status(
         } else {
             Some(Time(now))
         },
+        drift,
+        planned_changes,
     };
     if &next != old && !matches!(outcome, Outcome::Failed { .. }) {
         next.last_sync_time = Some(Time(now));
     }
     next
+}
+
+/// The keys differing after this reconcile, each keeping when it was first found so; the last
+/// check's list when this reconcile did not compare.
+fn next_drift(
+    old: &IdentitySettingPolicyStatus,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Vec<DriftedSetting> {
+    let Some(differing) = outcome.differing() else {
+        return old.drift.clone();
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    differing
+        .into_iter()
+        .filter(|k| seen.insert(*k))
+        .map(|key| DriftedSetting {
+            key: key.to_owned(),
+            detected_at: old
+                .drift
+                .iter()
+                .find(|d| d.key == key)
+                .map_or(Time(now), |d| d.detected_at.clone()),
+        })
+        .collect()
+}
+
+/// `Drifted`: True while keys differ and were not written back, False once a check found (or
+/// made) every value as the policy says; unchanged by a reconcile that did not compare.
+fn drifted_condition(
+    old: &IdentitySettingPolicyStatus,
+    generation: Option<i64>,
+    outcome: &Outcome,
+    drift: &[DriftedSetting],
+    total: usize,
+    now: Timestamp,
+) -> Option<Condition> {
+    let previous = old.conditions.iter().find(|c| c.type_ == DRIFTED);
+    if outcome.differing().is_none() {
+        return previous.cloned();
+    }
+    let (status, reason, message) = if drift.is_empty() {
+        (
+            "False",
+            reason::NO_DRIFT,
+            "the identity service held every value of the policy at the last check".to_owned(),
+        )
+    } else {
+        let since = drift.iter().map(|d| d.detected_at.0).min().unwrap_or(now);
+        let keys: Vec<&str> = drift.iter().map(|d| d.key.as_str()).collect();
+        (
+            "True",
+            reason::DRIFTED,
+            format!(
+                "{} of {total} settings differ from the policy on the identity service (first \
+                 found {since}; see status.drift): {}",
+                drift.len(),
+                keys.join(", ")
+            ),
+        )
+    };
+    let last_transition_time = match previous {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    Some(Condition {
+        type_: DRIFTED.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: truncate(message, 1024),
+        observed_generation: generation,
+        last_transition_time,
+    })
 }
 
 fn ready_condition(
@@ -272,6 +415,7 @@ mod tests {
         let outcome = Outcome::Failed {
             reason: "InvalidSpec",
             message: "spec.settings[1].key: \"A.B\" is listed twice".into(),
+            differing: None,
         };
         let next = next_status(None, Some(1), &keys, &outcome, Timestamp::UNIX_EPOCH);
         let listed: Vec<&str> = next
@@ -332,6 +476,7 @@ mod tests {
         let failed = Outcome::Failed {
             reason: "ServerUnreachable",
             message: "down".into(),
+            differing: None,
         };
         let s1 = next_status(None, Some(1), &keys(), &failed, t(0));
         let s2 = next_status(
@@ -389,6 +534,7 @@ mod tests {
         let failed = Outcome::Failed {
             reason: "ServerUnreachable",
             message: "connection refused".into(),
+            differing: None,
         };
         let s2 = next_status(Some(&s1), Some(2), &keys(), &failed, t(30));
         assert_eq!(s2.conditions[0].status, "False");
@@ -407,6 +553,7 @@ mod tests {
         let failed = Outcome::Failed {
             reason: "Forbidden",
             message: "403".into(),
+            differing: None,
         };
         assert!(event_worthy(None, &failed));
         assert!(event_worthy(Some("InSync"), &failed));
@@ -436,6 +583,114 @@ mod tests {
         };
         assert!(event_worthy(None, &drifted));
         assert!(!event_worthy(Some("Drifted"), &drifted));
+    }
+
+    fn condition<'a>(s: &'a IdentitySettingPolicyStatus, type_: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition in {s:?}"))
+    }
+
+    #[test]
+    fn drift_is_per_key_keeps_its_first_time_and_has_its_own_condition() {
+        let drifted = |keys: &[&str]| Outcome::Drifted {
+            ids: BTreeMap::new(),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        };
+        let s1 = next_status(None, Some(1), &keys(), &drifted(&["A"]), t(0));
+        assert_eq!(s1.drift.len(), 1);
+        assert_eq!(s1.drift[0].detected_at, Time(t(0)));
+        assert_eq!(condition(&s1, DRIFTED).status, "True");
+        assert!(condition(&s1, DRIFTED).message.contains(": A"));
+        let s2 = next_status(Some(&s1), Some(1), &keys(), &drifted(&["A", "B"]), t(60));
+        let times: Vec<_> = s2
+            .drift
+            .iter()
+            .map(|d| (d.key.as_str(), d.detected_at.0))
+            .collect();
+        assert_eq!(
+            times,
+            [("A", t(0)), ("B", t(60))],
+            "A keeps when it was first found"
+        );
+        assert_eq!(
+            condition(&s2, DRIFTED).last_transition_time,
+            Time(t(0)),
+            "still True"
+        );
+        // A failure before comparing keeps what the last check found.
+        let unreachable = Outcome::failed("ServerUnreachable", "down".into());
+        let s3 = next_status(Some(&s2), Some(1), &keys(), &unreachable, t(90));
+        assert_eq!(s3.drift, s2.drift);
+        assert_eq!(condition(&s3, DRIFTED), condition(&s2, DRIFTED));
+        // A failed write leaves its keys drifted.
+        let refused = Outcome::Failed {
+            reason: "NotAccepted",
+            message: "B".into(),
+            differing: Some(vec!["B".into()]),
+        };
+        let s4 = next_status(Some(&s3), Some(1), &keys(), &refused, t(100));
+        assert_eq!(s4.drift.len(), 1);
+        assert_eq!(s4.drift[0].detected_at, Time(t(60)));
+        // Written back (or found in sync): no drift, Drifted=False, Ready separately True.
+        let s5 = next_status(
+            Some(&s4),
+            Some(1),
+            &keys(),
+            &synced(reason::DRIFT_CORRECTED, &["B"]),
+            t(120),
+        );
+        assert!(s5.drift.is_empty());
+        assert_eq!(condition(&s5, DRIFTED).status, "False");
+        assert_eq!(condition(&s5, DRIFTED).reason, reason::NO_DRIFT);
+        assert_eq!(condition(&s5, DRIFTED).last_transition_time, Time(t(120)));
+        assert_eq!(condition(&s5, READY).status, "True");
+        let s6 = next_status(
+            Some(&s5),
+            Some(1),
+            &keys(),
+            &synced(reason::IN_SYNC, &[]),
+            t(180),
+        );
+        assert_eq!(s6, s5, "a quiet check writes nothing");
+    }
+
+    #[test]
+    fn plan_mode_lists_its_changes_until_a_check_finds_none() {
+        let change = PlannedChange {
+            key: "A".into(),
+            change: crate::api::ChangeKind::Update,
+            current: Some("1".into()),
+            desired: Some("2".into()),
+            secret: false,
+        };
+        let planned = Outcome::Planned {
+            ids: BTreeMap::from([("A".into(), 4)]),
+            changes: vec![change.clone()],
+        };
+        let s1 = next_status(None, Some(1), &keys(), &planned, t(0));
+        assert_eq!(s1.planned_changes, [change]);
+        assert_eq!(condition(&s1, READY).reason, reason::CHANGES_PLANNED);
+        assert_eq!(condition(&s1, READY).status, "False");
+        assert_eq!(condition(&s1, DRIFTED).status, "True");
+        assert_eq!(s1.drift[0].key, "A");
+        assert_eq!(s1.applied_settings[0].id, Some(4));
+        assert_eq!(
+            next_status(Some(&s1), Some(1), &keys(), &planned, t(60)),
+            s1
+        );
+        let unreachable = Outcome::failed("ServerUnreachable", "down".into());
+        let s2 = next_status(Some(&s1), Some(1), &keys(), &unreachable, t(90));
+        assert_eq!(s2.planned_changes, s1.planned_changes, "kept while unknown");
+        let s3 = next_status(
+            Some(&s2),
+            Some(2),
+            &keys(),
+            &synced(reason::IN_SYNC, &[]),
+            t(120),
+        );
+        assert!(s3.planned_changes.is_empty() && s3.drift.is_empty());
     }
 
     #[test]

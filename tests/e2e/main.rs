@@ -241,6 +241,169 @@ async fn observe_mode_reports_drift_and_never_writes() {
     assert_eq!(puts(&world), 0);
 }
 
+/// The condition `type_` of a policy, if it has one.
+fn condition<'a>(
+    p: &'a identity_settings_operator::api::IdentitySettingPolicy,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn drifted_keys(p: &identity_settings_operator::api::IdentitySettingPolicy) -> Vec<String> {
+    p.status
+        .iter()
+        .flat_map(|s| s.drift.iter().map(|d| d.key.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_mode_lists_changes_without_secret_values_and_drift_is_per_key_in_every_mode() {
+    use identity_settings_operator::api::ChangeKind;
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .put_secret("smtp", &[("password", "new-smtp-secret-4711")])
+        .await;
+    world
+        .sim
+        .set_directly(&world.scope(), "Auth.Password.DefaultExpirationDays", "90");
+    world.sim.set_directly(
+        &world.scope(),
+        "Email.Smtp.Password",
+        "old-smtp-secret-0815",
+    );
+    let mut settings = password_settings();
+    settings.push(secret_setting("Email.Smtp.Password", "smtp", "password"));
+    let mut p = policy(&world, "planned", "admin", settings);
+    p.spec.mode = Some(SyncMode::Plan);
+    world.create_policy(&p).await;
+    world.spawn_operator(&[]).await;
+
+    // Plan: every change listed (current → desired), a secret one as "changed" only; nothing
+    // written; Drifted apart from Ready.
+    let planned = world
+        .wait_reason("planned", "ChangesPlanned", SECS_20)
+        .await;
+    let status = planned.status.clone().unwrap_or_default();
+    let changes: Vec<_> = status
+        .planned_changes
+        .iter()
+        .map(|c| {
+            (
+                c.key.as_str(),
+                c.change,
+                c.current.as_deref(),
+                c.desired.as_deref(),
+                c.secret,
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            (
+                "Auth.Password.DefaultExpirationDays",
+                ChangeKind::Update,
+                Some("90"),
+                Some("0"),
+                false
+            ),
+            (
+                "Auth.Password.PasswordComplexity",
+                ChangeKind::Create,
+                None,
+                Some(password_settings()[1].value.as_deref().unwrap_or_default()),
+                false
+            ),
+            (
+                "Auth.UserLockOut.IsEnabled",
+                ChangeKind::Create,
+                None,
+                Some("false"),
+                false
+            ),
+            ("Email.Smtp.Password", ChangeKind::Update, None, None, true),
+        ]
+    );
+    assert_eq!(puts(&world), 0, "plan mode never writes");
+    assert_eq!(
+        condition(&planned, "Drifted").map(|c| c.status.as_str()),
+        Some("True")
+    );
+    assert_eq!(drifted_keys(&planned).len(), 4);
+    let seen = serde_json::to_string(&planned).expect("json") + &world.logs();
+    for secret in ["new-smtp-secret-4711", "old-smtp-secret-0815"] {
+        assert!(!seen.contains(secret), "{secret} shown");
+    }
+
+    // Enforce: written; no planned changes, no drift.
+    let patch = json!({"spec": {"mode": "Enforce"}});
+    world
+        .policies()
+        .patch("planned", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    let applied = world.wait_reason("planned", "Applied", SECS_10).await;
+    let status = applied.status.clone().unwrap_or_default();
+    assert!(
+        status.planned_changes.is_empty() && status.drift.is_empty(),
+        "{status:?}"
+    );
+    assert_eq!(
+        condition(&applied, "Drifted").map(|c| c.reason.as_str()),
+        Some("NoDrift")
+    );
+    assert_eq!(
+        world.stored_value("Email.Smtp.Password").as_deref(),
+        Some("new-smtp-secret-4711")
+    );
+
+    // Observe: drift listed per key, each keeping when it was first found.
+    let patch = json!({"spec": {"mode": "Observe"}});
+    world
+        .policies()
+        .patch("planned", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch");
+    world.wait_reason("planned", "InSync", SECS_10).await;
+    world
+        .sim
+        .set_directly(&world.scope(), "Auth.UserLockOut.IsEnabled", "true");
+    let first = world
+        .wait_policy("planned", "one key drifted", SECS_20, |p| {
+            drifted_keys(p) == ["Auth.UserLockOut.IsEnabled"]
+        })
+        .await;
+    assert_eq!(ready_reason(&first).as_deref(), Some("Drifted"));
+    let first_found = first
+        .status
+        .as_ref()
+        .map(|s| s.drift[0].detected_at.clone());
+    world
+        .sim
+        .set_directly(&world.scope(), "Auth.Password.DefaultExpirationDays", "30");
+    let both = world
+        .wait_policy("planned", "two keys drifted", SECS_20, |p| {
+            drifted_keys(p).len() == 2
+        })
+        .await;
+    let status = both.status.clone().unwrap_or_default();
+    let lockout = status
+        .drift
+        .iter()
+        .find(|d| d.key == "Auth.UserLockOut.IsEnabled");
+    assert_eq!(
+        lockout.map(|d| d.detected_at.clone()),
+        first_found,
+        "first found, kept"
+    );
+    assert_eq!(puts(&world), 1, "only the Enforce step wrote");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_credentials_secret_reconciles_exactly_its_policies_with_the_new_credentials()
 {

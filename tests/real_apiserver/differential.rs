@@ -28,11 +28,6 @@ const APPLY: &str = "application/apply-patch+yaml";
 /// Each is also documented next to the emulator code that deviates (`src/kube_emulator/`).
 const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
     (
-        "apply the status without the conditions it had",
-        "no managedFields: server-side apply is a merge, so a field the manager stops sending \
-         is kept (the operator always applies its whole status, so it never relies on the drop)",
-    ),
-    (
         "apply duplicate list-map keys",
         "no schema: the emulator does not know `settings` is a list-map, so it stores duplicate \
          keys the real server refuses (the operator never applies duplicates; admission refuses \

@@ -5,9 +5,10 @@
 //!
 //! Its value is fidelity; known deviations from a real apiserver are documented next to the code
 //! that deviates. The main ones: no authentication/authorization, no admission, no schema
-//! validation or defaulting, no managedFields (server-side apply is a simplified merge), no
-//! garbage collection or namespace lifecycle, core v1 and `events.k8s.io/v1` Events are stored
-//! separately, and later list pages are not snapshots.
+//! validation or defaulting, no managedFields shown (server-side apply is a simplified merge,
+//! which still drops the fields a manager stops applying), no garbage collection or namespace
+//! lifecycle, core v1 and `events.k8s.io/v1` Events are stored separately, and later list pages
+//! are not snapshots.
 //!
 //! # Admin route
 //!

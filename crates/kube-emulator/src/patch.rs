@@ -118,8 +118,11 @@ fn apply_json_patch(doc: &mut Value, ops: &[json_patch::PatchOperation]) -> Resu
 /// `x-kubernetes-list-type` markers; this also replaces `conditions` lists wholesale); an explicit
 /// `null` removes the field.
 ///
-/// Deviation: no `managedFields` are tracked, so fields a manager stops applying are not removed,
-/// conflicts between managers are never reported (`force` has no effect), and keyed lists
+/// Fields a manager stops applying are removed ([`remove_unapplied`], with what the store keeps
+/// per manager in [`AppliedFields`]).
+///
+/// Deviation: no `managedFields` are shown, a field another manager also set is removed all
+/// the same, conflicts between managers are never reported (`force` has no effect), and keyed lists
 /// (`listType=map`) are replaced rather than merged per key, so duplicate keys are stored where
 /// the real server refuses them (500). Both are measured against the real apiserver in
 /// `tests/real_apiserver/differential.rs`.
@@ -143,6 +146,89 @@ pub(crate) fn apply_merge(live: &mut Value, applied: &Value) {
             }
         }
         (live, applied) => *live = applied.clone(),
+    }
+}
+
+/// The field paths each manager last applied: (object uid, whether the status subresource,
+/// manager) → paths.
+pub(crate) type AppliedFields =
+    std::collections::HashMap<(String, bool, String), std::collections::BTreeSet<Vec<String>>>;
+
+/// The paths of the fields an apply configuration sets: every map key down to a list or scalar
+/// (lists count whole, as the emulator replaces them whole), under `status` for the status
+/// subresource, else under everything but `apiVersion`, `kind`, `status` and the object's
+/// identity in `metadata`.
+pub(crate) fn owned_paths(
+    applied: &Value,
+    status: bool,
+) -> std::collections::BTreeSet<Vec<String>> {
+    fn walk(v: &Value, path: &mut Vec<String>, out: &mut std::collections::BTreeSet<Vec<String>>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, child) in m {
+                    path.push(k.clone());
+                    walk(child, path, out);
+                    path.pop();
+                }
+            }
+            _ => {
+                out.insert(path.clone());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    let Value::Object(top) = applied else {
+        return out;
+    };
+    for (k, v) in top {
+        let wanted = match k.as_str() {
+            "status" => status,
+            "apiVersion" | "kind" => false,
+            _ => !status,
+        };
+        if !wanted {
+            continue;
+        }
+        let mut path = vec![k.clone()];
+        if k == "metadata" {
+            for (mk, mv) in v.as_object().into_iter().flatten() {
+                if ["labels", "annotations"].contains(&mk.as_str()) {
+                    path.push(mk.clone());
+                    walk(mv, &mut path, &mut out);
+                    path.pop();
+                }
+            }
+        } else {
+            walk(v, &mut path, &mut out);
+        }
+    }
+    out
+}
+
+/// Removes from `live` each path the manager applied `before` and no longer applies (`now`).
+pub(crate) fn remove_unapplied(
+    live: &mut Value,
+    before: Option<&std::collections::BTreeSet<Vec<String>>>,
+    now: &std::collections::BTreeSet<Vec<String>>,
+) {
+    for path in before.into_iter().flatten() {
+        // Still applied, or now applied deeper (a scalar that became a map): keep.
+        if now
+            .iter()
+            .any(|p| p.starts_with(path) || path.starts_with(p))
+        {
+            continue;
+        }
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let pointer: String = parents
+            .iter()
+            .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
+            .collect();
+        if let Some(Value::Object(m)) = live.pointer_mut(&pointer) {
+            m.remove(last);
+        }
     }
 }
 
@@ -213,6 +299,26 @@ mod tests {
         assert_eq!(
             live,
             json!({"spec": {"a": 1, "b": 2, "list": [3]}, "status": {"conditions": [{"type": "B", "status": "True"}]}})
+        );
+    }
+
+    #[test]
+    fn fields_a_manager_stops_applying_are_removed() {
+        let first =
+            json!({"apiVersion": "v", "kind": "K", "status": {"a": 1, "b": [1], "c": {"d": 1}}});
+        let second = json!({"apiVersion": "v", "kind": "K", "status": {"a": 2}});
+        let mut live = json!({"spec": {"x": 1}, "status": {"other": 1}});
+        apply_merge(&mut live, &first);
+        let before = owned_paths(&first, true);
+        apply_merge(&mut live, &second);
+        remove_unapplied(&mut live, Some(&before), &owned_paths(&second, true));
+        assert_eq!(
+            live,
+            json!({"apiVersion": "v", "kind": "K", "spec": {"x": 1}, "status": {"a": 2, "c": {}, "other": 1}})
+        );
+        assert!(
+            owned_paths(&first, false).is_empty(),
+            "status is not the main resource's"
         );
     }
 

@@ -279,10 +279,11 @@ impl Call<'_> {
         Ok(json_response(StatusCode::OK, &discovery))
     }
 
-    fn write_options<'n>(&self, now: &'n str) -> WriteOptions<'n> {
+    fn write_options<'n>(&'n self, now: &'n str) -> WriteOptions<'n> {
         WriteOptions {
             now,
             dry_run: self.query.get("dryRun") == Some("All"),
+            field_manager: self.query.get("fieldManager"),
         }
     }
 

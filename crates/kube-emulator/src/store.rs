@@ -74,6 +74,8 @@ pub(crate) struct WriteOptions<'a> {
     ///
     /// Deviation: dry-run results carry the old (or no) resourceVersion and no uid guarantees.
     pub dry_run: bool,
+    /// The `fieldManager` of the request, if given.
+    pub field_manager: Option<&'a str>,
 }
 
 /// A list request's options.
@@ -104,6 +106,9 @@ pub(crate) struct Store {
     /// The resourceVersion of the newest event dropped from history; watching from an older
     /// version is refused with 410.
     compacted_rv: u64,
+    /// What each field manager last applied (server-side apply), by object uid, target and
+    /// manager: a field it stops applying is removed, as the real server does.
+    applied: patch::AppliedFields,
 }
 
 /// Sets the `apiVersion` the client asked for (storage is shared between versions).
@@ -144,6 +149,7 @@ impl Store {
             history: VecDeque::new(),
             history_cap: history_cap.max(1),
             compacted_rv: 0,
+            applied: patch::AppliedFields::default(),
         }
     }
 
@@ -425,13 +431,24 @@ impl Store {
             }
             return Err(ApiError::not_found(def, name));
         };
+        let mut applied_by = None;
         if kind == PatchKind::Apply {
             let applied = patch::parse_apply_body(body)?;
             check_apply_body(def, &applied)?;
             check_apply_name(&applied, name)?;
+            applied_by = Some(applied);
         }
         let mut candidate = old.clone();
         patch::apply_patch(&mut candidate, kind, body)?;
+        if let (Some(applied), Some(manager)) = (&applied_by, opts.field_manager) {
+            let uid = meta_str(&old, "uid").unwrap_or_default().to_owned();
+            let key = (uid, target == Target::Status, manager.to_owned());
+            let owned = patch::owned_paths(applied, target == Target::Status);
+            patch::remove_unapplied(&mut candidate, self.applied.get(&key), &owned);
+            if !opts.dry_run {
+                self.applied.insert(key, owned);
+            }
+        }
         if !candidate.is_object() {
             // A JSON patch can replace the whole document (`"path": ""`); the real server then
             // fails to decode the result into the resource's type.
@@ -600,6 +617,7 @@ mod tests {
     const OPTS: WriteOptions<'static> = WriteOptions {
         now: "2024-01-01T00:00:00Z",
         dry_run: false,
+        field_manager: None,
     };
 
     fn registry() -> Registry {

@@ -9,6 +9,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::clients::{ConnectionSettings, IdentityClients};
 use super::events::EventPublisher;
+use super::ownership::Ownership;
 use super::queue::WorkQueue;
 use super::secrets::SecretCache;
 use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus};
@@ -70,6 +71,8 @@ pub struct Context {
     pub secrets: SecretCache,
     /// Identity connection pools and token caches shared between policies.
     pub clients: IdentityClients,
+    /// Which policy owns which key when several declare it.
+    pub ownership: Ownership,
     /// What this process remembers about each policy between reconciles.
     memory: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, PolicyMemory>>,
     /// Keys fingerprints of desired values with a random per-process secret, so a fingerprint
@@ -137,6 +140,7 @@ impl Context {
             queue: WorkQueue::new(settings.concurrency, settings.concurrency_per_server),
             secrets: SecretCache::default(),
             clients,
+            ownership: Ownership::default(),
             settings,
             memory: Mutex::default(),
             fingerprint_key: RandomState::new(),

@@ -104,6 +104,11 @@ fn prune(ctx: &Context, stores: &[Store<Guarded>]) -> usize {
         })
         .collect();
     let forgotten = ctx.retain(|p| live.contains_key(p));
+    let names: HashSet<String> = live
+        .keys()
+        .map(|p| format!("{}/{}", p.namespace.as_deref().unwrap_or_default(), p.name))
+        .collect();
+    ctx.ownership.retain(|name| names.contains(name));
     ctx.drop_caught_up_statuses(|p| live.get(p)?.0.as_ref().ok()?.status.as_ref());
     if forgotten > 0 {
         debug!(forgotten, "pruned state of policies that no longer exist");

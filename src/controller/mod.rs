@@ -6,6 +6,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod housekeeping;
+pub mod ownership;
 pub mod queue;
 pub mod reconciler;
 pub mod secrets;
@@ -61,6 +62,8 @@ pub async fn run(
     };
     let mut lists = Vec::new();
     let mut stores = Vec::new();
+    // Ownership of keys is known once every policy watch delivered its first list.
+    let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     let runs: Vec<_> = scopes
         .into_iter()
         .map(|namespace| {
@@ -70,6 +73,7 @@ pub async fn run(
             let listed = FirstLists {
                 policies: policies_listed,
                 secrets: secrets_listed,
+                unlisted: unlisted.clone(),
             };
             let (reader, writer) = reflector::store::<Guarded>();
             stores.push(reader.clone());
@@ -111,6 +115,8 @@ pub async fn run(
 struct FirstLists {
     policies: oneshot::Sender<()>,
     secrets: oneshot::Sender<()>,
+    /// Policy watches still to deliver their first list (of all controllers).
+    unlisted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 async fn run_one(
@@ -120,6 +126,7 @@ async fn run_one(
     listed: FirstLists,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let watched_namespace = namespace.clone();
     let (policies, secrets): (Api<Guarded>, Api<PartialObjectMeta<Secret>>) = match &namespace {
         None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
         Some(ns) => (
@@ -130,6 +137,7 @@ async fn run_one(
     // The first list is seen on the watch itself: `Store::wait_until_ready` wakes only one of
     // several waiters, and the controller is already one.
     let mut policies_listed = Some(listed.policies);
+    let unlisted = listed.unlisted;
     // Only spec changes (generation), our finalizer arriving and deletion start a reconcile: the
     // operator's own status writes must not trigger it again. (kube's finalizer helper adds the
     // finalizer and waits for that change to apply the policy.)
@@ -144,6 +152,21 @@ async fn run_one(
                 && let Some(listed) = policies_listed.take()
             {
                 let _ = listed.send(());
+                if unlisted.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    forget_ctx.ownership.mark_complete();
+                }
+            }
+            match event {
+                watcher::Event::Apply(guard) | watcher::Event::InitApply(guard) => match &guard.0 {
+                    Ok(policy) => forget_ctx.ownership.observe(policy),
+                    Err(_) => forget_ctx
+                        .ownership
+                        .forget(&guard.namespace().unwrap_or_default(), &guard.name_any()),
+                },
+                watcher::Event::Delete(gone) => forget_ctx
+                    .ownership
+                    .forget(&gone.namespace().unwrap_or_default(), &gone.name_any()),
+                watcher::Event::Init | watcher::Event::InitDone => {}
             }
             // A policy gone without our finalizer step (finalizer removed by hand, or deleted
             // while another replica led) still releases what this process kept for it.
@@ -177,6 +200,7 @@ async fn run_one(
         .touched_objects();
     let mapper_ctx = ctx.clone();
     let latest = reader.clone();
+    let nudges = ownership_nudges(ctx.clone(), watched_namespace);
     Controller::for_stream(trigger, reader)
         // Unbounded here: every due policy waits in the work queue, which admits them fairly
         // (kube's own limit would keep the overflow in a hash set, in no useful order).
@@ -191,6 +215,8 @@ async fn run_one(
             }
             using
         })
+        // A policy whose ownership of a key changed reconciles now, not at its next resync.
+        .reconcile_on(nudges)
         .graceful_shutdown_on(shutdown)
         .run(
             move |guard, ctx| admit_then_reconcile(guard, ctx, latest.clone()),
@@ -205,6 +231,35 @@ async fn run_one(
         })
         .await;
     info!("controller stopped");
+}
+
+/// The policies of `namespace` (`None`: all) whose ownership of a key changed, expedited in the
+/// work queue.
+fn ownership_nudges(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send + 'static {
+    let receiver = ctx.ownership.nudges();
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(policy) => return Some((policy, receiver)),
+                // Dropped nudges: those policies reconcile at their resync.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |policy| {
+        let ours = namespace
+            .as_deref()
+            .is_none_or(|ns| policy.namespace.as_deref() == Some(ns));
+        std::future::ready(ours)
+    })
+    .map(move |policy| {
+        ctx.queue.expedite(&policy);
+        ObjectRef::new(&policy.name).within(policy.namespace.as_deref().unwrap_or_default())
+    })
 }
 
 /// Drops what the operator never reads from a cached policy — managed fields and kubectl's

@@ -19,6 +19,7 @@ use super::context::{Context, jittered};
 use super::error::{ReconcileError, Recovery};
 use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
 use crate::identity::redact::Redactor;
+use crate::reconcile::claims::{PolicyName, conflict_message};
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
 use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
@@ -116,8 +117,22 @@ async fn apply(
             (outcome, action)
         }
         Ok(valid) => {
+            let owned = ctx.ownership.owned_by_others(&policy).await;
             let mut differing = None;
-            let result = sync(&policy, &valid, ctx, oref, &mut redactor, &mut differing).await;
+            let result = if owned.is_empty() {
+                sync(&policy, &valid, ctx, oref, &mut redactor, &mut differing).await
+            } else {
+                sync_unowned(
+                    &policy,
+                    &valid,
+                    &owned,
+                    ctx,
+                    oref,
+                    &mut redactor,
+                    &mut differing,
+                )
+                .await
+            };
             decide(ctx, oref, result, valid.resync, &redactor, differing)
         }
         Err(problems) => decide(
@@ -300,6 +315,41 @@ async fn sync(
             Ok(outcome)
         }
     }
+}
+
+/// Syncs only the keys no older policy owns, then reports `Conflict` naming the others and
+/// their owners (with what the sync of the rest found). Owned keys are never read or written.
+#[allow(clippy::too_many_arguments)] // `sync`'s arguments, plus the owned keys
+async fn sync_unowned(
+    policy: &IdentitySettingPolicy,
+    valid: &ValidPolicy,
+    owned: &[(String, PolicyName)],
+    ctx: &Context,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+    redactor: &mut Redactor,
+    differing: &mut Option<Vec<String>>,
+) -> Result<Outcome, ReconcileError> {
+    let keys: Vec<String> = owned.iter().map(|(k, _)| k.clone()).collect();
+    let rest = valid.without(&keys);
+    let total = valid.settings.len();
+    let mut message = conflict_message(owned, total);
+    let mut left = Some(vec![]);
+    if !rest.settings.is_empty() {
+        let outcome = sync(policy, &rest, ctx, oref, redactor, differing).await?;
+        message.push_str(&format!(
+            ". The other settings: {}",
+            outcome.message(rest.settings.len())
+        ));
+        left = outcome
+            .differing()
+            .map(|d| d.into_iter().map(str::to_owned).collect());
+    }
+    info!(?keys, "keys owned by an older policy; not written");
+    Ok(Outcome::Failed {
+        reason: reason::CONFLICT,
+        message,
+        differing: left,
+    })
 }
 
 /// The data of every referenced Secret that exists: from the cache while the version it was

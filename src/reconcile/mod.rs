@@ -1,6 +1,7 @@
 //! The pure steps of a reconcile: validate the spec, resolve Secrets, plan the writes, compute
 //! status. No Kubernetes or network I/O happens here; the controller does that around them.
 
+pub mod claims;
 pub mod decide;
 pub mod plan;
 pub mod resolve;

@@ -30,6 +30,9 @@ pub mod reason {
     pub const SUSPENDED: &str = "Suspended";
     /// Plan mode: the server differs; the changes a write would make are in status.
     pub const CHANGES_PLANNED: &str = "ChangesPlanned";
+    /// Some keys are managed by an older policy for the same server, partition and user: they
+    /// are not written by this one.
+    pub const CONFLICT: &str = "Conflict";
     /// `Drifted=False`: the last check found every value as the policy says (or wrote it back).
     pub const NO_DRIFT: &str = "NoDrift";
 }

@@ -60,6 +60,20 @@ pub enum Suspension {
 }
 
 impl ValidPolicy {
+    /// The same policy without the settings whose keys are in `keys` (exact spelling): what
+    /// it may write while other policies own those keys.
+    pub fn without(&self, keys: &[String]) -> ValidPolicy {
+        ValidPolicy {
+            settings: self
+                .settings
+                .iter()
+                .filter(|s| !keys.contains(&s.key))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// Whether `key`'s values are secret: taken from a Secret, or a known secret setting. Such
     /// values are never shown, in status or by the `diff` command.
     pub fn is_secret(&self, key: &str) -> bool {

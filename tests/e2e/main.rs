@@ -405,6 +405,83 @@ async fn plan_mode_lists_changes_without_secret_values_and_drift_is_per_key_in_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_policies_on_one_key_do_not_flap_the_older_owns_it_until_it_goes() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .create_policy(&policy(
+            &world,
+            "first",
+            "admin",
+            vec![
+                setting("Auth.UserLockOut.IsEnabled", "false"),
+                setting("Auth.Password.DefaultExpirationDays", "0"),
+            ],
+        ))
+        .await;
+    world.spawn_operator(&[]).await;
+    world.wait_reason("first", "Applied", SECS_20).await;
+    // Newer: the same key (spellings that differ in case count as the same key too: see
+    // `claims::tests`), and a key of its own.
+    world
+        .create_policy(&policy(
+            &world,
+            "second",
+            "admin",
+            vec![
+                setting("Auth.UserLockOut.IsEnabled", "true"),
+                setting("Email.Smtp.Port", "2525"),
+            ],
+        ))
+        .await;
+    let second = world.wait_reason("second", "Conflict", SECS_20).await;
+    let message = ready_message(&second);
+    assert!(
+        message.contains("Auth.UserLockOut.IsEnabled (owned by older policy identity/first)"),
+        "{message}"
+    );
+    assert_eq!(
+        world.stored_value("Email.Smtp.Port").as_deref(),
+        Some("2525"),
+        "its own key is written"
+    );
+
+    // Several resyncs of both (10 s each): nobody writes the shared key again.
+    let puts_before = puts(&world);
+    let gets_before = gets(&world);
+    world
+        .eventually(
+            "three checks of each policy",
+            Duration::from_secs(45),
+            || gets(&world) >= gets_before + 6,
+        )
+        .await;
+    assert_eq!(puts(&world), puts_before, "no flip-flop");
+    assert_eq!(
+        world.stored_value("Auth.UserLockOut.IsEnabled").as_deref(),
+        Some("false")
+    );
+    let first = world.policies().get("first").await.expect("get");
+    assert_eq!(ready_reason(&first).as_deref(), Some("Applied"));
+    let second = world.policies().get("second").await.expect("get");
+    assert_eq!(ready_reason(&second).as_deref(), Some("Conflict"));
+
+    // The owner goes: the newer policy takes the key at once (before its next resync).
+    world
+        .policies()
+        .delete("first", &DeleteParams::default())
+        .await
+        .expect("delete");
+    world
+        .wait_reason("second", "Applied", Duration::from_secs(6))
+        .await;
+    assert_eq!(
+        world.stored_value("Auth.UserLockOut.IsEnabled").as_deref(),
+        Some("true")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_credentials_secret_reconciles_exactly_its_policies_with_the_new_credentials()
 {
     let mut world = World::start().await;

@@ -1,0 +1,98 @@
+//! Keeps the [`ClaimIndex`] of every watched policy current, and tells the policies whose
+//! ownership of a key changed (an older policy took it, or its owner dropped it or went away) to
+//! reconcile now rather than at their next resync.
+
+use std::sync::Mutex;
+
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{broadcast, watch};
+
+use crate::api::IdentitySettingPolicy;
+use crate::reconcile::claims::{Claim, ClaimIndex, PolicyName, policy_name};
+
+/// How many nudges may wait for a controller; more are dropped (those policies still reconcile
+/// at their resync).
+const NUDGE_BACKLOG: usize = 1024;
+
+/// Ownership of keys between policies, fed by the policy watches.
+pub struct Ownership {
+    index: Mutex<ClaimIndex>,
+    /// True once every watch delivered its first list: before that an older policy may simply
+    /// not be known yet, and a newer one would write its keys once.
+    complete: watch::Sender<bool>,
+    nudges: broadcast::Sender<ObjectRef<IdentitySettingPolicy>>,
+}
+
+impl Default for Ownership {
+    fn default() -> Self {
+        Self {
+            index: Mutex::default(),
+            complete: watch::Sender::new(false),
+            nudges: broadcast::Sender::new(NUDGE_BACKLOG),
+        }
+    }
+}
+
+impl Ownership {
+    /// Records a policy as the watch shows it now.
+    pub fn observe(&self, policy: &IdentitySettingPolicy) {
+        let name = policy_name(
+            policy.metadata.namespace.as_deref().unwrap_or_default(),
+            policy.metadata.name.as_deref().unwrap_or_default(),
+        );
+        self.update(&name, Claim::of(policy));
+    }
+
+    /// Forgets a deleted (or unreadable) policy's claim.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.update(&policy_name(namespace, name), None);
+    }
+
+    fn update(&self, name: &PolicyName, claim: Option<Claim>) {
+        let nudge = self.lock().update(name, claim);
+        for other in nudge {
+            if let Some((namespace, name)) = other.split_once('/') {
+                // No receiver (no controller running) is fine: nothing to nudge.
+                let _ = self.nudges.send(ObjectRef::new(name).within(namespace));
+            }
+        }
+    }
+
+    /// Drops the claims of policies `exists` says are gone (`namespace/name`).
+    pub fn retain(&self, exists: impl Fn(&str) -> bool) {
+        self.lock().retain(exists);
+    }
+
+    /// Every watch has delivered its first list: ownership is known.
+    pub fn mark_complete(&self) {
+        self.complete.send_replace(true);
+    }
+
+    /// The policies to reconcile because their ownership changed.
+    pub fn nudges(&self) -> broadcast::Receiver<ObjectRef<IdentitySettingPolicy>> {
+        self.nudges.subscribe()
+    }
+
+    /// Each of `policy`'s keys that an older policy owns: the key as this policy spells it and
+    /// the owner's `namespace/name`. Waits until every watch has delivered its first list.
+    pub async fn owned_by_others(
+        &self,
+        policy: &IdentitySettingPolicy,
+    ) -> Vec<(String, PolicyName)> {
+        let mut complete = self.complete.subscribe();
+        // A closed sender cannot happen while `self` lives.
+        let _ = complete.wait_for(|c| *c).await;
+        let Some(claim) = Claim::of(policy) else {
+            return vec![];
+        };
+        self.lock()
+            .owned_by_others(&claim)
+            .into_iter()
+            .filter_map(|(i, owner)| Some((policy.spec.settings.get(i)?.key.clone(), owner)))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClaimIndex> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -357,6 +357,11 @@ spec:
             assert!(err.contains("bad.yaml") && err.contains(expected), "{err}");
             assert!(!err.contains("123456") && !err.contains("hunter2"), "{err}");
         }
+        for harmless in ["", "# only a comment\n", "---\n---\n"] {
+            write(dir.path(), "bad.yaml", harmless);
+            let empty = load(dir.path(), false, "ns").expect("an empty file is no error");
+            assert!(empty.policies.is_empty() && empty.secrets.is_empty());
+        }
         let missing = load(&dir.path().join("nope"), false, "ns").expect_err("missing");
         assert!(missing.to_string().contains("nope"), "{missing}");
     }

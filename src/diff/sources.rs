@@ -24,11 +24,14 @@ const CREDENTIAL_KEYS: [&str; 6] = [
     keys::TENANCY_NAME,
 ];
 
+/// Reads one environment variable (the process environment, or a test's).
+type EnvReader = Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+
 /// The Secret sources of one run.
 pub struct SecretSources {
     manifests: BTreeMap<ObjectKey, SecretData>,
     secrets_dir: Option<PathBuf>,
-    env: Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>,
+    env: EnvReader,
 }
 
 /// A Secret source that exists but could not be read. Names the file, never its content.
@@ -93,7 +96,7 @@ impl SecretSources {
         if let Some(data) = self.manifests.get(&(namespace.to_owned(), name.to_owned())) {
             return Ok(Some(data.clone()));
         }
-        if let Some(data) = self.from_dir(name)? {
+        if let Some(data) = self.in_secrets_dir(name)? {
             return Ok(Some(data));
         }
         let data: SecretData = keys
@@ -107,7 +110,7 @@ impl SecretSources {
 
     /// `secrets_dir/name/*`: one file per key. Entries starting with `..` (the timestamped
     /// directories of a mounted volume) and directories are skipped.
-    fn from_dir(&self, name: &str) -> Result<Option<SecretData>, SourceError> {
+    fn in_secrets_dir(&self, name: &str) -> Result<Option<SecretData>, SourceError> {
         let Some(root) = &self.secrets_dir else {
             return Ok(None);
         };

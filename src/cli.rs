@@ -1,10 +1,12 @@
-//! The command line: `run` (the operator), `crd` and `api-docs`. (The identity simulator and
-//! the no-cluster demo are binaries of their own crates, never part of the operator.)
+//! The command line: `run` (the operator), `diff` (a preview for CI), `crd` and `api-docs`.
+//! (The identity simulator and the no-cluster demo are binaries of their own crates, never part
+//! of the operator.)
 //!
 //! Every `run` flag can also be set by an environment variable, which is how the Helm chart
 //! configures the operator.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -23,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the operator against the cluster in KUBECONFIG or the in-cluster config.
     Run(Box<RunArgs>),
+    /// Compare policy manifests with the identity service and print what the operator would
+    /// change, writing nothing. Exit status: 0 in sync, 2 drift, 1 error.
+    Diff(Box<DiffArgs>),
     /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
     Crd,
     /// Print the API reference (docs/api.md) generated from the CRD's schema.
@@ -124,6 +129,71 @@ impl RunArgs {
     }
 }
 
+/// Where `diff` finds the Secrets a policy references, for its `--help`.
+const DIFF_SECRETS_HELP: &str = "\
+Secrets a policy references (credentials, valueFrom, caSecretRef) are looked up by name; the
+first source that holds a Secret of that name supplies all of its keys:
+  1. Secret manifests in DIR (apiVersion v1, kind Secret, in the policy's namespace; stringData
+     wins over data, as in Kubernetes);
+  2. --secrets-dir PATH: PATH/<secret-name>/<key>, one file per key, like a mounted Secret
+     volume (any namespace);
+  3. environment variables IDENTITY_SETTINGS_SECRET_<NAME>_<KEY>: the Secret's name and the key
+     upper-cased, '-' and '.' written as '_', e.g. IDENTITY_SETTINGS_SECRET_IDENTITY_ADMIN_CLIENTSECRET
+     for key clientSecret of Secret identity-admin (any namespace).
+
+Nothing is written to the identity service. Secret values are never printed: a key whose value
+comes from a Secret shows as \"changed\" only.
+
+Exit status: 0 every policy in sync, 2 some setting would change, 1 an error (a policy could not
+be compared, a manifest is bad, or DIR holds no policy).";
+
+/// Output formats of `diff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiffOutput {
+    /// Lines for people: one header per policy, one line per change.
+    Text,
+    /// One JSON document with every policy's changes and a summary, for pipelines.
+    Json,
+}
+
+/// Flags of `diff`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = DIFF_SECRETS_HELP)]
+pub struct DiffArgs {
+    /// The manifests: a directory (its *.yaml, *.yml and *.json files, by name) or one file.
+    /// IdentitySettingPolicy and Secret documents are read; other kinds are ignored.
+    #[arg(short = 'f', long = "filename", value_name = "DIR")]
+    pub filename: PathBuf,
+    /// Also read the directories inside DIR.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// The namespace of manifests that state none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Secrets not in DIR, laid out like mounted Secret volumes: PATH/<secret-name>/<key>.
+    #[arg(long, value_name = "PATH")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = DiffOutput::Text)]
+    pub output: DiffOutput,
+    /// Allow http:// identity URLs. Only for loopback servers and tests.
+    #[arg(long, default_value_t = false)]
+    pub allow_insecure_http: bool,
+    /// Timeout of one identity API request.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub identity_timeout: Duration,
+}
+
+/// The exit status for a command line clap refused. clap's own (2 for a usage error) is kept,
+/// except for `diff`, where 2 means drift: a CI pipeline must not take a typo for drift.
+pub fn usage_exit_code(error: &clap::Error, first_arg: Option<&std::ffi::OsStr>) -> u8 {
+    match error.exit_code() {
+        0 => 0,
+        _ if first_arg.is_some_and(|a| a == "diff") => 1,
+        code => u8::try_from(code).unwrap_or(2),
+    }
+}
+
 /// The longest duration any flag takes. Nothing the operator times needs more, and the bound
 /// keeps every sum and product of durations far from overflowing.
 pub const MAX_DURATION_FLAG: Duration = Duration::from_secs(24 * 3600);
@@ -160,6 +230,26 @@ mod tests {
         assert_eq!(args.lease_duration, Duration::from_secs(2));
         assert!(Cli::try_parse_from(["x", "run", "--lease-duration", "2"]).is_err());
         assert!(Cli::try_parse_from(["x", "run", "--concurrency", "0"]).is_err());
+    }
+
+    #[test]
+    fn diff_flags_parse_and_a_bad_diff_command_line_is_an_error_not_drift() {
+        let cli = Cli::try_parse_from(["x", "diff", "-f", "dir", "-o", "json", "-n", "ns"])
+            .expect("parses");
+        let Command::Diff(args) = cli.command else {
+            panic!("not diff")
+        };
+        assert_eq!(args.filename, PathBuf::from("dir"));
+        assert_eq!(args.output, DiffOutput::Json);
+        assert_eq!(args.namespace, "ns");
+        assert!(!args.allow_insecure_http && !args.recursive);
+        let err = Cli::try_parse_from(["x", "diff", "--bogus"]).expect_err("unknown flag");
+        assert_eq!(usage_exit_code(&err, Some("diff".as_ref())), 1);
+        let err = Cli::try_parse_from(["x", "run", "--bogus"]).expect_err("unknown flag");
+        assert_eq!(usage_exit_code(&err, Some("run".as_ref())), 2);
+        let help = Cli::try_parse_from(["x", "diff", "--help"]).expect_err("help");
+        assert_eq!(usage_exit_code(&help, Some("diff".as_ref())), 0);
+        assert!(help.to_string().contains("IDENTITY_SETTINGS_SECRET_"));
     }
 
     fn run_args(extra: &[&str]) -> RunArgs {

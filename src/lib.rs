@@ -17,6 +17,7 @@ pub mod apidocs;
 pub mod cli;
 pub mod controller;
 pub mod crdgen;
+pub mod diff;
 pub mod health;
 pub mod leader;
 pub mod metrics;

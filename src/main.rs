@@ -3,13 +3,21 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use identity_settings_operator::cli::{Cli, Command, LogFormat};
-use identity_settings_operator::{apidocs, crdgen, operator};
+use identity_settings_operator::cli::{Cli, Command, LogFormat, usage_exit_code};
+use identity_settings_operator::{apidocs, crdgen, diff, operator};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = usage_exit_code(&e, std::env::args_os().nth(1).as_deref());
+            // Help and version go to stdout, usage errors to stderr, as clap would.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     match cli.command {
         Command::Crd => match crdgen::crd_yaml() {
             Ok(yaml) => {
@@ -25,6 +33,7 @@ async fn main() -> ExitCode {
             print!("{}", apidocs::reference());
             ExitCode::SUCCESS
         }
+        Command::Diff(args) => ExitCode::from(diff::run(&args).await),
         Command::Run(args) => {
             if let Err(problem) = args.check() {
                 eprintln!("error: {problem}");

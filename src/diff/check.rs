@@ -1,0 +1,167 @@
+//! Compares one policy with the identity service: the operator's own pure steps (validate,
+//! resolve, plan) around one GET, and never a write.
+
+use crate::api::{IdentitySettingPolicy, PlannedChange, SyncMode};
+use crate::controller::clients::IdentityClients;
+use crate::identity::error::IdentityError;
+use crate::identity::redact::Redactor;
+use crate::reconcile::plan::{plan, planned_changes};
+use crate::reconcile::resolve::{ResolveError, resolve};
+use crate::reconcile::validate::{ValidPolicy, validate};
+use crate::secret::SecretString;
+
+use super::load::ObjectKey;
+use super::sources::{SecretSources, SourceError, env_var};
+
+/// What comparing one policy found.
+#[derive(Debug)]
+pub struct PolicyDiff {
+    /// The policy's namespace and name.
+    pub key: ObjectKey,
+    /// The identity base URL, as the policy gives it (without any password in it).
+    pub server: String,
+    /// The organization.
+    pub partition_global_id: String,
+    /// The user, for user-level settings.
+    pub user_id: Option<String>,
+    /// How many settings the policy manages.
+    pub settings: usize,
+    /// What the reader should know besides the changes (suspension, observe mode).
+    pub notes: Vec<String>,
+    /// The changes a sync would make, or why the policy could not be compared (redacted).
+    pub result: Result<Vec<PlannedChange>, String>,
+}
+
+/// Why one policy could not be compared. Messages name Secrets and keys, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The spec does not pass the operator's checks.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// A referenced Secret is in no source.
+    #[error(
+        "Secret {name:?} not found: add its manifest to the -f directory (namespace {namespace:?}), \
+         {dir_hint}, or set {env_hint}"
+    )]
+    SecretNotFound {
+        /// The Secret's name.
+        name: String,
+        /// The policy's namespace.
+        namespace: String,
+        /// Where in `--secrets-dir` it would be.
+        dir_hint: String,
+        /// Which environment variables would hold it.
+        env_hint: String,
+    },
+    /// A Secret source could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The Secrets do not hold what the policy needs.
+    #[error(transparent)]
+    Resolve(ResolveError),
+    /// The identity service could not be read.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// Compares `policy` with its identity service. Suspension is ignored (and noted): a preview
+/// shows what the operator would do once the policy resumes.
+pub async fn check(
+    key: ObjectKey,
+    policy: &IdentitySettingPolicy,
+    sources: &SecretSources,
+    clients: &IdentityClients,
+) -> PolicyDiff {
+    let spec = &policy.spec;
+    let mut out = PolicyDiff {
+        server: shown_url(&spec.server.url),
+        partition_global_id: spec.partition_global_id.clone(),
+        user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
+        settings: spec.settings.len(),
+        notes: Vec::new(),
+        result: Ok(Vec::new()),
+        key,
+    };
+    let valid = match validate(spec) {
+        Ok(valid) => valid,
+        Err(problems) => {
+            out.result = Err(CheckError::InvalidSpec(problems).to_string());
+            return out;
+        }
+    };
+    if let Some(suspension) = valid.suspended_at(jiff::Timestamp::now()) {
+        out.notes
+            .push(format!("{}; compared anyway", suspension.message()));
+    }
+    if valid.mode == SyncMode::Observe {
+        out.notes.push(
+            "mode Observe: the operator reports these differences but never writes them".into(),
+        );
+    }
+    let mut redactor = Redactor::default();
+    out.result = changes(&out.key.0, &valid, sources, clients, &mut redactor)
+        .await
+        .map_err(|e| redactor.redact(&e.to_string()));
+    out
+}
+
+/// The planned changes; fills `redactor` with every secret value read.
+async fn changes(
+    namespace: &str,
+    valid: &ValidPolicy,
+    sources: &SecretSources,
+    clients: &IdentityClients,
+    redactor: &mut Redactor,
+) -> Result<Vec<PlannedChange>, CheckError> {
+    let secrets = sources.secrets_of(namespace, valid)?;
+    let resolved = resolve(valid, &secrets).map_err(|e| match e {
+        ResolveError::SecretNotFound { name } => not_found(namespace, name, sources),
+        other => CheckError::Resolve(other),
+    })?;
+    *redactor = Redactor::new(resolved.secret_values.iter().map(SecretString::expose));
+    let client = clients
+        .client(
+            &valid.base_url,
+            &resolved.credentials,
+            resolved.ca_pem.as_deref(),
+        )
+        .await?
+        .redacting(redactor.clone());
+    let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
+    let actual = client.get_settings(&valid.scope, &keys).await?;
+    let plan = plan(&resolved.desired, &actual, &valid.scope);
+    Ok(planned_changes(
+        &plan,
+        |k| valid.is_secret(k),
+        |v| redactor.redact(v),
+    ))
+}
+
+/// The error for a Secret in no source, saying where it could be put.
+fn not_found(namespace: &str, name: String, sources: &SecretSources) -> CheckError {
+    let dir_hint = match sources.secrets_dir() {
+        Some(dir) => format!(
+            "a directory {} with one file per key",
+            dir.join(&name).display()
+        ),
+        None => format!(
+            "pass --secrets-dir PATH with a directory PATH/{name}/ holding one file per key"
+        ),
+    };
+    // env_var(name, "") ends in the `_` before the key.
+    let env_hint = format!("{}<KEY> for each key", env_var(&name, ""));
+    CheckError::SecretNotFound {
+        namespace: namespace.to_owned(),
+        name,
+        dir_hint,
+        env_hint,
+    }
+}
+
+/// The URL as given, unless it holds a password (then without it).
+fn shown_url(raw: &str) -> String {
+    match url::Url::parse(raw.trim()) {
+        Ok(u) if u.password().is_some() => crate::identity::urls::display_safe(raw),
+        _ => raw.trim().to_owned(),
+    }
+}

@@ -64,6 +64,7 @@ pub async fn run(
     let mut stores = Vec::new();
     // Ownership of keys is known once every policy watch delivered its first list.
     let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
+    ctx.ownership.listing();
     let runs: Vec<_> = scopes
         .into_iter()
         .map(|namespace| {

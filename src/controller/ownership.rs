@@ -27,7 +27,9 @@ impl Default for Ownership {
     fn default() -> Self {
         Self {
             index: Mutex::default(),
-            complete: watch::Sender::new(false),
+            // Complete until a controller says it is listing (see `listing`): a reconcile run
+            // without the watches has no other policies to wait for.
+            complete: watch::Sender::new(true),
             nudges: broadcast::Sender::new(NUDGE_BACKLOG),
         }
     }
@@ -61,6 +63,11 @@ impl Ownership {
     /// Drops the claims of policies `exists` says are gone (`namespace/name`).
     pub fn retain(&self, exists: impl Fn(&str) -> bool) {
         self.lock().retain(exists);
+    }
+
+    /// The watches are about to list: ownership is unknown until [`Ownership::mark_complete`].
+    pub fn listing(&self) {
+        self.complete.send_replace(false);
     }
 
     /// Every watch has delivered its first list: ownership is known.

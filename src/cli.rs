@@ -67,6 +67,15 @@ pub struct RunArgs {
     /// also the idle connections kept open to it.
     #[arg(long, env = "IDENTITY_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub identity_concurrency: u16,
+    /// Requests per second to one identity server, at most, shared by all its policies (a
+    /// second's worth may go at once); 0: no limit. A 429 from the server pauses all its
+    /// policies for its Retry-After whatever this is.
+    #[arg(long, env = "IDENTITY_REQUESTS_PER_SECOND", default_value_t = 0.0, value_parser = non_negative)]
+    pub identity_requests_per_second: f64,
+    /// Requests in flight to one identity server at once, at most; 0: no limit besides
+    /// --identity-concurrency.
+    #[arg(long, env = "IDENTITY_MAX_IN_FLIGHT", default_value_t = 0)]
+    pub identity_max_in_flight: u16,
     /// Take part in leader election (required when running more than one replica).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -197,6 +206,16 @@ pub fn usage_exit_code(error: &clap::Error, first_arg: Option<&std::ffi::OsStr>)
 /// The longest duration any flag takes. Nothing the operator times needs more, and the bound
 /// keeps every sum and product of durations far from overflowing.
 pub const MAX_DURATION_FLAG: Duration = Duration::from_secs(24 * 3600);
+
+/// A number of requests per second: finite and not negative.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of requests per second (0 or more)"
+        )),
+    }
+}
 
 /// Parses a duration flag (`30s`, `5m`, `1h`, at most 24h), with a message clap shows for a
 /// bad one.

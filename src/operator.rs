@@ -1,6 +1,7 @@
 //! Wires the pieces of `identity-settings-operator run` together: Kubernetes client, metrics
 //! and health server, leader election, controller, shutdown on SIGTERM/Ctrl-C.
 
+use crate::identity::budget::BudgetLimits;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +70,10 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         backoff_max: args.backoff_max,
         concurrency: usize::from(args.concurrency),
         concurrency_per_server: usize::from(args.identity_concurrency),
+        identity_budget: BudgetLimits {
+            requests_per_second: Some(args.identity_requests_per_second).filter(|r| *r > 0.0),
+            max_in_flight: Some(usize::from(args.identity_max_in_flight)).filter(|n| *n > 0),
+        },
     };
     let ctx = Context::new(client.clone(), metrics, settings, Some(identity.clone()));
     let scope = watch_scope(&args.namespaces);

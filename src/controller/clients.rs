@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::identity::auth::{Credentials, TokenCache};
+use crate::identity::budget::BudgetLimits;
 use crate::identity::client::{ClientConfig, Connection, IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
 
@@ -26,6 +27,8 @@ pub struct ConnectionSettings {
     pub max_idle_connections: usize,
     /// Told about every request (metrics).
     pub observer: Option<Arc<dyn RequestObserver>>,
+    /// Each server's request budget.
+    pub budget: BudgetLimits,
 }
 
 /// What makes two servers the same connection pool.
@@ -114,6 +117,7 @@ impl IdentityClients {
         config.max_idle_connections = self.settings.max_idle_connections;
         config.ca_certificate_pem = server.ca_pem.clone();
         config.observer = self.settings.observer.clone();
+        config.budget = self.settings.budget;
         tokio::task::spawn_blocking(move || Connection::new(&config))
             .await
             .unwrap_or_else(|e| {
@@ -152,6 +156,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             max_idle_connections: 4,
             observer: None,
+            budget: Default::default(),
         })
     }
 

@@ -14,6 +14,7 @@ use super::queue::WorkQueue;
 use super::secrets::SecretCache;
 use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus};
 use crate::identity::auth::Credentials;
+use crate::identity::budget::BudgetLimits;
 use crate::identity::client::{IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
 use crate::identity::retry::{RetryPolicy, backoff_delay};
@@ -35,6 +36,8 @@ pub struct ReconcileSettings {
     pub concurrency: usize,
     /// Reconciles running at once against one identity server, at most.
     pub concurrency_per_server: usize,
+    /// Each identity server's request budget (rate and in-flight limits).
+    pub identity_budget: BudgetLimits,
 }
 
 /// Default of [`ReconcileSettings::concurrency`].
@@ -51,6 +54,7 @@ impl Default for ReconcileSettings {
             backoff_max: Duration::from_secs(300),
             concurrency: DEFAULT_CONCURRENCY,
             concurrency_per_server: DEFAULT_CONCURRENCY_PER_SERVER,
+            identity_budget: BudgetLimits::default(),
         }
     }
 }
@@ -131,6 +135,7 @@ impl Context {
             allow_http: settings.allow_insecure_http,
             request_timeout: settings.request_timeout,
             max_idle_connections: settings.concurrency_per_server,
+            budget: settings.identity_budget,
             observer: Some(metrics.clone() as Arc<dyn RequestObserver>),
         });
         Self {

@@ -15,8 +15,11 @@ pub mod reason {
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     /// The credentials lack `PM.Setting` or admin rights (403).
     pub const FORBIDDEN: &str = "Forbidden";
-    /// The identity service could not be reached or answered 429/5xx.
+    /// The identity service could not be reached or answered 5xx.
     pub const SERVER_UNREACHABLE: &str = "ServerUnreachable";
+    /// The identity service answered 429 (for this or another policy of the same server), or
+    /// the server's request budget is used up: waiting, then retried.
+    pub const THROTTLED: &str = "Throttled";
     /// The identity service refused the request (400): a value in the policy is wrong.
     pub const SERVER_REJECTED: &str = "ServerRejected";
     /// The URL answered 404: the identity base URL is wrong.
@@ -93,6 +96,7 @@ impl ReconcileError {
             }
             ReconcileError::Secrets(_) => reason::SECRET_INVALID,
             ReconcileError::Identity(e) => match e.class() {
+                ErrorClass::Transient if throttled(e) => reason::THROTTLED,
                 ErrorClass::Transient => reason::SERVER_UNREACHABLE,
                 ErrorClass::Authentication => reason::CREDENTIALS_REJECTED,
                 ErrorClass::Forbidden => reason::FORBIDDEN,
@@ -133,13 +137,23 @@ impl ReconcileError {
     }
 }
 
+/// Whether the request was held back by the server's request budget or refused with 429.
+fn throttled(e: &IdentityError) -> bool {
+    match e {
+        IdentityError::Throttled { .. } => true,
+        IdentityError::RetriesExhausted { last, .. } => throttled(last),
+        other => other.status() == Some(429),
+    }
+}
+
 /// The recovery a failure reason in a policy's status stands for, so that readers of status (the
 /// demo) can tell "retrying" from "waiting for a fix"; `None` for reasons that are not failures.
 pub fn recovery_of_reason(r: &str) -> Option<Recovery> {
     match r {
-        reason::SERVER_UNREACHABLE | reason::UNEXPECTED_RESPONSE | reason::KUBERNETES_ERROR => {
-            Some(Recovery::Backoff)
-        }
+        reason::SERVER_UNREACHABLE
+        | reason::THROTTLED
+        | reason::UNEXPECTED_RESPONSE
+        | reason::KUBERNETES_ERROR => Some(Recovery::Backoff),
         reason::INVALID_SPEC
         | reason::SECRET_NOT_FOUND
         | reason::SECRET_INVALID
@@ -178,7 +192,7 @@ mod tests {
             (403, reason::FORBIDDEN, Recovery::NeedsUser),
             (400, reason::SERVER_REJECTED, Recovery::NeedsUser),
             (404, reason::ENDPOINT_NOT_FOUND, Recovery::NeedsUser),
-            (429, reason::SERVER_UNREACHABLE, Recovery::Backoff),
+            (429, reason::THROTTLED, Recovery::Backoff),
             (503, reason::SERVER_UNREACHABLE, Recovery::Backoff),
         ];
         for (status, want_reason, want_recovery) in cases {

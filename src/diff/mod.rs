@@ -53,6 +53,7 @@ pub async fn run(args: &DiffArgs) -> u8 {
         request_timeout: args.identity_timeout,
         max_idle_connections: CONCURRENCY,
         observer: None,
+        budget: Default::default(),
     });
     let (sources, clients) = (&sources, &clients);
     let diffs = futures::stream::iter(manifests.policies)

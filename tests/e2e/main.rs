@@ -482,6 +482,77 @@ async fn two_policies_on_one_key_do_not_flap_the_older_owns_it_until_it_goes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_every_policy_of_that_server_which_show_throttled_then_recover() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let names = ["lockout-a", "lockout-b", "lockout-c"];
+    for (i, name) in names.iter().enumerate() {
+        let key = format!("Custom.Throttle.Key{i}");
+        world
+            .create_policy(&policy(&world, name, "admin", vec![setting(&key, "1")]))
+            .await;
+    }
+    world.spawn_operator(&[]).await;
+    for name in names {
+        world.wait_reason(name, "Applied", SECS_20).await;
+    }
+    // The server answers the next Setting request with 429, Retry-After 12 s.
+    world
+        .sim
+        .faults()
+        .fail_next(1, 429, Some(Duration::from_secs(12)));
+    let setting_requests = || world.sim.counters().total(Endpoint::Setting);
+    let before = setting_requests();
+    let change = |value: &str| json!({"spec": {"settings": [{"key": "Custom.Throttle.Key0", "value": value}]}});
+    world
+        .policies()
+        .patch(
+            "lockout-a",
+            &PatchParams::default(),
+            &Patch::Merge(&change("2")),
+        )
+        .await
+        .expect("patch");
+    let told = world.wait_reason("lockout-a", "Throttled", SECS_10).await;
+    assert!(
+        ready_message(&told).contains("429"),
+        "{}",
+        ready_message(&told)
+    );
+    let after_429 = setting_requests();
+    assert_eq!(after_429, before + 1, "the 429 was not retried at once");
+    // The other policies of that server wait too, without a request.
+    for (i, name) in names.iter().enumerate().skip(1) {
+        let key = format!("Custom.Throttle.Key{i}");
+        let patch = json!({"spec": {"settings": [{"key": key, "value": "2"}]}});
+        world
+            .policies()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch");
+        let waiting = world.wait_reason(name, "Throttled", SECS_10).await;
+        assert!(
+            ready_message(&waiting).contains("asked every client to slow down"),
+            "{}",
+            ready_message(&waiting)
+        );
+    }
+    assert_eq!(
+        setting_requests(),
+        after_429,
+        "nothing sent during the pause"
+    );
+    // After the pause every policy writes its change.
+    for name in names {
+        world.wait_reason(name, "Applied", SECS_20).await;
+    }
+    for i in 0..3 {
+        let key = format!("Custom.Throttle.Key{i}");
+        assert_eq!(world.stored_value(&key).as_deref(), Some("2"), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_credentials_secret_reconciles_exactly_its_policies_with_the_new_credentials()
 {
     let mut world = World::start().await;

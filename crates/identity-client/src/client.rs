@@ -23,6 +23,8 @@ use super::types::{
 use super::urls;
 use crate::secret::SecretString;
 
+pub use super::budget::BudgetLimits;
+use super::budget::RequestBudget;
 pub use super::observe::{Endpoint, RequestObserver, RequestOutcome};
 pub use super::retry::RetryPolicy;
 
@@ -54,6 +56,9 @@ pub struct ClientConfig {
     /// Idle connections kept open to the server (default 16); more are opened when more
     /// requests run at once, and closed when they finish.
     pub max_idle_connections: usize,
+    /// The server's request budget, shared by every client of the connection (default: no
+    /// rate or in-flight limit; a 429 pauses every client either way).
+    pub budget: BudgetLimits,
 }
 
 impl ClientConfig {
@@ -70,6 +75,7 @@ impl ClientConfig {
             ca_certificate_pem: None,
             observer: None,
             max_idle_connections: DEFAULT_MAX_IDLE_CONNECTIONS,
+            budget: BudgetLimits::default(),
         }
     }
 }
@@ -92,6 +98,7 @@ impl fmt::Debug for ClientConfig {
             )
             .field("observer", &self.observer.is_some())
             .field("max_idle_connections", &self.max_idle_connections)
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -116,6 +123,7 @@ struct ConnectionInner {
     request_timeout: Duration,
     retry: RetryPolicy,
     observer: Option<Arc<dyn RequestObserver>>,
+    budget: RequestBudget,
 }
 
 impl fmt::Debug for Connection {
@@ -166,6 +174,7 @@ impl Connection {
                 request_timeout: config.request_timeout,
                 retry: config.retry.clone(),
                 observer: config.observer.clone(),
+                budget: RequestBudget::new(config.budget),
             }),
         })
     }
@@ -420,6 +429,16 @@ impl IdentityClient {
         attempt: u32,
         budget: Budget,
     ) -> Result<Answer, IdentityError> {
+        let server = &self.connection.inner.budget;
+        let _admission = server
+            .admit(budget.deadline(), self.connection.inner.retry.max_backoff)
+            .await
+            .map_err(|over| IdentityError::Throttled {
+                endpoint,
+                url: url.to_string(),
+                wait: over.wait,
+                server_asked: over.server_asked,
+            })?;
         let info = AttemptInfo {
             method,
             endpoint,
@@ -427,7 +446,13 @@ impl IdentityClient {
             attempt,
             timeout: self.attempt_timeout(budget),
         };
-        transport::send(request, info, self.connection.inner.observer.as_deref()).await
+        let answer =
+            transport::send(request, info, self.connection.inner.observer.as_deref()).await?;
+        if answer.status == 429 {
+            // Every policy of this server waits, not only the one that was told.
+            server.pause(answer.retry_after());
+        }
+        Ok(answer)
     }
 
     fn attempt_timeout(&self, budget: Budget) -> Duration {

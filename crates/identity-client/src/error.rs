@@ -144,6 +144,23 @@ pub enum IdentityError {
         /// The server's message, if any.
         message: Option<String>,
     },
+    /// The server's request budget did not allow the request in time: the server answered 429
+    /// for this or another request of the same server (`server_asked`), or the configured rate
+    /// or in-flight limit is used up. Nothing was sent.
+    #[error("{}; not sent to the identity {endpoint} endpoint at {url}, next try in about {}s",
+        if *server_asked { "the identity service asked every client to slow down (HTTP 429)" }
+        else { "the request budget for this identity server is used up" },
+        wait.as_secs().max(1))]
+    Throttled {
+        /// Where.
+        endpoint: Endpoint,
+        /// The URL not tried.
+        url: String,
+        /// How long until the budget allows a request.
+        wait: Duration,
+        /// Whether the server asked for the pause (429).
+        server_asked: bool,
+    },
     /// No answer in time.
     #[error("the request to the identity {endpoint} endpoint at {url} timed out")]
     Timeout {
@@ -204,6 +221,7 @@ impl IdentityError {
             IdentityError::Rejected { .. } => ErrorClass::InvalidRequest,
             IdentityError::NotFound { .. } => ErrorClass::NotFound,
             IdentityError::Unavailable { .. }
+            | IdentityError::Throttled { .. }
             | IdentityError::Timeout { .. }
             | IdentityError::Connection { .. } => ErrorClass::Transient,
             IdentityError::Protocol { .. } => ErrorClass::Protocol,
@@ -215,6 +233,7 @@ impl IdentityError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             IdentityError::Unavailable { retry_after, .. } => *retry_after,
+            IdentityError::Throttled { wait, .. } => Some(*wait),
             IdentityError::RetriesExhausted { last, .. } => last.retry_after(),
             _ => None,
         }
@@ -261,7 +280,7 @@ impl IdentityError {
                     f(message);
                 }
             }
-            IdentityError::Timeout { url, .. } => f(url),
+            IdentityError::Timeout { url, .. } | IdentityError::Throttled { url, .. } => f(url),
             IdentityError::Connection { url, reason, .. } => {
                 f(url);
                 f(reason);
@@ -282,8 +301,12 @@ impl IdentityError {
 
     /// Whether the retry loop may try again (transient, and not already the loop's verdict).
     pub(crate) fn is_retryable(&self) -> bool {
+        // A throttled call ends at once: waiting is the budget's job, and it had no time left.
         self.class() == ErrorClass::Transient
-            && !matches!(self, IdentityError::RetriesExhausted { .. })
+            && !matches!(
+                self,
+                IdentityError::RetriesExhausted { .. } | IdentityError::Throttled { .. }
+            )
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod budget;
 pub mod client;
 pub mod error;
 pub mod observe;

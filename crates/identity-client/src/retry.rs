@@ -120,6 +120,11 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// When the call must be done: no wait for the server's request budget may go past it.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Time left, never zero-length (an attempt always gets [`MIN_ATTEMPT_TIME`]).
     pub fn remaining(&self) -> Duration {
         self.deadline

@@ -67,9 +67,9 @@ pub struct RunArgs {
     /// also the idle connections kept open to it.
     #[arg(long, env = "IDENTITY_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub identity_concurrency: u16,
-    /// Requests per second to one identity server, at most, shared by all its policies (a
-    /// second's worth may go at once); 0: no limit. A 429 from the server pauses all its
-    /// policies for its Retry-After whatever this is.
+    /// Requests per second to one identity server, at most, shared by all its policies (starts
+    /// at least 1/rate apart); 0: no limit. A 429 from the server pauses all its policies for
+    /// its Retry-After whatever this is.
     #[arg(long, env = "IDENTITY_REQUESTS_PER_SECOND", default_value_t = 0.0, value_parser = non_negative)]
     pub identity_requests_per_second: f64,
     /// Requests in flight to one identity server at once, at most; 0: no limit besides

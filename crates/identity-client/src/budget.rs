@@ -14,8 +14,8 @@ use tokio::time::Instant;
 /// The limits of a [`RequestBudget`].
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct BudgetLimits {
-    /// Requests started per second, at most, averaged over one second (bursts of up to one
-    /// second's worth); `None`: no limit.
+    /// Requests started per second, at most: starts are at least `1/rate` apart, so no
+    /// one-second window holds more than `rate` of them; `None`: no limit.
     pub requests_per_second: Option<f64>,
     /// Requests in flight at once, at most; `None`: no limit.
     pub max_in_flight: Option<usize>,
@@ -38,15 +38,13 @@ pub struct OverBudget {
 #[derive(Debug)]
 pub struct RequestBudget {
     interval: Option<Duration>,
-    burst: Duration,
     in_flight: Option<Arc<Semaphore>>,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
-    /// When the next request may start at the configured rate, ignoring the burst allowance
-    /// (GCRA's theoretical arrival time).
+    /// When the next request may start at the configured rate.
     next_at: Instant,
     /// No request starts before this (the server's last 429).
     paused_until: Option<Instant>,
@@ -65,11 +63,8 @@ impl RequestBudget {
             .requests_per_second
             .filter(|r| r.is_finite() && *r > 0.0)
             .map(|r| Duration::from_secs_f64(1.0 / r));
-        // A second's worth of requests may go at once (at least one).
-        let burst = interval.map_or(Duration::ZERO, |i| Duration::from_secs(1).saturating_sub(i));
         Self {
             interval,
-            burst,
             in_flight: limits
                 .max_in_flight
                 .map(|n| Arc::new(Semaphore::new(n.max(1)))),
@@ -125,15 +120,14 @@ impl RequestBudget {
         let Some(interval) = self.interval else {
             return Ok(earliest);
         };
-        let due = state.next_at.max(earliest);
-        let start_at = due.checked_sub(self.burst).unwrap_or(due).max(earliest);
+        let start_at = state.next_at.max(earliest);
         if start_at > deadline {
             return Err(OverBudget {
                 wait: start_at - now,
                 server_asked: false,
             });
         }
-        state.next_at = due + interval;
+        state.next_at = start_at + interval;
         Ok(start_at)
     }
 
@@ -164,28 +158,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_rate_allows_a_seconds_burst_then_spaces_requests() {
+    async fn the_rate_spaces_requests_so_no_second_holds_more() {
         let budget = RequestBudget::new(BudgetLimits {
             requests_per_second: Some(100.0),
             max_in_flight: None,
         });
         let start = Instant::now();
         let mut starts = Vec::new();
-        for _ in 0..150 {
+        for _ in 0..50 {
             let _a = budget.admit(far(), LONG).await;
             starts.push(start.elapsed());
         }
-        // A second's worth (100) may go at once; request i (from 0) never before
-        // (i - 99) × 10 ms: no second ever holds more than 100 starts after the first burst.
-        for (i, t) in starts.iter().enumerate().skip(100) {
-            let earliest = Duration::from_millis(10) * u32::try_from(i - 99).unwrap_or(0);
-            assert!(*t + Duration::from_millis(2) >= earliest, "{i} at {t:?}");
+        // Request i (from 0) never starts before i × 10 ms: no second holds more than 100.
+        for (i, t) in starts.iter().enumerate() {
+            let earliest = Duration::from_millis(10) * u32::try_from(i).unwrap_or(0);
+            assert!(*t + Duration::from_millis(1) >= earliest, "{i} at {t:?}");
         }
-        assert!(
-            starts[149] >= Duration::from_millis(490),
-            "{:?}",
-            starts[149]
-        );
     }
 
     #[tokio::test]

@@ -18,6 +18,16 @@ pub struct Args {
     /// Policies of the slow-service case (100 ms per identity request, resync 10s); 0 skips it.
     #[arg(long, default_value_t = 1000)]
     pub slow_policies: usize,
+    /// Policies of the request-budget case (all on one identity server, 20 ms per request, the
+    /// operator limited to `--budget-rps` and `--budget-in-flight`); 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    pub budget_policies: usize,
+    /// The budget case's `--identity-requests-per-second`.
+    #[arg(long, default_value_t = 50)]
+    pub budget_rps: u32,
+    /// The budget case's `--identity-max-in-flight`.
+    #[arg(long, default_value_t = 4)]
+    pub budget_in_flight: u32,
     /// Extra flag for the operator's `run`, repeatable (e.g. `--operator-arg=--concurrency=16`).
     #[arg(long = "operator-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub operator_args: Vec<String>,
@@ -28,6 +38,9 @@ impl Args {
     pub fn check(&self) -> Result<(), String> {
         if self.policies.is_empty() || self.policies.contains(&0) {
             return Err("--policies needs counts above 0".into());
+        }
+        if self.budget_policies > 0 && (self.budget_rps == 0 || self.budget_in_flight == 0) {
+            return Err("--budget-rps and --budget-in-flight must be above 0".into());
         }
         Ok(())
     }

@@ -71,9 +71,19 @@ async fn main() -> ExitCode {
         count => Some(run::slow(&setup, count).await.map_err(|e| e.to_string())),
     };
 
+    let budget = match args.budget_policies {
+        0 => None,
+        count => Some(
+            run::budget(&setup, count, args.budget_rps, args.budget_in_flight)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+    };
+
     let failed = scale.iter().any(|(_, r)| r.is_err())
         || idle.is_err()
-        || slow.as_ref().is_some_and(Result::is_err);
+        || slow.as_ref().is_some_and(Result::is_err)
+        || budget.as_ref().is_some_and(Result::is_err);
     let report = Report {
         machine: machine::describe(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -81,6 +91,7 @@ async fn main() -> ExitCode {
         scale,
         slow,
         idle,
+        budget,
     };
     for (_, row) in &report.scale {
         if let Ok(row) = row {

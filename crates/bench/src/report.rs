@@ -7,7 +7,10 @@ use std::time::Duration;
 use crate::converge::Waited;
 use crate::machine::Machine;
 use crate::procfs::Usage;
-use crate::run::{IDLE_POLICIES, IdleRow, SLOW_LATENCY_MS, SLOW_RESYNC, ScaleRow, SlowRow};
+use crate::run::{
+    BUDGET_LATENCY_MS, BudgetRow, IDLE_POLICIES, IdleRow, SLOW_LATENCY_MS, SLOW_RESYNC, ScaleRow,
+    SlowRow,
+};
 
 /// The idle memory the operator should stay under.
 const IDLE_TARGET_MIB: f64 = 32.0;
@@ -26,6 +29,8 @@ pub struct Report {
     pub slow: Option<Result<SlowRow, String>>,
     /// The idle run.
     pub idle: Result<IdleRow, String>,
+    /// The request-budget run, unless skipped.
+    pub budget: Option<Result<BudgetRow, String>>,
 }
 
 /// Seconds with one decimal.
@@ -97,6 +102,13 @@ impl Report {
                 let _ = writeln!(out, "| slow service | failed | {} |", e.replace('|', "/"));
             }
             Some(Ok(s)) => out.push_str(&slow_rows(s)),
+        }
+        match &self.budget {
+            None => out.push_str("| request budget | skipped (--budget-policies 0) | |\n"),
+            Some(Err(e)) => {
+                let _ = writeln!(out, "| request budget | failed | {} |", e.replace('|', "/"));
+            }
+            Some(Ok(b)) => out.push_str(&budget_rows(b)),
         }
         let case = format!("idle ({IDLE_POLICIES} policies)");
         match &self.idle {
@@ -217,6 +229,51 @@ fn slow_rows(s: &SlowRow) -> String {
         (
             "WARN lines in the operator's log".to_owned(),
             s.warn_lines.map_or("n/a".into(), |w| w.to_string()),
+        ),
+    ];
+    rows.iter()
+        .map(|(figure, value)| format!("| {case} | {figure} | {value} |\n"))
+        .collect()
+}
+
+fn budget_rows(b: &BudgetRow) -> String {
+    let case = format!(
+        "request budget ({} policies on one server, {} requests/s and {} in flight allowed, \
+         {BUDGET_LATENCY_MS} ms per request)",
+        b.count, b.rps, b.in_flight
+    );
+    // `slack`: requests start 1/rate apart at the operator, but arrive with network jitter, so
+    // the service's one-second window may catch one more.
+    let within = |seen: u64, limit: u32, slack: u64| {
+        if seen <= u64::from(limit) {
+            format!("{seen} (within {limit})")
+        } else if seen <= u64::from(limit) + slack {
+            format!("{seen} (limit {limit}; one more from arrival jitter)")
+        } else {
+            format!("{seen} (OVER {limit})")
+        }
+    };
+    let least = b.load.requests as f64 / f64::from(b.rps.max(1));
+    let rows = [
+        (
+            "cold start s (policies converged)".to_owned(),
+            waited(&b.cold, b.count),
+        ),
+        (
+            "identity requests (the budget allows them in no less than, s)".to_owned(),
+            format!("{} ({least:.1})", b.load.requests),
+        ),
+        (
+            "most requests the service saw within one second".to_owned(),
+            within(b.load.peak_per_second, b.rps, 1),
+        ),
+        (
+            "most requests the service saw in flight at once".to_owned(),
+            within(b.load.peak_in_flight, b.in_flight, 0),
+        ),
+        (
+            "WARN lines in the operator's log".to_owned(),
+            b.warn_lines.map_or("n/a".into(), |w| w.to_string()),
         ),
     ];
     rows.iter()

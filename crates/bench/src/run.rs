@@ -76,6 +76,7 @@ async fn prepare(
     count: usize,
     resync: Duration,
     latency_ms: u64,
+    extra_args: &[String],
 ) -> Result<(World, Operator, Instant)> {
     let world = World::start(setup.bins, &setup.root.join(label), latency_ms).await?;
     let creating = Instant::now();
@@ -88,7 +89,13 @@ async fn prepare(
         creating.elapsed().as_secs_f64()
     );
     world.sim.reset().await?;
-    let operator = world.spawn_operator(setup.bins, setup.operator_args)?;
+    let args: Vec<String> = setup
+        .operator_args
+        .iter()
+        .chain(extra_args)
+        .cloned()
+        .collect();
+    let operator = world.spawn_operator(setup.bins, &args)?;
     eprintln!("  operator log: {}", operator.log.display());
     Ok((world, operator, Instant::now()))
 }
@@ -128,7 +135,7 @@ async fn finish(world: World, operator: Operator) -> bool {
 pub async fn scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Result<ScaleRow> {
     eprintln!("• scale run: {count} policies, resync {resync:?}");
     let (mut world, mut operator, spawned) =
-        prepare(setup, &format!("n{count}"), count, resync, 0).await?;
+        prepare(setup, &format!("n{count}"), count, resync, 0, &[]).await?;
     let cold = cold_start(&world, &mut operator, count, spawned).await?;
     let cold_calls = world.sim.calls().await?;
     let pid = operator.process.pid()?;
@@ -184,7 +191,8 @@ pub struct IdleRow {
 /// [`IDLE_POLICIES`] policies, converged, then 10 s without work: resident memory.
 pub async fn idle(setup: &Setup<'_>, resync: Duration) -> Result<IdleRow> {
     eprintln!("• idle run: {IDLE_POLICIES} policies");
-    let (world, mut operator, spawned) = prepare(setup, "idle", IDLE_POLICIES, resync, 0).await?;
+    let (world, mut operator, spawned) =
+        prepare(setup, "idle", IDLE_POLICIES, resync, 0, &[]).await?;
     let cold = cold_start(&world, &mut operator, IDLE_POLICIES, spawned).await?;
     tokio::time::sleep(IDLE_WAIT).await;
     let usage = procfs::usage(operator.process.pid()?);
@@ -223,7 +231,7 @@ pub struct SlowRow {
 pub async fn slow(setup: &Setup<'_>, count: usize) -> Result<SlowRow> {
     eprintln!("• slow-service run: {count} policies, {SLOW_LATENCY_MS} ms per Setting request");
     let (world, mut operator, spawned) =
-        prepare(setup, "slow", count, SLOW_RESYNC, SLOW_LATENCY_MS).await?;
+        prepare(setup, "slow", count, SLOW_RESYNC, SLOW_LATENCY_MS, &[]).await?;
     let cold = cold_start(&world, &mut operator, count, spawned).await?;
     world.sim.reset().await?;
     eprintln!("  watching checks for {SLOW_WINDOW:?}");
@@ -249,6 +257,67 @@ pub async fn slow(setup: &Setup<'_>, count: usize) -> Result<SlowRow> {
         gets_per_resync: gets as f64
             / count as f64
             / (window.as_secs_f64() / SLOW_RESYNC.as_secs_f64()).max(f64::EPSILON),
+        warn_lines: world::warn_lines(&log),
+    })
+}
+
+/// The request-budget run's figures.
+#[derive(Clone, Debug)]
+pub struct BudgetRow {
+    /// Policies, all on one identity server.
+    pub count: usize,
+    /// The operator's `--identity-requests-per-second`.
+    pub rps: u32,
+    /// The operator's `--identity-max-in-flight`.
+    pub in_flight: u32,
+    /// Cold start.
+    pub cold: Waited,
+    /// What the identity service saw during the cold start.
+    pub load: crate::sim::Load,
+    /// WARN lines in the operator's log.
+    pub warn_lines: Option<usize>,
+}
+
+/// Each budget-run request takes this long at the service, so requests overlap.
+pub const BUDGET_LATENCY_MS: u64 = 20;
+
+/// `count` policies on one identity server, the operator held to `rps` requests per second and
+/// `in_flight` at once: cold start, and the most requests per second and in flight the service
+/// saw meanwhile.
+pub async fn budget(
+    setup: &Setup<'_>,
+    count: usize,
+    rps: u32,
+    in_flight: u32,
+) -> Result<BudgetRow> {
+    eprintln!("• request-budget run: {count} policies, {rps} requests/s, {in_flight} in flight");
+    let args = [
+        format!("--identity-requests-per-second={rps}"),
+        format!("--identity-max-in-flight={in_flight}"),
+    ];
+    let (world, mut operator, spawned) = prepare(
+        setup,
+        "budget",
+        count,
+        Duration::from_secs(600),
+        BUDGET_LATENCY_MS,
+        &args,
+    )
+    .await?;
+    let cold = cold_start(&world, &mut operator, count, spawned).await?;
+    let load = world.sim.load().await?;
+    eprintln!(
+        "  service saw {} requests, at most {} per second and {} in flight",
+        load.requests, load.peak_per_second, load.peak_in_flight
+    );
+    let log = operator.log.clone();
+    finish(world, operator).await;
+    Ok(BudgetRow {
+        count,
+        rps,
+        in_flight,
+        cold,
+        load,
         warn_lines: world::warn_lines(&log),
     })
 }

@@ -45,6 +45,18 @@ struct Counters {
     token: Endpoint,
 }
 
+/// `GET /_simulator/load`: what the identity service saw.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Load {
+    /// Identity requests.
+    pub requests: u64,
+    /// The most in flight at once.
+    pub peak_in_flight: u64,
+    /// The most arriving within any one second.
+    pub peak_per_second: u64,
+}
+
 /// `GET /_simulator/checks`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +122,14 @@ impl Sim {
         )
         .await
         .map(drop)
+    }
+
+    /// The peak load since the last reset.
+    pub async fn load(&self) -> Result<Load> {
+        let what = "simulator load";
+        let url = format!("{}/load", self.admin);
+        let body = send(self.http.get(url), StatusCode::OK, what).await?;
+        http::json(&body, what)
     }
 
     /// The checks per partition since the last reset.

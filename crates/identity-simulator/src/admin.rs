@@ -14,6 +14,9 @@
 //!   "longestGapMs"}]}`, times in ms since the window started; a scope never checked is absent
 //!   ([`crate::checks`]). For a benchmark: the longest wait between two checks of a policy, and
 //!   the policies never checked.
+//! - `GET /_simulator/load` — `{"requests":n,"peakInFlight":n,"peakPerSecond":n}`: identity
+//!   requests (Setting and token) since the last reset, the most in flight at once and the most
+//!   arriving within any one second ([`crate::load`]); reset with the counters.
 //! - `GET /_simulator/settings?partitionGlobalId=…[&userId=…]` — every row of that scope, ordered
 //!   by id (values included: this is test data).
 //! - `POST /_simulator/settings` — `{"partitionGlobalId","userId"?,"key","value"}`: an out-of-band
@@ -40,6 +43,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/_simulator/faults", post(set_faults))
         .route("/_simulator/counters", get(counters).delete(reset_counters))
         .route("/_simulator/checks", get(checks))
+        .route("/_simulator/load", get(load))
         .route("/_simulator/settings", get(settings).post(set_setting))
 }
 
@@ -124,7 +128,12 @@ async fn counters(State(app): State<Arc<Shared>>) -> Response {
 async fn reset_counters(State(app): State<Arc<Shared>>) -> Response {
     app.counters.reset();
     app.checks.reset();
+    app.load.reset();
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn load(State(app): State<Arc<Shared>>) -> Response {
+    json_ok(&app.load.report())
 }
 
 async fn checks(State(app): State<Arc<Shared>>) -> Response {

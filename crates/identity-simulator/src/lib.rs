@@ -46,6 +46,7 @@ pub mod checks;
 mod conn;
 mod counters;
 mod faults;
+pub mod load;
 pub mod normalize;
 mod responses;
 pub mod server;
@@ -272,6 +273,11 @@ impl Simulator {
     /// Request counters.
     pub fn counters(&self) -> Counters {
         self.shared.counters.clone()
+    }
+
+    /// Peak identity requests in flight and per second (reset with the counters).
+    pub fn load(&self) -> load::Load {
+        self.shared.load.clone()
     }
 
     /// Answered GETs per scope (reset with the counters by `DELETE /_simulator/counters`).

@@ -24,6 +24,7 @@
 //!   unknown (ABP's default for a failed login may be 500); the body is not checked for a JSON
 //!   `Content-Type`.
 
+use super::load::Load;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Answered GETs per scope, for the benchmark's "how long did a policy wait for a check".
     pub(crate) checks: Checks,
+    /// Peak requests in flight and per second.
+    pub(crate) load: Load,
     clients: Vec<ClientApp>,
     ropc_users: Vec<RopcUser>,
     token_lifetime: Duration,
@@ -90,6 +93,7 @@ impl Shared {
             tokens,
             counters: Counters::default(),
             checks: Checks::default(),
+            load: Load::default(),
             clients: config.clients.clone(),
             ropc_users: config.ropc_users.clone(),
             token_lifetime: config.token_lifetime,
@@ -145,6 +149,7 @@ async fn setting(
     let (parts, body) = request.into_parts();
     app.counters
         .record(Endpoint::Setting, parts.method.as_str());
+    let _in_flight = app.load.arrive();
     let latency = app.faults.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -444,6 +449,7 @@ struct TokenBody {
 async fn token(State(app): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     app.counters.record(Endpoint::Token, parts.method.as_str());
+    let _in_flight = app.load.arrive();
     if parts.method != Method::POST {
         return method_not_allowed("POST");
     }
@@ -566,6 +572,7 @@ async fn authenticate(State(app): State<Arc<Shared>>, request: Request) -> Respo
     let (parts, body) = request.into_parts();
     app.counters
         .record(Endpoint::Authenticate, parts.method.as_str());
+    let _in_flight = app.load.arrive();
     if parts.method != Method::POST {
         return method_not_allowed("POST");
     }

@@ -53,8 +53,8 @@ pub struct IdentitySettingPolicySpec {
     /// never writes and lists the changes it would make in `status.plannedChanges`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<SyncMode>,
-    /// What happens to the settings when the policy is deleted. Only `Retain` (default) exists:
-    /// the identity API has no way to delete a setting or restore an earlier value.
+    /// What happens to the settings when the policy is deleted: `Retain` (default) leaves them;
+    /// `Restore` writes back the values saved before the operator's first write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
     /// `true` stops every read and write of this policy — for emergency manual edits on the
@@ -124,13 +124,19 @@ pub enum SyncMode {
     Plan,
 }
 
-/// What deleting the policy does to the settings it managed. `Retain` (default, and the only
-/// choice: the identity API cannot delete a setting or restore an earlier value) leaves them.
+/// What deleting the policy does to the settings it managed: `Retain` (default) leaves them;
+/// `Restore` writes back the values they had before the operator first changed them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum DeletionPolicy {
     /// Leave the settings as they are.
     #[default]
     Retain,
+    /// Before its first write to a key, the operator saves the key's value in a Secret owned by
+    /// the policy (`<name>-restore`); on deletion it writes the saved values back, then lets
+    /// the policy go. Keys that had no value keep the policy's (the identity API cannot delete
+    /// a setting). Deletion waits while the server cannot be reached; the annotation
+    /// `identitysettings.dev/skip-restore: "true"` lets it go without restoring.
+    Restore,
 }
 
 /// A reference to an object in the policy's namespace.

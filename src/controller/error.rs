@@ -30,6 +30,11 @@ pub mod reason {
     pub const VALUE_NOT_ACCEPTED: &str = "ValueNotAccepted";
     /// Talking to the Kubernetes API failed.
     pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    /// `deletionPolicy: Restore`: the restore point Secret cannot be used.
+    pub const RESTORE_POINT_UNUSABLE: &str = "RestorePointUnusable";
+    /// `deletionPolicy: Restore`: the policy is being deleted and the saved values are not
+    /// written back yet; deletion waits.
+    pub const RESTORE_PENDING: &str = "RestorePending";
 }
 
 /// How the controller reacts to an error.
@@ -59,6 +64,9 @@ pub enum ReconcileError {
         .0.join(", ")
     )]
     NotAccepted(Vec<String>),
+    /// The restore point Secret belongs to something else or holds no saved values.
+    #[error("{0}")]
+    RestorePoint(String),
     /// Reading a referenced Secret from the Kubernetes API failed (not: it does not exist).
     #[error(
         "cannot read Secrets from the Kubernetes API ({0}); check the operator's RBAC and the API server"
@@ -106,6 +114,7 @@ impl ReconcileError {
                 ErrorClass::Configuration => reason::INVALID_SPEC,
             },
             ReconcileError::NotAccepted(_) => reason::VALUE_NOT_ACCEPTED,
+            ReconcileError::RestorePoint(_) => reason::RESTORE_POINT_UNUSABLE,
             ReconcileError::SecretRead(_)
             | ReconcileError::Kube(_)
             | ReconcileError::Bug(_)
@@ -161,7 +170,9 @@ pub fn recovery_of_reason(r: &str) -> Option<Recovery> {
         | reason::FORBIDDEN
         | reason::SERVER_REJECTED
         | reason::ENDPOINT_NOT_FOUND
-        | reason::VALUE_NOT_ACCEPTED => Some(Recovery::NeedsUser),
+        | reason::VALUE_NOT_ACCEPTED
+        | reason::RESTORE_POINT_UNUSABLE => Some(Recovery::NeedsUser),
+        reason::RESTORE_PENDING => Some(Recovery::Backoff),
         _ => None,
     }
 }

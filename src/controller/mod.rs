@@ -9,6 +9,7 @@ pub mod housekeeping;
 pub mod ownership;
 pub mod queue;
 pub mod reconciler;
+pub mod restore;
 pub mod secrets;
 
 use std::sync::Arc;
@@ -363,6 +364,13 @@ fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
     let meta = policy.meta();
     let generation = u64::try_from(meta.generation.unwrap_or_default()).unwrap_or_default();
     let deleting = u64::from(meta.deletion_timestamp.is_some());
+    // Giving up a restore on deletion is an annotation, not a spec change.
+    let skip_restore = u64::from(
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::reconcile::restore::SKIP_RESTORE_ANNOTATION))
+            .is_some_and(|v| v == "true"),
+    );
     let finalized = u64::from(
         meta.finalizers
             .iter()
@@ -371,7 +379,8 @@ fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
     );
     Some(
         generation
-            .wrapping_mul(4)
+            .wrapping_mul(8)
+            .wrapping_add(skip_restore * 4)
             .wrapping_add(deleting * 2)
             .wrapping_add(finalized),
     )

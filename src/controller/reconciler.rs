@@ -16,13 +16,16 @@ use serde_json::json;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::context::{Context, jittered};
+use super::error;
 use super::error::{ReconcileError, Recovery};
-use crate::api::{FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
+use super::restore;
+use crate::api::{DeletionPolicy, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
 use crate::identity::redact::Redactor;
 use crate::reconcile::claims::{PolicyName, conflict_message};
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
 use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
+use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, restore_writes};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
 };
@@ -74,7 +77,7 @@ async fn reconcile_policy(
     finalizer(&api, FINALIZER, policy, |event| async {
         match event {
             FinalizerEvent::Apply(policy) => apply(policy, &ctx, &api, &oref).await,
-            FinalizerEvent::Cleanup(_) => Ok(cleanup(&ctx, &oref)),
+            FinalizerEvent::Cleanup(policy) => cleanup(policy, &ctx, &api, &oref).await,
         }
     })
     .await
@@ -300,6 +303,9 @@ async fn sync(
     if !ctx.leading() {
         return Err(ReconcileError::NotLeading);
     }
+    if policy.spec.deletion_policy == Some(DeletionPolicy::Restore) {
+        restore::save_before_write(ctx, policy, &plan).await?;
+    }
     let returned = client.put_settings(&valid.scope, &plan.writes).await?;
     let server_changed = was_in_sync(policy.status.as_ref(), policy.meta().generation)
         && ctx.same_desired_as_last_sync(oref, fingerprint);
@@ -386,13 +392,101 @@ async fn fetch_secrets(
     Ok(data)
 }
 
-/// Deletion with the only policy there is, `Retain`: the settings stay and the finalizer goes at
-/// once — no identity or Secret call, so a dead server or a deleted Secret never blocks it.
-fn cleanup(ctx: &Context, oref: &ObjectRef<IdentitySettingPolicy>) -> Action {
-    info!("policy deleted; settings retained on the identity service");
+/// Deletion. `Retain`: the settings stay and the finalizer goes at once — no identity or
+/// Secret call, so a dead server or a deleted Secret never blocks it. `Restore`: the saved
+/// values are written back first; while that fails, status says why and how to give up
+/// (annotation `identitysettings.dev/skip-restore: "true"`), and deletion waits.
+async fn cleanup(
+    policy: Arc<IdentitySettingPolicy>,
+    ctx: &Context,
+    api: &Api<IdentitySettingPolicy>,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+) -> Result<Action, ReconcileError> {
+    let skip = policy
+        .annotations()
+        .get(SKIP_RESTORE_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    if policy.spec.deletion_policy == Some(DeletionPolicy::Restore) && !skip {
+        let mut redactor = Redactor::default();
+        match restore_saved(&policy, ctx, oref, &mut redactor).await {
+            Ok(Some(note)) => {
+                info!(%note, "policy deleted; saved values restored");
+                publish_note(ctx, &policy, EventType::Normal, "Restored", note).await;
+            }
+            Ok(None) => info!("policy deleted; nothing was saved, so nothing to restore"),
+            Err(error) => {
+                let message = redactor.redact(&format!(
+                    "deletion waits to write back the values saved before the first write \
+                     (deletionPolicy Restore): {error}; it is retried. To delete without \
+                     restoring: kubectl annotate isp {} {SKIP_RESTORE_ANNOTATION}=true",
+                    policy.name_any()
+                ));
+                warn!(%message, "could not restore saved values");
+                let outcome = Outcome::failed(error::reason::RESTORE_PENDING, message);
+                report(ctx, api, &policy, oref, &outcome).await?;
+                return Err(error);
+            }
+        }
+    } else {
+        info!(
+            skip_restore = skip,
+            "policy deleted; settings retained on the identity service"
+        );
+    }
     ctx.forget(oref);
     ctx.metrics.forget_policy(&oref.to_string());
-    Action::await_change()
+    Ok(Action::await_change())
+}
+
+/// Writes the restore point's values back; the note for the Event, or `None` when nothing was
+/// saved.
+async fn restore_saved(
+    policy: &IdentitySettingPolicy,
+    ctx: &Context,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+    redactor: &mut Redactor,
+) -> Result<Option<String>, ReconcileError> {
+    let point = restore::load(ctx, policy).await?;
+    if point.is_empty() {
+        return Ok(None);
+    }
+    let valid = validate(&policy.spec).map_err(ReconcileError::InvalidSpec)?;
+    let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), &valid).await?;
+    let resolved = resolve(&valid, &secrets)?;
+    let (writes, unset) = restore_writes(&point);
+    *redactor = Redactor::new(
+        resolved
+            .secret_values
+            .iter()
+            .map(SecretString::expose)
+            .chain(writes.iter().map(|w| w.value.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    if !writes.is_empty() {
+        if !ctx.leading() {
+            return Err(ReconcileError::NotLeading);
+        }
+        let client = ctx
+            .identity_client(
+                oref,
+                &valid.base_url,
+                &resolved.credentials,
+                resolved.ca_pem.as_deref(),
+            )
+            .await?
+            .redacting(redactor.clone());
+        client.put_settings(&valid.scope, &writes).await?;
+    }
+    let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+    let mut note = format!("restored {} settings: {}", keys.len(), keys.join(", "));
+    if !unset.is_empty() {
+        note.push_str(&format!(
+            "; left as the policy set them (they had no value before, and the identity API \
+             cannot delete a setting): {}",
+            unset.join(", ")
+        ));
+    }
+    Ok(Some(truncate(note, 1024)))
 }
 
 async fn write_status(
@@ -412,6 +506,26 @@ async fn write_status(
             &Patch::Apply(&body),
         )
         .await?)
+}
+
+/// Publishes an Event with `reason` and `note` about the policy.
+async fn publish_note(
+    ctx: &Context,
+    policy: &IdentitySettingPolicy,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        action: event_action(reason, &note),
+        note: Some(note),
+        secondary: None,
+    };
+    if let Err(e) = ctx.events.publish(&event, &policy.object_ref(&())).await {
+        warn!(error = %e, "could not publish event");
+    }
 }
 
 /// Publishes the outcome as an Event (Normal when Ready, Warning otherwise).

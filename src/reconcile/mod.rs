@@ -5,5 +5,6 @@ pub mod claims;
 pub mod decide;
 pub mod plan;
 pub mod resolve;
+pub mod restore;
 pub mod status;
 pub mod validate;

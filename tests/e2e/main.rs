@@ -552,6 +552,147 @@ async fn a_429_pauses_every_policy_of_that_server_which_show_throttled_then_reco
     }
 }
 
+/// Waits until the policy is gone (its finalizer released).
+async fn wait_gone(world: &World, name: &str, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !matches!(world.policies().get_opt(name).await, Ok(None)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} was never released\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_on_delete_writes_back_the_values_saved_before_the_first_write() {
+    use identity_settings_operator::api::DeletionPolicy;
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .put_secret("smtp", &[("password", "new-smtp-secret-4711")])
+        .await;
+    let scope = world.scope();
+    world
+        .sim
+        .set_directly(&scope, "Auth.Password.DefaultExpirationDays", "90");
+    world
+        .sim
+        .set_directly(&scope, "Email.Smtp.Password", "old-smtp-secret-0815");
+    let mut settings = password_settings();
+    settings.push(secret_setting("Email.Smtp.Password", "smtp", "password"));
+    let mut p = policy(&world, "restored", "admin", settings);
+    p.spec.deletion_policy = Some(DeletionPolicy::Restore);
+    world.create_policy(&p).await;
+    world.spawn_operator(&[]).await;
+    let applied = world.wait_reason("restored", "Applied", SECS_20).await;
+    assert_eq!(
+        world
+            .stored_value("Auth.Password.DefaultExpirationDays")
+            .as_deref(),
+        Some("0")
+    );
+
+    // The restore point: a Secret owned by the policy, holding the values from before.
+    let point = world
+        .secrets()
+        .get("restored-restore")
+        .await
+        .expect("restore point");
+    let owners = point.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(Some(&owners[0].uid), applied.metadata.uid.as_ref());
+    let saved = point
+        .data
+        .as_ref()
+        .and_then(|d| d.get("values.json"))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default();
+    assert!(
+        saved.contains(r#""Auth.Password.DefaultExpirationDays":{"value":"90"}"#),
+        "{saved}"
+    );
+    assert!(
+        saved.contains("old-smtp-secret-0815"),
+        "the old secret is kept, in a Secret"
+    );
+    // Drift corrected later does not replace what was saved.
+    world
+        .sim
+        .set_directly(&scope, "Auth.Password.DefaultExpirationDays", "45");
+    world
+        .wait_reason("restored", "DriftCorrected", SECS_20)
+        .await;
+
+    // Deleted: the old values are back, the keys that had none keep the policy's.
+    world
+        .policies()
+        .delete("restored", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone(&world, "restored", SECS_20).await;
+    assert_eq!(
+        world
+            .stored_value("Auth.Password.DefaultExpirationDays")
+            .as_deref(),
+        Some("90")
+    );
+    assert_eq!(
+        world.stored_value("Email.Smtp.Password").as_deref(),
+        Some("old-smtp-secret-0815")
+    );
+    assert_eq!(
+        world.stored_value("Auth.UserLockOut.IsEnabled").as_deref(),
+        Some("false")
+    );
+    for secret in ["new-smtp-secret-4711", "old-smtp-secret-0815"] {
+        assert!(!world.logs().contains(secret), "{secret} logged");
+    }
+
+    // The server cannot be reached: deletion waits and says how to give up; the annotation
+    // lets the policy go without restoring.
+    world.sim.set_directly(&scope, "Email.Smtp.Port", "25");
+    let mut p = policy(
+        &world,
+        "stuck",
+        "admin",
+        vec![setting("Email.Smtp.Port", "2525")],
+    );
+    p.spec.deletion_policy = Some(DeletionPolicy::Restore);
+    world.create_policy(&p).await;
+    world.wait_reason("stuck", "Applied", SECS_20).await;
+    world
+        .sim
+        .faults()
+        .fail_next(1000, 503, Some(Duration::from_secs(60)));
+    world
+        .policies()
+        .delete("stuck", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let waiting = world.wait_reason("stuck", "RestorePending", SECS_20).await;
+    assert!(
+        ready_message(&waiting).contains("identitysettings.dev/skip-restore=true"),
+        "{}",
+        ready_message(&waiting)
+    );
+    let give_up =
+        json!({"metadata": {"annotations": {"identitysettings.dev/skip-restore": "true"}}});
+    world
+        .policies()
+        .patch("stuck", &PatchParams::default(), &Patch::Merge(&give_up))
+        .await
+        .expect("annotate");
+    wait_gone(&world, "stuck", SECS_10).await;
+    world.sim.faults().clear();
+    assert_eq!(
+        world.stored_value("Email.Smtp.Port").as_deref(),
+        Some("2525"),
+        "not restored"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_credentials_secret_reconciles_exactly_its_policies_with_the_new_credentials()
 {

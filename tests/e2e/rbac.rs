@@ -129,14 +129,15 @@ fn granted(rules: &ChartRules) -> BTreeSet<(String, String, String)> {
 async fn the_charts_rbac_allows_every_request_and_grants_nothing_unused() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;
-    world
-        .create_policy(&policy(
-            &world,
-            "password",
-            "admin",
-            vec![setting("Auth.UserLockOut.IsEnabled", "false")],
-        ))
-        .await;
+    // Restore on deletion: the restore point is saved (a Secret patch) and written back.
+    let mut p = policy(
+        &world,
+        "password",
+        "admin",
+        vec![setting("Auth.UserLockOut.IsEnabled", "false")],
+    );
+    p.spec.deletion_policy = Some(identity_settings_operator::api::DeletionPolicy::Restore);
+    world.create_policy(&p).await;
     world.spawn_operator(&["--leader-election"]).await;
     wait_ready(&world).await;
     for _ in 0..2 {

@@ -449,8 +449,10 @@ impl IdentityClient {
         let answer =
             transport::send(request, info, self.connection.inner.observer.as_deref()).await?;
         if answer.status == 429 {
-            // Every policy of this server waits, not only the one that was told.
-            server.pause(answer.retry_after());
+            // Every policy of this server waits, not only the one that was told; without a
+            // Retry-After, as long as the longest retry delay.
+            let retry = &self.connection.inner.retry;
+            server.pause(answer.retry_after().or(Some(retry.max_backoff)));
         }
         Ok(answer)
     }

@@ -37,6 +37,14 @@ pub async fn load(
     ctx: &Context,
     policy: &IdentitySettingPolicy,
 ) -> Result<RestorePoint, ReconcileError> {
+    Ok(read(ctx, policy).await?.unwrap_or_default())
+}
+
+/// The saved values, or `None` when the Secret does not exist.
+async fn read(
+    ctx: &Context,
+    policy: &IdentitySettingPolicy,
+) -> Result<Option<RestorePoint>, ReconcileError> {
     let namespace = policy.namespace().unwrap_or_default();
     let name = secret_name(policy);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -45,7 +53,7 @@ pub async fn load(
         .await
         .map_err(ReconcileError::SecretRead)?
     else {
-        return Ok(RestorePoint::new());
+        return Ok(None);
     };
     let owned = secret
         .owner_references()
@@ -59,17 +67,21 @@ pub async fn load(
     }
     let data = secret.data.unwrap_or_default();
     parse(data.get(DATA_KEY).map(|b| b.0.as_slice()))
+        .map(Some)
         .map_err(|problem| ReconcileError::RestorePoint(format!("Secret {name:?}: {problem}")))
 }
 
-/// Saves the values of the keys `plan` is about to write for the first time. Called before
-/// the write; when it fails, nothing is written.
+/// Saves the values of the keys `plan` is about to write for the first time: creates the
+/// Secret, or server-side applies it when it exists (a create racing another fails with 409
+/// and is retried). Called before the write; when it fails, nothing is written.
 pub async fn save_before_write(
     ctx: &Context,
     policy: &IdentitySettingPolicy,
     plan: &SyncPlan,
 ) -> Result<(), ReconcileError> {
-    let mut point = load(ctx, policy).await?;
+    let existing = read(ctx, policy).await?;
+    let exists = existing.is_some();
+    let mut point = existing.unwrap_or_default();
     let new = to_save(plan, &point);
     if new.is_empty() {
         return Ok(());
@@ -98,13 +110,25 @@ pub async fn save_before_write(
         "type": "Opaque",
         "data": data,
     });
-    api.patch(
-        &secret_name(policy),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(ReconcileError::Kube)?;
+    if exists {
+        api.patch(
+            &secret_name(policy),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(ReconcileError::Kube)?;
+    } else {
+        let secret: Secret = serde_json::from_value(body)
+            .map_err(|e| ReconcileError::Bug(format!("restore point Secret: {e}")))?;
+        let params = kube::api::PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        api.create(&params, &secret)
+            .await
+            .map_err(ReconcileError::Kube)?;
+    }
     Ok(())
 }
 

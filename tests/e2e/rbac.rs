@@ -140,6 +140,31 @@ async fn the_charts_rbac_allows_every_request_and_grants_nothing_unused() {
     world.create_policy(&p).await;
     world.spawn_operator(&["--leader-election"]).await;
     wait_ready(&world).await;
+    // A second key: its value is added to the existing restore point (a Secret patch).
+    let two_keys = serde_json::json!({"spec": {"settings": [
+        {"key": "Auth.UserLockOut.IsEnabled", "value": "false"},
+        {"key": "Email.Smtp.Port", "value": "2525"},
+    ]}});
+    world
+        .policies()
+        .patch(
+            "password",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&two_keys),
+        )
+        .await
+        .expect("add a key");
+    world
+        .wait_policy(
+            "password",
+            "the second key applied",
+            Duration::from_secs(20),
+            |p| {
+                p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+                    && ready_condition(p).is_some_and(|c| c.status == "True")
+            },
+        )
+        .await;
     for _ in 0..2 {
         world
             .put_secret(

@@ -85,7 +85,10 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         .await
     );
     assert!(can_i(&plane, "get", "secrets", &["-n", "anywhere"]).await);
-    assert!(!can_i(&plane, "create", "secrets", &["-n", "anywhere"]).await);
+    // create/patch: the restore points of deletionPolicy Restore; never delete or update.
+    assert!(can_i(&plane, "create", "secrets", &["-n", "anywhere"]).await);
+    assert!(!can_i(&plane, "delete", "secrets", &["-n", "anywhere"]).await);
+    assert!(!can_i(&plane, "update", "secrets", &["-n", "anywhere"]).await);
     assert!(
         !can_i(
             &plane,

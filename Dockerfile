@@ -25,6 +25,10 @@ LABEL org.opencontainers.image.title="identity-settings-operator" \
       org.opencontainers.image.source="https://github.com/identitysettings-dev/identity-settings-operator" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=build /identity-settings-operator /usr/local/bin/identity-settings-operator
+# Two glibc malloc arenas instead of eight per core: the operator's memory is many small,
+# long-lived objects (a cache entry per policy), and per-thread arenas mostly add unreturned
+# free space (measured by the benchmark, which runs the operator with the same setting).
+ENV MALLOC_ARENA_MAX=2
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/identity-settings-operator"]

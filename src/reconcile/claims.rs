@@ -82,7 +82,52 @@ pub fn key_hashes(policy: &IdentitySettingPolicy) -> impl Iterator<Item = u64> +
 #[derive(Debug, Default)]
 pub struct ClaimIndex {
     claims: HashMap<PolicyName, Claim>,
-    by_key: HashMap<u64, Vec<PolicyName>>,
+    by_key: HashMap<u64, Claimants>,
+}
+
+/// The policies declaring one key: almost always one, kept without an allocation.
+#[derive(Debug)]
+enum Claimants {
+    One(PolicyName),
+    Many(Vec<PolicyName>),
+}
+
+impl Claimants {
+    fn iter(&self) -> std::slice::Iter<'_, PolicyName> {
+        match self {
+            Claimants::One(name) => std::slice::from_ref(name).iter(),
+            Claimants::Many(names) => names.iter(),
+        }
+    }
+
+    fn add(&mut self, name: &PolicyName) {
+        if self.iter().any(|n| n == name) {
+            return;
+        }
+        match self {
+            Claimants::One(first) => *self = Claimants::Many(vec![first.clone(), name.clone()]),
+            Claimants::Many(names) => names.push(name.clone()),
+        }
+    }
+
+    /// Removes `name`; false when no claimant is left.
+    fn remove(&mut self, name: &PolicyName) -> bool {
+        match self {
+            Claimants::One(only) => only != name,
+            Claimants::Many(names) => {
+                names.retain(|n| n != name);
+                match names.as_slice() {
+                    [] => false,
+                    [only] => {
+                        let only = only.clone();
+                        *self = Claimants::One(only);
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
 }
 
 impl ClaimIndex {
@@ -104,19 +149,20 @@ impl ClaimIndex {
             .collect();
         let me = claim.clone().or_else(|| old.cloned());
         for key in &old_keys {
-            if let Some(list) = self.by_key.get_mut(key) {
-                list.retain(|n| n != name);
-                if list.is_empty() {
-                    self.by_key.remove(key);
-                }
+            if let Some(claimants) = self.by_key.get_mut(key)
+                && !claimants.remove(name)
+            {
+                self.by_key.remove(key);
             }
         }
         match claim {
             Some(claim) => {
                 for key in claim.keys.iter() {
-                    let list = self.by_key.entry(*key).or_default();
-                    if !list.contains(name) {
-                        list.push(name.clone());
+                    match self.by_key.get_mut(key) {
+                        Some(claimants) => claimants.add(name),
+                        None => {
+                            self.by_key.insert(*key, Claimants::One(name.clone()));
+                        }
                     }
                 }
                 self.claims.insert(name.clone(), claim);
@@ -128,7 +174,7 @@ impl ClaimIndex {
         let Some(me) = me else { return vec![] };
         let mut nudge: Vec<PolicyName> = changed
             .iter()
-            .flat_map(|k| self.by_key.get(k).into_iter().flatten())
+            .flat_map(|k| self.by_key.get(k).into_iter().flat_map(Claimants::iter))
             .filter(|n| self.claims.get(*n).is_some_and(|c| me.older_than(c)))
             .cloned()
             .collect();

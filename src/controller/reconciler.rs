@@ -20,11 +20,12 @@ use super::error;
 use super::error::{ReconcileError, Recovery};
 use super::restore;
 use crate::api::{DeletionPolicy, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
+use crate::identity::client::IdentityClient;
 use crate::identity::redact::Redactor;
 use crate::reconcile::claims::{PolicyName, conflict_message};
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
 use crate::reconcile::plan::{plan, planned_changes};
-use crate::reconcile::resolve::{SecretData, referenced_secrets, resolve};
+use crate::reconcile::resolve::{Resolved, SecretData, referenced_secrets, resolve};
 use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, restore_writes};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
@@ -260,20 +261,7 @@ async fn sync(
     redactor: &mut Redactor,
     differing: &mut Option<Vec<String>>,
 ) -> Result<Outcome, ReconcileError> {
-    let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), valid).await?;
-    let resolved = resolve(valid, &secrets)?;
-    // Every secret value of the policy goes to the one redactor, which the client applies to
-    // server texts before it cuts them, and `decide` to the final message.
-    *redactor = Redactor::new(resolved.secret_values.iter().map(SecretString::expose));
-    let client = ctx
-        .identity_client(
-            oref,
-            &valid.base_url,
-            &resolved.credentials,
-            resolved.ca_pem.as_deref(),
-        )
-        .await?
-        .redacting(redactor.clone());
+    let (resolved, client) = connect(policy, valid, ctx, oref, redactor, &[]).await?;
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
     let plan = plan(&resolved.desired, &actual, &valid.scope);
@@ -356,6 +344,38 @@ async fn sync_unowned(
         message,
         differing: left,
     })
+}
+
+/// Resolves the policy's Secrets and gets a client of its identity server. Every secret value
+/// read (and `also_secret`) goes to `redactor`, which the client applies to server texts before
+/// it cuts them, and `decide` to the final message.
+async fn connect(
+    policy: &IdentitySettingPolicy,
+    valid: &ValidPolicy,
+    ctx: &Context,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+    redactor: &mut Redactor,
+    also_secret: &[&str],
+) -> Result<(Resolved, IdentityClient), ReconcileError> {
+    let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), valid).await?;
+    let resolved = resolve(valid, &secrets)?;
+    *redactor = Redactor::new(
+        resolved
+            .secret_values
+            .iter()
+            .map(SecretString::expose)
+            .chain(also_secret.iter().copied()),
+    );
+    let client = ctx
+        .identity_client(
+            oref,
+            &valid.base_url,
+            &resolved.credentials,
+            resolved.ca_pem.as_deref(),
+        )
+        .await?
+        .redacting(redactor.clone());
+    Ok((resolved, client))
 }
 
 /// The data of every referenced Secret that exists: from the cache while the version it was
@@ -451,30 +471,14 @@ async fn restore_saved(
         return Ok(None);
     }
     let valid = validate(&policy.spec).map_err(ReconcileError::InvalidSpec)?;
-    let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), &valid).await?;
-    let resolved = resolve(&valid, &secrets)?;
     let (writes, unset) = restore_writes(&point);
-    *redactor = Redactor::new(
-        resolved
-            .secret_values
-            .iter()
-            .map(SecretString::expose)
-            .chain(writes.iter().map(|w| w.value.as_str()))
-            .collect::<Vec<_>>(),
-    );
     if !writes.is_empty() {
+        // The saved values may be secrets: they are cut out of every message too.
+        let saved: Vec<&str> = writes.iter().map(|w| w.value.as_str()).collect();
+        let (_, client) = connect(policy, &valid, ctx, oref, redactor, &saved).await?;
         if !ctx.leading() {
             return Err(ReconcileError::NotLeading);
         }
-        let client = ctx
-            .identity_client(
-                oref,
-                &valid.base_url,
-                &resolved.credentials,
-                resolved.ca_pem.as_deref(),
-            )
-            .await?
-            .redacting(redactor.clone());
         client.put_settings(&valid.scope, &writes).await?;
     }
     let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();

@@ -279,6 +279,34 @@ pub struct AppliedSetting {
     pub last_applied_time: Option<Time>,
 }
 
+#[cfg(test)]
+impl IdentitySettingPolicySpec {
+    /// A spec for unit tests: the identity service at `url`, credentials Secret `credentials`,
+    /// partition `p`, these settings and every optional field unset.
+    pub(crate) fn for_tests(url: &str, credentials: &str, settings: Vec<SettingSpec>) -> Self {
+        Self {
+            server: ServerSpec {
+                url: url.into(),
+                credentials_secret_ref: LocalObjectRef {
+                    name: credentials.into(),
+                },
+                auth: None,
+                scopes: None,
+                authenticate_url: None,
+                ca_secret_ref: None,
+            },
+            partition_global_id: "p".into(),
+            user_id: None,
+            settings,
+            resync_interval: None,
+            mode: None,
+            deletion_policy: None,
+            suspend: None,
+            suspend_until: None,
+        }
+    }
+}
+
 impl IdentitySettingPolicySpec {
     /// The effective sync mode.
     pub fn mode(&self) -> SyncMode {

@@ -421,7 +421,7 @@ pub fn secret_names(spec: &IdentitySettingPolicySpec) -> impl Iterator<Item = &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{LocalObjectRef, SecretKeyRef, ServerSpec, SettingSpec, ValueSource};
+    use crate::api::{SecretKeyRef, SettingSpec, ValueSource};
     use kube::api::ObjectMeta;
     use kube::core::PartialObjectMetaExt;
 
@@ -448,27 +448,8 @@ mod tests {
                 }),
             });
         }
-        let mut p = IdentitySettingPolicy::new(
-            name,
-            IdentitySettingPolicySpec {
-                server: ServerSpec {
-                    url: "https://x/identity_".into(),
-                    credentials_secret_ref: LocalObjectRef { name: creds.into() },
-                    auth: None,
-                    scopes: None,
-                    authenticate_url: None,
-                    ca_secret_ref: None,
-                },
-                partition_global_id: "p".into(),
-                user_id: None,
-                settings,
-                resync_interval: None,
-                mode: None,
-                deletion_policy: None,
-                suspend: None,
-                suspend_until: None,
-            },
-        );
+        let spec = IdentitySettingPolicySpec::for_tests("https://x/identity_", creds, settings);
+        let mut p = IdentitySettingPolicy::new(name, spec);
         p.metadata.namespace = Some(ns.into());
         p
     }

@@ -249,38 +249,25 @@ pub fn conflict_message(owners: &[(String, PolicyName)], total: usize) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{IdentitySettingPolicySpec, LocalObjectRef, ServerSpec, SettingSpec};
+    use crate::api::{IdentitySettingPolicySpec, SettingSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn policy(ns: &str, name: &str, created: i64, keys: &[&str]) -> IdentitySettingPolicy {
-        let mut p = IdentitySettingPolicy::new(
-            name,
-            IdentitySettingPolicySpec {
-                server: ServerSpec {
-                    url: "https://Cloud.Example/acme/identity_/".into(),
-                    credentials_secret_ref: LocalObjectRef { name: "c".into() },
-                    auth: None,
-                    scopes: None,
-                    authenticate_url: None,
-                    ca_secret_ref: None,
-                },
-                partition_global_id: "3fa85f64-5717-4562-b3fc-2c963f66afa6".into(),
-                user_id: None,
-                settings: keys
-                    .iter()
-                    .map(|k| SettingSpec {
-                        key: (*k).into(),
-                        value: Some("1".into()),
-                        value_from: None,
-                    })
-                    .collect(),
-                resync_interval: None,
-                mode: None,
-                deletion_policy: None,
-                suspend: None,
-                suspend_until: None,
-            },
+        let settings = keys
+            .iter()
+            .map(|k| SettingSpec {
+                key: (*k).into(),
+                value: Some("1".into()),
+                value_from: None,
+            })
+            .collect();
+        let mut spec = IdentitySettingPolicySpec::for_tests(
+            "https://Cloud.Example/acme/identity_/",
+            "c",
+            settings,
         );
+        spec.partition_global_id = "3fa85f64-5717-4562-b3fc-2c963f66afa6".into();
+        let mut p = IdentitySettingPolicy::new(name, spec);
         p.metadata.namespace = Some(ns.into());
         p.metadata.creation_timestamp = Some(Time(
             jiff::Timestamp::from_second(created).unwrap_or_default(),

@@ -171,42 +171,25 @@ fn wanted_keys(policy: &ValidPolicy, name: &str) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
-        IdentitySettingPolicySpec, LocalObjectRef, SecretKeyRef, ServerSpec, SettingSpec,
-        ValueSource,
-    };
+    use crate::api::{IdentitySettingPolicySpec, SecretKeyRef, SettingSpec, ValueSource};
     use crate::reconcile::validate::validate;
 
     fn policy() -> ValidPolicy {
-        let spec = IdentitySettingPolicySpec {
-            server: ServerSpec {
-                url: "https://x/identity_".into(),
-                credentials_secret_ref: LocalObjectRef {
-                    name: "identity-admin".into(),
+        let smtp_password = SettingSpec {
+            key: "Email.Smtp.Password".into(),
+            value: None,
+            value_from: Some(ValueSource {
+                secret_key_ref: SecretKeyRef {
+                    name: "smtp.creds".into(),
+                    key: "smtp-password".into(),
                 },
-                auth: None,
-                scopes: None,
-                authenticate_url: None,
-                ca_secret_ref: None,
-            },
-            partition_global_id: "p".into(),
-            user_id: None,
-            settings: vec![SettingSpec {
-                key: "Email.Smtp.Password".into(),
-                value: None,
-                value_from: Some(ValueSource {
-                    secret_key_ref: SecretKeyRef {
-                        name: "smtp.creds".into(),
-                        key: "smtp-password".into(),
-                    },
-                }),
-            }],
-            resync_interval: None,
-            mode: None,
-            deletion_policy: None,
-            suspend: None,
-            suspend_until: None,
+            }),
         };
+        let spec = IdentitySettingPolicySpec::for_tests(
+            "https://x/identity_",
+            "identity-admin",
+            vec![smtp_password],
+        );
         validate(&spec).expect("valid")
     }
 

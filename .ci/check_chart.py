@@ -226,13 +226,21 @@ def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: 
         if not watch:
             check(len(croles) == 1 and len(crbs) == 1 and not watch_roles,
                   f"{p}: all namespaces needs one ClusterRole+binding and no watched Role")
-            check(all(r.get("rules") == rules["watched"] for r in croles), f"{p}: ClusterRole rules != watched")
+            check(all(r.get("rules") == rules["watched"] + rules["cluster"] for r in croles),
+                  f"{p}: ClusterRole rules != watched + cluster")
             check(all(r["metadata"]["name"].startswith(f"{NAMESPACE}-") for r in croles + crbs),
                   f"{p}: cluster-scoped RBAC names must carry the release namespace (two releases of one name would collide)")
             check(all(b["roleRef"]["name"] == croles[0]["metadata"]["name"] for b in crbs),
                   f"{p}: the ClusterRoleBinding must refer to the ClusterRole")
         else:
-            check(not croles and not crbs, f"{p}: watchNamespaces set but a ClusterRole(Binding) is rendered")
+            # Cluster-scoped resources (ClusterIdentityServers, namespace labels) need a
+            # ClusterRole whatever is watched: exactly the `cluster` rules, nothing namespaced.
+            check(len(croles) == 1 and len(crbs) == 1 and croles[0].get("rules") == rules["cluster"],
+                  f"{p}: watchNamespaces set: want one ClusterRole with exactly the cluster rules")
+            check(all(r["metadata"]["name"].startswith(f"{NAMESPACE}-") for r in croles + crbs),
+                  f"{p}: cluster-scoped RBAC names must carry the release namespace")
+            check(all(b["roleRef"]["name"] == croles[0]["metadata"]["name"] for b in crbs),
+                  f"{p}: the ClusterRoleBinding must refer to the cluster-scoped ClusterRole")
             check(sorted(r["metadata"]["namespace"] for r in watch_roles) == sorted(watch),
                   f"{p}: watched Roles in {[r['metadata']['namespace'] for r in watch_roles]}, want {watch}")
             check(all(r.get("rules") == rules["watched"] for r in watch_roles), f"{p}: Role rules != watched")
@@ -316,9 +324,9 @@ async def main() -> int:
 
     # 0. the files the chart shares with the repo
     rules = yaml.safe_load((CHART / "files" / "rbac-rules.yaml").read_text())
-    check(isinstance(rules, dict) and set(rules) == {"watched", "leaderElection"}
+    check(isinstance(rules, dict) and set(rules) == {"watched", "cluster", "leaderElection"}
           and all(isinstance(rules[k], list) and rules[k] for k in rules),
-          "files/rbac-rules.yaml must have exactly the non-empty lists `watched` and `leaderElection`")
+          "files/rbac-rules.yaml must have exactly the non-empty lists `watched`, `cluster` and `leaderElection`")
     repo_crds = sorted((ROOT / "crds").glob("*.yaml"))
     check(bool(repo_crds), "no CRD in crds/")
     for crd in repo_crds:

@@ -10,7 +10,7 @@ fn crd_prints_the_committed_crd() {
     assert!(out.status.success());
     let committed = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/crds/identitysettingpolicies.identitysettings.dev.yaml"
+        "/crds/identitysettings.dev.yaml"
     ))
     .expect("committed CRD");
     assert_eq!(String::from_utf8_lossy(&out.stdout), committed);

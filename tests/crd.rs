@@ -6,7 +6,7 @@ use serde_json::Value;
 
 const CRD_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/crds/identitysettingpolicies.identitysettings.dev.yaml"
+    "/crds/identitysettings.dev.yaml"
 );
 
 #[test]
@@ -15,14 +15,30 @@ fn the_committed_crd_is_not_stale() {
     let committed = std::fs::read_to_string(CRD_PATH).expect("crds/ file exists");
     assert!(
         generated == committed,
-        "crds/ is stale: run `cargo run -p identity-settings-operator -- crd > crds/identitysettingpolicies.identitysettings.dev.yaml`"
+        "crds/ is stale: run `cargo run -p identity-settings-operator -- crd > crds/identitysettings.dev.yaml`"
     );
 }
 
-/// The CRD as the committed YAML says it (parsed back, so the test sees what users apply).
-fn crd() -> Value {
+/// The CRDs as the committed YAML says them (parsed back, so the tests see what users apply),
+/// by kind.
+fn crds() -> std::collections::BTreeMap<String, Value> {
+    use serde::Deserialize;
     let yaml = std::fs::read_to_string(CRD_PATH).expect("crds/ file exists");
-    serde_norway::from_str(&yaml).expect("valid YAML")
+    serde_norway::Deserializer::from_str(&yaml)
+        .map(|document| {
+            let crd = Value::deserialize(document).expect("valid YAML");
+            let kind = crd["spec"]["names"]["kind"]
+                .as_str()
+                .expect("a kind")
+                .to_owned();
+            (kind, crd)
+        })
+        .collect()
+}
+
+/// The policy CRD.
+fn crd() -> Value {
+    crds()["IdentitySettingPolicy"].clone()
 }
 
 fn schema() -> Value {
@@ -55,8 +71,48 @@ fn assert_structural(node: &Value, path: &str) {
 }
 
 #[test]
-fn the_schema_is_structural() {
-    assert_structural(&schema(), "");
+fn the_schemas_are_structural() {
+    let crds = crds();
+    assert_eq!(
+        crds.keys().collect::<Vec<_>>(),
+        [
+            "ClusterIdentityServer",
+            "IdentityServer",
+            "IdentitySettingPolicy"
+        ]
+    );
+    for (kind, crd) in &crds {
+        assert_structural(
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+            kind,
+        );
+    }
+}
+
+#[test]
+fn a_cluster_server_is_cluster_scoped_and_must_say_where_its_secret_is_and_who_may_use_it() {
+    let crds = crds();
+    let cluster = &crds["ClusterIdentityServer"];
+    assert_eq!(cluster["spec"]["scope"], "Cluster");
+    assert_eq!(crds["IdentityServer"]["spec"]["scope"], "Namespaced");
+    let spec = &cluster["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let required: Vec<&str> = spec["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for field in [
+        "url",
+        "credentialsSecretRef",
+        "secretNamespace",
+        "allowedNamespaces",
+    ] {
+        assert!(
+            required.contains(&field),
+            "{field} is not required: {required:?}"
+        );
+    }
 }
 
 #[test]
@@ -80,7 +136,14 @@ fn the_schema_carries_the_validation_users_rely_on() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(required, ["partitionGlobalId", "server", "settings"]);
+    assert_eq!(required, ["partitionGlobalId", "settings"]);
+    let spec_rules: Vec<&str> = s["properties"]["spec"]["x-kubernetes-validations"]
+        .as_array()
+        .expect("spec rules")
+        .iter()
+        .filter_map(|r| r["rule"].as_str())
+        .collect();
+    assert_eq!(spec_rules, ["has(self.server) != has(self.serverRef)"]);
 }
 
 #[test]
@@ -102,7 +165,7 @@ fn the_crd_has_the_status_subresource_printer_columns_and_short_name() {
 #[test]
 fn the_helm_charts_crd_is_the_generated_one() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let name = "identitysettingpolicies.identitysettings.dev.yaml";
+    let name = "identitysettings.dev.yaml";
     let repo = std::fs::read_to_string(format!("{root}/crds/{name}")).expect("crds/ copy");
     let chart = std::fs::read_to_string(format!(
         "{root}/charts/identity-settings-operator/crds/{name}"

@@ -387,7 +387,7 @@ async fn a_bad_manifest_or_command_line_exits_1_before_any_request() {
             policy("p", &sim.base_url(), "identity-admin", SEEDED_SETTINGS)
         ),
     );
-    let out = diff(&["-f", path(dir.path())], &[]).await;
+    let out = diff(&["-f", path(dir.path()), "-n", "identity"], &[]).await;
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
         out.stderr.contains("a.yaml: document 2: not YAML"),
@@ -413,4 +413,101 @@ async fn a_bad_manifest_or_command_line_exits_1_before_any_request() {
     );
     assert_eq!(sim.counters().total(Endpoint::Setting), 0);
     assert_eq!(sim.counters().total(Endpoint::Token), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_naming_server_definitions_are_compared_through_them_and_a_refused_namespace_is_an_error()
+ {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sim.base_url();
+    // The cluster server's Secret lives in its own namespace; the namespaced one's in the
+    // policy's.
+    write(
+        dir.path(),
+        "servers.yaml",
+        &format!(
+            "apiVersion: identitysettings.dev/v1alpha1
+kind: IdentityServer
+metadata: {{name: acme}}
+spec:
+  url: {url}
+  credentialsSecretRef: {{name: identity-admin}}
+---
+apiVersion: identitysettings.dev/v1alpha1
+kind: ClusterIdentityServer
+metadata: {{name: shared}}
+spec:
+  url: {url}
+  credentialsSecretRef: {{name: platform-admin}}
+  secretNamespace: identity-system
+  allowedNamespaces: {{names: [identity]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: platform-admin, namespace: identity-system}}
+stringData: {{clientId: operator, clientSecret: operator-secret}}
+"
+        ),
+    );
+    write(dir.path(), "secret.yaml", CLIENT_CREDENTIALS);
+    let using = |name: &str, kind: &str, server: &str, namespace: &str, value: &str| {
+        format!(
+            "apiVersion: identitysettings.dev/v1alpha1
+kind: IdentitySettingPolicy
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  serverRef: {{kind: {kind}, name: {server}}}
+  partitionGlobalId: {PARTITION}
+  settings:
+    - key: Auth.Password.DefaultExpirationDays
+      value: \"{value}\"
+"
+        )
+    };
+    write(
+        dir.path(),
+        "policies.yaml",
+        &[
+            using("via-namespaced", "IdentityServer", "acme", "identity", "0"),
+            using(
+                "via-cluster",
+                "ClusterIdentityServer",
+                "shared",
+                "identity",
+                "90",
+            ),
+        ]
+        .join("---\n"),
+    );
+
+    let out = diff(&["-f", path(dir.path()), "-n", "identity"], &[]).await;
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "identitysettingpolicy identity/via-cluster ({url}, partition {PARTITION}):
+  ~ Auth.Password.DefaultExpirationDays: \"0\" → \"90\"
+identitysettingpolicy identity/via-namespaced ({url}, partition {PARTITION}):
+  in sync (1 settings)"
+        )),
+        "{}",
+        out.stdout
+    );
+    out.assert_no_secret();
+
+    // Another namespace may not use the cluster server: an error, and no request for it.
+    write(
+        dir.path(),
+        "borrower.yaml",
+        &using("borrow", "ClusterIdentityServer", "shared", "team-b", "7"),
+    );
+    let out = diff(&["-f", path(dir.path()), "-n", "identity"], &[]).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout
+            .contains("ClusterIdentityServer \"shared\" does not allow namespace \"team-b\""),
+        "{}",
+        out.stdout
+    );
+    assert_nothing_written(&sim);
 }

@@ -26,7 +26,11 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let kube = KubeEmulator::start(EmulatorConfig {
-        custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
+        custom_resources: vec![
+            ResourceKind::of::<IdentitySettingPolicy>(true, true),
+            ResourceKind::of::<identity_settings_operator::api::IdentityServer>(true, true),
+            ResourceKind::of::<identity_settings_operator::api::ClusterIdentityServer>(false, true),
+        ],
         ..EmulatorConfig::default()
     })
     .await
@@ -78,7 +82,7 @@ fn policy(sim: &Simulator) -> IdentitySettingPolicy {
     let mut p = IdentitySettingPolicy::new(
         "lockout",
         IdentitySettingPolicySpec {
-            server: ServerSpec {
+            server: Some(ServerSpec {
                 url: format!("{}/", sim.base_url()),
                 credentials_secret_ref: LocalObjectRef {
                     name: "admin".into(),
@@ -87,7 +91,8 @@ fn policy(sim: &Simulator) -> IdentitySettingPolicy {
                 scopes: None,
                 authenticate_url: None,
                 ca_secret_ref: None,
-            },
+            }),
+            server_ref: None,
             partition_global_id: "magic-7".into(),
             user_id: None,
             settings: vec![

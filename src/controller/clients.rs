@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use crate::api::ServerBudget;
 use crate::identity::auth::{Credentials, TokenCache};
 use crate::identity::budget::BudgetLimits;
 use crate::identity::client::{ClientConfig, Connection, IdentityClient, RequestObserver};
@@ -31,11 +32,13 @@ pub struct ConnectionSettings {
     pub budget: BudgetLimits,
 }
 
-/// What makes two servers the same connection pool.
+/// What makes two servers the same connection pool (and request budget).
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct ServerKey {
     base_url: String,
     ca_pem: Option<Vec<u8>>,
+    /// Limits a server definition sets, overriding the operator's flags.
+    budget: ServerBudget,
 }
 
 /// What makes two policies share a token: the server and the credentials (which include the
@@ -74,18 +77,21 @@ impl IdentityClients {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A client of `base_url` (trusting `ca_pem` besides the system roots) for `credentials`.
-    /// The server's connection pool is built once, on a blocking thread (it loads the trust
-    /// store from disk), by the first caller; concurrent callers wait for it.
+    /// A client of `base_url` (trusting `ca_pem` besides the system roots) for `credentials`,
+    /// within `budget` where it sets a limit (else the operator's). The server's connection pool
+    /// is built once, on a blocking thread (it loads the trust store from disk), by the first
+    /// caller; concurrent callers wait for it.
     pub async fn client(
         &self,
         base_url: &str,
         credentials: &Credentials,
         ca_pem: Option<&[u8]>,
+        budget: ServerBudget,
     ) -> Result<IdentityClient, IdentityError> {
         let server = ServerKey {
             base_url: base_url.to_owned(),
             ca_pem: ca_pem.map(<[u8]>::to_vec),
+            budget,
         };
         let cell = self
             .connections()
@@ -117,7 +123,7 @@ impl IdentityClients {
         config.max_idle_connections = self.settings.max_idle_connections;
         config.ca_certificate_pem = server.ca_pem.clone();
         config.observer = self.settings.observer.clone();
-        config.budget = self.settings.budget;
+        config.budget = limits(self.settings.budget, server.budget);
         tokio::task::spawn_blocking(move || Connection::new(&config))
             .await
             .unwrap_or_else(|e| {
@@ -142,6 +148,20 @@ impl IdentityClients {
     /// How many connection pools and token caches are held.
     pub fn sizes(&self) -> (usize, usize) {
         (self.connections().len(), self.token_caches().len())
+    }
+}
+
+/// The operator's limits with those a server definition sets in their place.
+fn limits(operator: BudgetLimits, server: ServerBudget) -> BudgetLimits {
+    BudgetLimits {
+        requests_per_second: server
+            .requests_per_second
+            .map(f64::from)
+            .or(operator.requests_per_second),
+        max_in_flight: server
+            .max_in_flight
+            .and_then(|n| usize::try_from(n).ok())
+            .or(operator.max_in_flight),
     }
 }
 
@@ -175,7 +195,11 @@ mod tests {
         let held: Vec<IdentityClient> = futures::future::try_join_all((0..50).map(|_| {
             let credentials = app("s1");
             let clients = &clients;
-            async move { clients.client(url, &credentials, None).await }
+            async move {
+                clients
+                    .client(url, &credentials, None, ServerBudget::default())
+                    .await
+            }
         }))
         .await
         .expect("clients");
@@ -184,9 +208,12 @@ mod tests {
             (1, 1),
             "50 policies, one pool, one token cache"
         );
-        let other_app = clients.client(url, &app("s2"), None).await.expect("client");
+        let other_app = clients
+            .client(url, &app("s2"), None, ServerBudget::default())
+            .await
+            .expect("client");
         let other_ca = clients
-            .client(url, &app("s1"), Some(b"not a pem"))
+            .client(url, &app("s1"), Some(b"not a pem"), ServerBudget::default())
             .await
             .expect_err("an unusable CA is refused");
         assert!(other_ca.to_string().contains("CA"), "{other_ca}");

@@ -12,7 +12,8 @@ use super::events::EventPublisher;
 use super::ownership::Ownership;
 use super::queue::WorkQueue;
 use super::secrets::SecretCache;
-use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus};
+use super::servers::ServerCatalog;
+use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus, ServerBudget};
 use crate::identity::auth::Credentials;
 use crate::identity::budget::BudgetLimits;
 use crate::identity::client::{IdentityClient, RequestObserver};
@@ -77,6 +78,8 @@ pub struct Context {
     pub clients: IdentityClients,
     /// Which policy owns which key when several declare it.
     pub ownership: Ownership,
+    /// The server definitions (`IdentityServer`, `ClusterIdentityServer`) policies name.
+    pub servers: ServerCatalog,
     /// What this process remembers about each policy between reconciles.
     memory: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, PolicyMemory>>,
     /// Keys fingerprints of desired values with a random per-process secret, so a fingerprint
@@ -146,6 +149,7 @@ impl Context {
             secrets: SecretCache::default(),
             clients,
             ownership: Ownership::default(),
+            servers: ServerCatalog::default(),
             settings,
             memory: Mutex::default(),
             fingerprint_key: RandomState::new(),
@@ -205,10 +209,11 @@ impl Context {
         base_url: &str,
         credentials: &Credentials,
         ca_pem: Option<&[u8]>,
+        budget: ServerBudget,
     ) -> Result<IdentityClient, IdentityError> {
         let built_from = self
             .fingerprint_key
-            .hash_one((base_url, credentials, ca_pem));
+            .hash_one((base_url, credentials, ca_pem, budget));
         let kept = self.read_memory(policy, |m| {
             m.and_then(|m| m.client.as_ref())
                 .filter(|(f, _)| *f == built_from)
@@ -217,7 +222,10 @@ impl Context {
         if let Some(client) = kept {
             return Ok(client);
         }
-        let client = self.clients.client(base_url, credentials, ca_pem).await?;
+        let client = self
+            .clients
+            .client(base_url, credentials, ca_pem, budget)
+            .await?;
         self.with_memory(policy, |m| m.client = Some((built_from, client.clone())));
         Ok(client)
     }

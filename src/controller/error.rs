@@ -2,6 +2,7 @@
 
 use crate::identity::error::{ErrorClass, IdentityError};
 use crate::reconcile::resolve::ResolveError;
+use crate::reconcile::server_ref::ServerRefError;
 
 /// Condition reasons for failures; stable strings that users and alerts can match on.
 pub mod reason {
@@ -35,6 +36,10 @@ pub mod reason {
     /// `deletionPolicy: Restore`: the policy is being deleted and the saved values are not
     /// written back yet; deletion waits.
     pub const RESTORE_PENDING: &str = "RestorePending";
+    /// `spec.serverRef` names a server that does not exist.
+    pub const SERVER_NOT_FOUND: &str = "ServerNotFound";
+    /// `spec.serverRef` names a `ClusterIdentityServer` that does not allow the namespace.
+    pub const SERVER_NOT_ALLOWED: &str = "ServerNotAllowed";
 }
 
 /// How the controller reacts to an error.
@@ -55,6 +60,9 @@ pub enum ReconcileError {
     /// Secrets could not be resolved.
     #[error(transparent)]
     Secrets(#[from] ResolveError),
+    /// `spec.serverRef` cannot be used.
+    #[error(transparent)]
+    ServerRef(#[from] ServerRefError),
     /// The identity service call failed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -103,6 +111,10 @@ impl ReconcileError {
                 reason::SECRET_NOT_FOUND
             }
             ReconcileError::Secrets(_) => reason::SECRET_INVALID,
+            ReconcileError::ServerRef(ServerRefError::NotFound { .. }) => reason::SERVER_NOT_FOUND,
+            ReconcileError::ServerRef(ServerRefError::NotAllowed { .. }) => {
+                reason::SERVER_NOT_ALLOWED
+            }
             ReconcileError::Identity(e) => match e.class() {
                 ErrorClass::Transient if throttled(e) => reason::THROTTLED,
                 ErrorClass::Transient => reason::SERVER_UNREACHABLE,
@@ -171,7 +183,9 @@ pub fn recovery_of_reason(r: &str) -> Option<Recovery> {
         | reason::SERVER_REJECTED
         | reason::ENDPOINT_NOT_FOUND
         | reason::VALUE_NOT_ACCEPTED
-        | reason::RESTORE_POINT_UNUSABLE => Some(Recovery::NeedsUser),
+        | reason::RESTORE_POINT_UNUSABLE
+        | reason::SERVER_NOT_FOUND
+        | reason::SERVER_NOT_ALLOWED => Some(Recovery::NeedsUser),
         reason::RESTORE_PENDING => Some(Recovery::Backoff),
         _ => None,
     }
@@ -225,7 +239,10 @@ mod tests {
                 reason::INVALID_SPEC,
             ),
             (
-                ReconcileError::Secrets(ResolveError::SecretNotFound { name: "s".into() }),
+                ReconcileError::Secrets(ResolveError::SecretNotFound {
+                    name: "s".into(),
+                    namespace: None,
+                }),
                 reason::SECRET_NOT_FOUND,
             ),
             (

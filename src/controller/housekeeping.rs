@@ -13,9 +13,10 @@ use tracing::{debug, warn};
 use super::context::Context;
 use super::queue::{Request, Snapshot, Urgency};
 use super::{Guarded, secret_names};
+use crate::api::IdentitySettingPolicySpec;
 use crate::api::{FINALIZER, IdentitySettingPolicy};
 use crate::metrics::QueueFigures;
-use crate::reconcile::validate::{DEFAULT_RESYNC, validate};
+use crate::reconcile::validate::{DEFAULT_RESYNC, resync_interval};
 
 /// How often the pass runs.
 pub const PERIOD: Duration = Duration::from_secs(5);
@@ -47,13 +48,30 @@ pub fn queue_request(guard: &Guarded) -> Request {
     let urgent = !applied || !finalized || meta.deletion_timestamp.is_some();
     Request {
         policy,
-        server: valid.spec.server.url.as_str().into(),
+        server: server_key(&valid.spec, meta.namespace.as_deref().unwrap_or_default()).into(),
         urgency: if urgent {
             Urgency::Urgent
         } else {
             Urgency::Routine
         },
-        resync: validate(&valid.spec).map_or(DEFAULT_RESYNC, |v| v.resync),
+        resync: resync_interval(&valid.spec),
+    }
+}
+
+/// What the work queue tells servers apart by (its per-server concurrency): the inline URL, or
+/// the server definition a policy names.
+fn server_key(spec: &IdentitySettingPolicySpec, namespace: &str) -> String {
+    match (&spec.server, &spec.server_ref) {
+        (Some(server), _) => server.url.clone(),
+        (None, Some(r)) => match r.kind {
+            crate::api::ServerKind::IdentityServer => {
+                format!("IdentityServer/{namespace}/{}", r.name)
+            }
+            crate::api::ServerKind::ClusterIdentityServer => {
+                format!("ClusterIdentityServer/{}", r.name)
+            }
+        },
+        (None, None) => String::new(),
     }
 }
 

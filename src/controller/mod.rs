@@ -11,6 +11,9 @@ pub mod queue;
 pub mod reconciler;
 pub mod restore;
 pub mod secrets;
+pub mod server_status;
+pub mod server_watches;
+pub mod servers;
 
 use std::sync::Arc;
 
@@ -61,6 +64,7 @@ pub async fn run(
         WatchScope::All => vec![None],
         WatchScope::Namespaces(namespaces) => namespaces.into_iter().map(Some).collect(),
     };
+    let server_scopes = scopes.clone();
     let mut lists = Vec::new();
     let mut stores = Vec::new();
     // Ownership of keys is known once every policy watch delivered its first list.
@@ -100,6 +104,11 @@ pub async fn run(
         }
     });
     let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), stores));
+    let servers = tokio::spawn(server_watches::run(
+        ctx.clone(),
+        server_scopes,
+        shutdown.clone(),
+    ));
     // Reconciles waiting for a slot end at once on shutdown instead of running one by one.
     let closing = {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
@@ -109,6 +118,7 @@ pub async fn run(
         })
     };
     futures::future::join_all(runs).await;
+    let _ = servers.await;
     housekeeping.abort();
     closing.abort();
 }
@@ -160,7 +170,9 @@ async fn run_one(
             }
             match event {
                 watcher::Event::Apply(guard) | watcher::Event::InitApply(guard) => match &guard.0 {
-                    Ok(policy) => forget_ctx.ownership.observe(policy),
+                    Ok(policy) => forget_ctx
+                        .ownership
+                        .observe(policy, &forget_ctx.servers.claim_url(policy)),
                     Err(_) => forget_ctx
                         .ownership
                         .forget(&guard.namespace().unwrap_or_default(), &guard.name_any()),
@@ -203,11 +215,19 @@ async fn run_one(
     let mapper_ctx = ctx.clone();
     let latest = reader.clone();
     let nudges = ownership_nudges(ctx.clone(), watched_namespace);
+    let server_nudges = server_change_nudges(ctx.clone(), reader.clone());
     Controller::for_stream(trigger, reader)
         // Unbounded here: every due policy waits in the work queue, which admits them fairly
         // (kube's own limit would keep the overflow in a hash set, in no useful order).
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
+            // Servers that read it: their policies are found through the server change.
+            for change in mapper_ctx
+                .servers
+                .using_secret(&secret.namespace().unwrap_or_default(), &secret.name_any())
+            {
+                mapper_ctx.servers.announce(change);
+            }
             let using = policies_using(&store, &secret);
             for policy in &using {
                 mapper_ctx.queue.expedite(
@@ -219,6 +239,8 @@ async fn run_one(
         })
         // A policy whose ownership of a key changed reconciles now, not at its next resync.
         .reconcile_on(nudges)
+        // So does one whose server definition changed.
+        .reconcile_on(server_nudges)
         .graceful_shutdown_on(shutdown)
         .run(
             move |guard, ctx| admit_then_reconcile(guard, ctx, latest.clone()),
@@ -261,6 +283,43 @@ fn ownership_nudges(
     .map(move |policy| {
         ctx.queue.expedite(&policy);
         ObjectRef::new(&policy.name).within(policy.namespace.as_deref().unwrap_or_default())
+    })
+}
+
+/// The policies of this controller's store that a server change concerns: their claims are
+/// recomputed (the server's URL may have changed) and they are expedited in the work queue.
+fn server_change_nudges(
+    ctx: Arc<Context>,
+    store: Store<Guarded>,
+) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send + 'static {
+    let receiver = ctx.servers.changes();
+    let changes = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(change) => return Some((change, receiver)),
+                // Dropped changes: those policies reconcile at their resync.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    changes.flat_map(move |change| {
+        let concerned: Vec<ObjectRef<Guarded>> = store
+            .state()
+            .iter()
+            .filter_map(|guard| {
+                let policy = guard.0.as_ref().ok()?;
+                let reference = policy.spec.server_ref.as_ref()?;
+                let namespace = policy.namespace().unwrap_or_default();
+                change.concerns(&namespace, reference).then(|| {
+                    ctx.ownership
+                        .observe(policy, &ctx.servers.claim_url(policy));
+                    ctx.queue.expedite(&policy_ref(guard));
+                    ObjectRef::from_obj(&**guard)
+                })
+            })
+            .collect();
+        futures::stream::iter(concerned)
     })
 }
 
@@ -406,10 +465,18 @@ fn policies_using(
         .collect()
 }
 
-/// Every Secret name a spec mentions, valid or not.
+/// Every Secret name a spec mentions, valid or not (those of a referenced server are the
+/// server's: see [`servers::ServerCatalog::using_secret`]).
 pub fn secret_names(spec: &IdentitySettingPolicySpec) -> impl Iterator<Item = &str> {
-    std::iter::once(spec.server.credentials_secret_ref.name.as_str())
-        .chain(spec.server.ca_secret_ref.iter().map(|r| r.name.as_str()))
+    let server = spec.server.as_ref();
+    server
+        .map(|s| s.credentials_secret_ref.name.as_str())
+        .into_iter()
+        .chain(
+            server
+                .and_then(|s| s.ca_secret_ref.as_ref())
+                .map(|r| r.name.as_str()),
+        )
         .chain(
             spec.settings
                 .iter()
@@ -545,7 +612,7 @@ mod tests {
     #[test]
     fn the_secrets_a_spec_names_are_the_ones_a_valid_policy_reads() {
         let mut p = policy("a", "p", "creds", Some("smtp"));
-        p.spec.server.ca_secret_ref = Some(SecretKeyRef {
+        p.spec.server.as_mut().expect("inline").ca_secret_ref = Some(SecretKeyRef {
             name: "ca".into(),
             key: "ca.crt".into(),
         });

@@ -36,13 +36,13 @@ impl Default for Ownership {
 }
 
 impl Ownership {
-    /// Records a policy as the watch shows it now.
-    pub fn observe(&self, policy: &IdentitySettingPolicy) {
+    /// Records a policy as the watch shows it now, its server being at `server_url`.
+    pub fn observe(&self, policy: &IdentitySettingPolicy, server_url: &str) {
         let name = policy_name(
             policy.metadata.namespace.as_deref().unwrap_or_default(),
             policy.metadata.name.as_deref().unwrap_or_default(),
         );
-        self.update(&name, Claim::of(policy));
+        self.update(&name, Claim::of(policy, server_url));
     }
 
     /// Forgets a deleted (or unreadable) policy's claim.
@@ -85,11 +85,12 @@ impl Ownership {
     pub async fn owned_by_others(
         &self,
         policy: &IdentitySettingPolicy,
+        server_url: &str,
     ) -> Vec<(String, PolicyName)> {
         let mut complete = self.complete.subscribe();
         // A closed sender cannot happen while `self` lives.
         let _ = complete.wait_for(|c| *c).await;
-        let Some(claim) = Claim::of(policy) else {
+        let Some(claim) = Claim::of(policy, server_url) else {
             return vec![];
         };
         self.lock()

@@ -1,7 +1,7 @@
 //! One reconcile of one policy: resolve → plan → write → status, with the I/O around the pure
 //! steps in [`crate::reconcile`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,18 +19,25 @@ use super::context::{Context, jittered};
 use super::error;
 use super::error::{ReconcileError, Recovery};
 use super::restore;
+use super::servers::HeldServer;
 use crate::api::{DeletionPolicy, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
 use crate::identity::client::IdentityClient;
 use crate::identity::redact::Redactor;
 use crate::reconcile::claims::{PolicyName, conflict_message};
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
 use crate::reconcile::plan::{plan, planned_changes};
-use crate::reconcile::resolve::{Resolved, SecretData, referenced_secrets, resolve};
+use crate::reconcile::resolve::{
+    Resolved, SecretData, referenced_secrets, resolve, resolve_from, server_secrets,
+    setting_secrets,
+};
 use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, restore_writes};
+use crate::reconcile::server_ref::referenced;
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
 };
-use crate::reconcile::validate::{DEFAULT_RESYNC, Suspension, ValidPolicy, validate};
+use crate::reconcile::validate::{
+    Suspension, ValidPolicy, resync_interval, validate, validate_with,
+};
 use crate::secret::SecretString;
 
 /// The field manager name for server-side apply of status.
@@ -104,7 +111,7 @@ async fn apply(
 
     let mut redactor = Redactor::default();
     let now = jiff::Timestamp::now();
-    let (outcome, action) = match validate(&policy.spec) {
+    let (outcome, action) = match validate_policy(ctx, &policy).await {
         Ok(valid) if let Some(suspension) = valid.suspended_at(now) => {
             // No Secret, token or identity call while suspended; look again when it ends.
             ctx.reset_backoff(oref);
@@ -121,7 +128,11 @@ async fn apply(
             (outcome, action)
         }
         Ok(valid) => {
-            let owned = ctx.ownership.owned_by_others(&policy).await;
+            ctx.servers.wait_ready().await;
+            let owned = ctx
+                .ownership
+                .owned_by_others(&policy, &valid.base_url)
+                .await;
             let mut differing = None;
             let result = if owned.is_empty() {
                 sync(&policy, &valid, ctx, oref, &mut redactor, &mut differing).await
@@ -139,11 +150,11 @@ async fn apply(
             };
             decide(ctx, oref, result, valid.resync, &redactor, differing)
         }
-        Err(problems) => decide(
+        Err(error) => decide(
             ctx,
             oref,
-            Err(ReconcileError::InvalidSpec(problems)),
-            DEFAULT_RESYNC,
+            Err(error),
+            resync_interval(&policy.spec),
             &redactor,
             None,
         ),
@@ -160,6 +171,34 @@ async fn apply(
         }
     }
     Ok(action)
+}
+
+/// Checks the policy with the server it uses: its inline `spec.server`, or the server its
+/// `spec.serverRef` names, found in the watched server definitions (waiting for their first
+/// list) and allowed for its namespace.
+async fn validate_policy(
+    ctx: &Context,
+    policy: &IdentitySettingPolicy,
+) -> Result<ValidPolicy, ReconcileError> {
+    let Some(reference) = policy
+        .spec
+        .server_ref
+        .as_ref()
+        .filter(|_| policy.spec.server.is_none())
+    else {
+        return validate(&policy.spec).map_err(ReconcileError::InvalidSpec);
+    };
+    ctx.servers.wait_ready().await;
+    let namespace = policy.namespace().unwrap_or_default();
+    let held = ctx.servers.lookup(&namespace, reference);
+    let labels = ctx.servers.namespace_labels(&namespace);
+    let referenced = referenced(
+        &namespace,
+        reference,
+        held.as_ref().map(HeldServer::as_found),
+        &labels,
+    )?;
+    validate_with(&policy.spec, Some(referenced)).map_err(ReconcileError::InvalidSpec)
 }
 
 /// Turns a sync result into what status shows and when to look again: the resync interval after
@@ -357,8 +396,19 @@ async fn connect(
     redactor: &mut Redactor,
     also_secret: &[&str],
 ) -> Result<(Resolved, IdentityClient), ReconcileError> {
-    let secrets = fetch_secrets(ctx, &policy.namespace().unwrap_or_default(), valid).await?;
-    let resolved = resolve(valid, &secrets)?;
+    let namespace = policy.namespace().unwrap_or_default();
+    let resolved = match &valid.server_secrets_namespace {
+        // A ClusterIdentityServer: its Secrets are in its own namespace.
+        Some(server_namespace) => {
+            let server = fetch_secrets(ctx, server_namespace, server_secrets(valid)).await?;
+            let settings = fetch_secrets(ctx, &namespace, setting_secrets(valid)).await?;
+            resolve_from(valid, &server, &settings)?
+        }
+        None => resolve(
+            valid,
+            &fetch_secrets(ctx, &namespace, referenced_secrets(valid)).await?,
+        )?,
+    };
     *redactor = Redactor::new(
         resolved
             .secret_values
@@ -372,23 +422,24 @@ async fn connect(
             &valid.base_url,
             &resolved.credentials,
             resolved.ca_pem.as_deref(),
+            valid.budget,
         )
         .await?
         .redacting(redactor.clone());
     Ok((resolved, client))
 }
 
-/// The data of every referenced Secret that exists: from the cache while the version it was
-/// read at is current, else read from the API server (and cached). A failure to read (RBAC, API
-/// server down) becomes a `KubernetesError` condition, retried with backoff.
-async fn fetch_secrets(
+/// The data of each of the Secrets `names` of `namespace` that exists: from the cache while the
+/// version it was read at is current, else read from the API server (and cached). A failure to
+/// read (RBAC, API server down) becomes a `KubernetesError` condition, retried with backoff.
+pub(super) async fn fetch_secrets(
     ctx: &Context,
     namespace: &str,
-    valid: &ValidPolicy,
+    names: BTreeSet<String>,
 ) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let mut data = BTreeMap::new();
-    for name in referenced_secrets(valid) {
+    for name in names {
         if let Some(cached) = ctx.secrets.get(namespace, &name) {
             data.insert(name, (*cached).clone());
             continue;
@@ -470,7 +521,7 @@ async fn restore_saved(
     if point.is_empty() {
         return Ok(None);
     }
-    let valid = validate(&policy.spec).map_err(ReconcileError::InvalidSpec)?;
+    let valid = validate_policy(ctx, policy).await?;
     let (writes, unset) = restore_writes(&point);
     if !writes.is_empty() {
         // The saved values may be secrets: they are cut out of every message too.

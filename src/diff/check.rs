@@ -1,16 +1,17 @@
 //! Compares one policy with the identity service: the operator's own pure steps (validate,
 //! resolve, plan) around one GET, and never a write.
 
-use crate::api::{IdentitySettingPolicy, PlannedChange, SyncMode};
+use crate::api::{IdentitySettingPolicy, PlannedChange, ServerKind, SyncMode};
 use crate::controller::clients::IdentityClients;
 use crate::identity::error::IdentityError;
 use crate::identity::redact::Redactor;
 use crate::reconcile::plan::{plan, planned_changes};
-use crate::reconcile::resolve::{ResolveError, resolve};
-use crate::reconcile::validate::{ValidPolicy, validate};
+use crate::reconcile::resolve::{ResolveError, resolve_from, server_secrets, setting_secrets};
+use crate::reconcile::server_ref::{FoundServer, referenced};
+use crate::reconcile::validate::{ValidPolicy, validate_with};
 use crate::secret::SecretString;
 
-use super::load::ObjectKey;
+use super::load::{Manifests, ObjectKey};
 use super::sources::{SecretSources, SourceError, env_var};
 
 /// What comparing one policy found.
@@ -69,12 +70,31 @@ pub enum CheckError {
 pub async fn check(
     key: ObjectKey,
     policy: &IdentitySettingPolicy,
+    servers: &Manifests,
     sources: &SecretSources,
     clients: &IdentityClients,
 ) -> PolicyDiff {
     let spec = &policy.spec;
+    let namespace = key.0.clone();
+    let found = spec.server_ref.as_ref().and_then(|r| match r.kind {
+        ServerKind::IdentityServer => servers
+            .servers
+            .get(&(namespace.clone(), r.name.clone()))
+            .map(FoundServer::Namespaced),
+        ServerKind::ClusterIdentityServer => servers
+            .cluster_servers
+            .get(&(String::new(), r.name.clone()))
+            .map(FoundServer::Cluster),
+    });
+    let server = match (&spec.server, found, &spec.server_ref) {
+        (Some(server), _, _) => shown_url(&server.url),
+        (None, Some(FoundServer::Namespaced(s)), _) => shown_url(&s.spec.connection.url),
+        (None, Some(FoundServer::Cluster(s)), _) => shown_url(&s.spec.connection.url),
+        (None, None, Some(r)) => format!("{} {}", r.kind.as_str(), r.name),
+        (None, None, None) => String::new(),
+    };
     let mut out = PolicyDiff {
-        server: shown_url(&spec.server.url),
+        server,
         partition_global_id: spec.partition_global_id.clone(),
         user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
         settings: spec.settings.len(),
@@ -82,7 +102,20 @@ pub async fn check(
         result: Ok(Vec::new()),
         key,
     };
-    let valid = match validate(spec) {
+    let referenced = match spec.server_ref.as_ref().filter(|_| spec.server.is_none()) {
+        // Namespace labels are not in the manifests: a selector sees a namespace without any.
+        Some(r) => match referenced(&namespace, r, found, &Default::default()) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                out.result = Err(format!(
+                    "{e} (server definitions are read from the -f directory too)"
+                ));
+                return out;
+            }
+        },
+        None => None,
+    };
+    let valid = match validate_with(spec, referenced) {
         Ok(valid) => valid,
         Err(problems) => {
             out.result = Err(CheckError::InvalidSpec(problems).to_string());
@@ -113,9 +146,17 @@ async fn changes(
     clients: &IdentityClients,
     redactor: &mut Redactor,
 ) -> Result<Vec<PlannedChange>, CheckError> {
-    let secrets = sources.secrets_of(namespace, valid)?;
-    let resolved = resolve(valid, &secrets).map_err(|e| match e {
-        ResolveError::SecretNotFound { name } => not_found(namespace, name, sources),
+    let server_namespace = valid
+        .server_secrets_namespace
+        .as_deref()
+        .unwrap_or(namespace);
+    let server = sources.secrets_named(server_namespace, valid, server_secrets(valid))?;
+    let settings = sources.secrets_named(namespace, valid, setting_secrets(valid))?;
+    let resolved = resolve_from(valid, &server, &settings).map_err(|e| match e {
+        ResolveError::SecretNotFound {
+            name,
+            namespace: elsewhere,
+        } => not_found(elsewhere.as_deref().unwrap_or(namespace), name, sources),
         other => CheckError::Resolve(other),
     })?;
     *redactor = Redactor::new(resolved.secret_values.iter().map(SecretString::expose));
@@ -124,6 +165,7 @@ async fn changes(
             &valid.base_url,
             &resolved.credentials,
             resolved.ca_pem.as_deref(),
+            valid.budget,
         )
         .await?
         .redacting(redactor.clone());

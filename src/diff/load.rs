@@ -9,7 +9,7 @@ use k8s_openapi::ByteString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::IdentitySettingPolicy;
+use crate::api::{ClusterIdentityServer, IdentityServer, IdentitySettingPolicy};
 use crate::reconcile::resolve::SecretData;
 
 /// The `apiVersion` of the policies read.
@@ -25,6 +25,10 @@ pub struct Manifests {
     pub policies: BTreeMap<ObjectKey, IdentitySettingPolicy>,
     /// The Secrets' data by namespace and name, `stringData` merged over `data`.
     pub secrets: BTreeMap<ObjectKey, SecretData>,
+    /// The `IdentityServer`s by namespace and name.
+    pub servers: BTreeMap<ObjectKey, IdentityServer>,
+    /// The `ClusterIdentityServer`s, by name (with an empty namespace).
+    pub cluster_servers: BTreeMap<ObjectKey, ClusterIdentityServer>,
 }
 
 /// Why the manifests could not be read. Messages name files, documents, Secrets and keys, never
@@ -185,7 +189,28 @@ fn add_object(
                 file,
             )
         }
-        (other, "IdentitySettingPolicy") if other.starts_with("identitysettings.dev/") => {
+        (POLICY_API_VERSION, "IdentityServer") => {
+            let server: IdentityServer = serde_json::from_value(document)
+                .map_err(|e| fail(format!("not a valid IdentityServer: {e}")))?;
+            let key = object_key(&server.metadata, namespace, fail)?;
+            insert_once(&mut manifests.servers, key, server, "IdentityServer", file)
+        }
+        (POLICY_API_VERSION, "ClusterIdentityServer") => {
+            let server: ClusterIdentityServer = serde_json::from_value(document)
+                .map_err(|e| fail(format!("not a valid ClusterIdentityServer: {e}")))?;
+            // Cluster-scoped: no namespace, whatever -n says.
+            let (_, name) = object_key(&server.metadata, namespace, fail)?;
+            insert_once(
+                &mut manifests.cluster_servers,
+                (String::new(), name),
+                server,
+                "ClusterIdentityServer",
+                file,
+            )
+        }
+        (other, "IdentitySettingPolicy" | "IdentityServer" | "ClusterIdentityServer")
+            if other.starts_with("identitysettings.dev/") =>
+        {
             Err(fail(format!(
                 "apiVersion {other:?} is not supported; use {POLICY_API_VERSION}"
             )))

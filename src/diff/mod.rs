@@ -28,7 +28,7 @@ const CONCURRENCY: usize = 8;
 /// part of the report; an unreadable directory, a bad manifest or no policy at all stop before
 /// any identity request.
 pub async fn run(args: &DiffArgs) -> u8 {
-    let manifests = match load::load(&args.filename, args.recursive, &args.namespace) {
+    let mut manifests = match load::load(&args.filename, args.recursive, &args.namespace) {
         Ok(manifests) => manifests,
         Err(e) => {
             eprintln!("error: {e}");
@@ -47,7 +47,11 @@ pub async fn run(args: &DiffArgs) -> u8 {
         eprintln!("error: --secrets-dir {} is not a directory", dir.display());
         return EXIT_ERROR;
     }
-    let sources = SecretSources::new(manifests.secrets, args.secrets_dir.clone());
+    let policies = std::mem::take(&mut manifests.policies);
+    let sources = SecretSources::new(
+        std::mem::take(&mut manifests.secrets),
+        args.secrets_dir.clone(),
+    );
     let clients = IdentityClients::new(ConnectionSettings {
         allow_http: args.allow_insecure_http,
         request_timeout: args.identity_timeout,
@@ -55,12 +59,15 @@ pub async fn run(args: &DiffArgs) -> u8 {
         observer: None,
         budget: Default::default(),
     });
-    let (sources, clients) = (&sources, &clients);
-    let diffs = futures::stream::iter(manifests.policies)
-        .map(|(key, policy)| async move { check::check(key, &policy, sources, clients).await })
-        .buffered(CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
+    let (servers, sources, clients) = (&manifests, &sources, &clients);
+    let diffs =
+        futures::stream::iter(policies)
+            .map(|(key, policy)| async move {
+                check::check(key, &policy, servers, sources, clients).await
+            })
+            .buffered(CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
     let report = Report::new(diffs);
     let text = match args.output {
         DiffOutput::Text => report.text(),

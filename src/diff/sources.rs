@@ -76,8 +76,23 @@ impl SecretSources {
         namespace: &str,
         policy: &ValidPolicy,
     ) -> Result<BTreeMap<String, SecretData>, SourceError> {
+        self.secrets_named(
+            namespace,
+            policy,
+            crate::reconcile::resolve::referenced_secrets(policy),
+        )
+    }
+
+    /// Each of the Secrets `names` of `namespace` that some source holds, by name (`policy`
+    /// says which keys to look for in the environment).
+    pub fn secrets_named(
+        &self,
+        namespace: &str,
+        policy: &ValidPolicy,
+        names: BTreeSet<String>,
+    ) -> Result<BTreeMap<String, SecretData>, SourceError> {
         let mut found = BTreeMap::new();
-        for name in crate::reconcile::resolve::referenced_secrets(policy) {
+        for name in names {
             if let Some(data) = self.lookup(namespace, &name, &wanted_keys(policy, &name))? {
                 found.insert(name, data);
             }

@@ -28,8 +28,9 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// The claim of a policy, or `None` for one being deleted (it no longer owns anything).
-    pub fn of(policy: &IdentitySettingPolicy) -> Option<Claim> {
+    /// The claim of a policy whose server is at `server_url` (inline or referenced), or `None`
+    /// for one being deleted (it no longer owns anything).
+    pub fn of(policy: &IdentitySettingPolicy, server_url: &str) -> Option<Claim> {
         let meta = &policy.metadata;
         if meta.deletion_timestamp.is_some() {
             return None;
@@ -43,7 +44,7 @@ impl Claim {
                 .creation_timestamp
                 .as_ref()
                 .map_or(i64::MAX, |t| t.0.as_second()),
-            keys: key_hashes(policy).collect(),
+            keys: key_hashes(policy, server_url).collect(),
         })
     }
 
@@ -61,11 +62,14 @@ pub fn policy_name(namespace: &str, name: &str) -> PolicyName {
 /// The hash of each of a policy's keys, in spec order: the server by its URL (scheme and host
 /// in lower case, no trailing slash), partition and user by value (GUIDs in any format), the key
 /// case-insensitively — as the identity service tells settings apart.
-pub fn key_hashes(policy: &IdentitySettingPolicy) -> impl Iterator<Item = u64> + '_ {
+pub fn key_hashes<'a>(
+    policy: &'a IdentitySettingPolicy,
+    server_url: &str,
+) -> impl Iterator<Item = u64> + 'a {
     let spec = &policy.spec;
-    let url = match url::Url::parse(spec.server.url.trim()) {
+    let url = match url::Url::parse(server_url.trim()) {
         Ok(u) => u.as_str().trim_end_matches('/').to_owned(),
-        Err(_) => spec.server.url.trim().trim_end_matches('/').to_owned(),
+        Err(_) => server_url.trim().trim_end_matches('/').to_owned(),
     };
     let id = |s: &str| guid_digits(s.trim()).unwrap_or_else(|| s.trim().to_owned());
     let partition = id(&spec.partition_global_id);
@@ -275,8 +279,16 @@ mod tests {
         p
     }
 
+    fn url(p: &IdentitySettingPolicy) -> String {
+        p.spec
+            .server
+            .as_ref()
+            .map(|s| s.url.clone())
+            .unwrap_or_default()
+    }
+
     fn add(index: &mut ClaimIndex, p: &IdentitySettingPolicy) -> Vec<PolicyName> {
-        let claim = Claim::of(p);
+        let claim = Claim::of(p, &url(p));
         let name = policy_name(
             p.metadata.namespace.as_deref().unwrap_or_default(),
             p.metadata.name.as_deref().unwrap_or_default(),
@@ -285,7 +297,7 @@ mod tests {
     }
 
     fn owners(index: &ClaimIndex, p: &IdentitySettingPolicy) -> Vec<(usize, String)> {
-        let claim = Claim::of(p).unwrap_or_else(|| panic!("live"));
+        let claim = Claim::of(p, &url(p)).unwrap_or_else(|| panic!("live"));
         index
             .owned_by_others(&claim)
             .into_iter()
@@ -299,7 +311,8 @@ mod tests {
         let older = policy("a", "first", 100, &["Auth.X", "Auth.Y"]);
         let mut newer = policy("b", "second", 200, &["AUTH.X", "Auth.Z"]);
         // The same server and partition, written otherwise.
-        newer.spec.server.url = "https://cloud.example/acme/identity_".into();
+        newer.spec.server.as_mut().expect("inline").url =
+            "https://cloud.example/acme/identity_".into();
         newer.spec.partition_global_id = "{3FA85F64-5717-4562-B3FC-2C963F66AFA6}".into();
         assert!(add(&mut index, &older).is_empty());
         assert!(add(&mut index, &newer).is_empty(), "nobody younger to tell");
@@ -315,7 +328,8 @@ mod tests {
         let mut user = policy("ns", "c", 50, &["K"]);
         user.spec.user_id = Some("u1".into());
         let mut other_server = policy("ns", "d", 50, &["K"]);
-        other_server.spec.server.url = "https://other.example/identity_".into();
+        other_server.spec.server.as_mut().expect("inline").url =
+            "https://other.example/identity_".into();
         for p in [&b, &a, &user, &other_server] {
             add(&mut index, p);
         }

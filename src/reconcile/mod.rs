@@ -6,5 +6,6 @@ pub mod decide;
 pub mod plan;
 pub mod resolve;
 pub mod restore;
+pub mod server_ref;
 pub mod status;
 pub mod validate;

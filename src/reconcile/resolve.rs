@@ -48,10 +48,16 @@ pub struct Resolved {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ResolveError {
     /// A referenced Secret does not exist.
-    #[error("Secret {name:?} not found in the policy's namespace; create it or fix the reference")]
+    #[error(
+        "Secret {name:?} not found in {}; create it or fix the reference",
+        namespace.as_ref().map_or_else(|| "the policy's namespace".to_owned(), |ns| format!("namespace {ns:?}"))
+    )]
     SecretNotFound {
         /// The Secret's name.
         name: String,
+        /// Where it was looked for, when not in the policy's namespace (a
+        /// `ClusterIdentityServer`'s `secretNamespace`).
+        namespace: Option<String>,
     },
     /// A referenced key is not in the Secret.
     #[error("Secret {name:?} has no key {key:?}; add the key or fix the reference")]
@@ -79,28 +85,63 @@ pub enum ResolveError {
     },
 }
 
-/// Every Secret a policy reads, by name.
+/// Every Secret a policy reads, by name, when they are all in one namespace (no
+/// `ClusterIdentityServer`).
 pub fn referenced_secrets(policy: &ValidPolicy) -> BTreeSet<String> {
-    let mut names = BTreeSet::from([policy.credentials_secret.clone()]);
-    names.extend(policy.ca.iter().map(|r| r.name.clone()));
-    for s in &policy.settings {
-        if let ValueOrigin::Secret(r) = &s.source {
-            names.insert(r.name.clone());
-        }
-    }
+    let mut names = server_secrets(policy);
+    names.extend(setting_secrets(policy));
     names
 }
 
-/// Resolves credentials and values; `secrets` holds every Secret that exists (by name).
+/// The Secrets of the policy's server (credentials and CA): in the policy's namespace, or in
+/// [`ValidPolicy::server_secrets_namespace`].
+pub fn server_secrets(policy: &ValidPolicy) -> BTreeSet<String> {
+    let mut names = BTreeSet::from([policy.credentials_secret.clone()]);
+    names.extend(policy.ca.iter().map(|r| r.name.clone()));
+    names
+}
+
+/// The Secrets the policy's settings take values from, in the policy's namespace.
+pub fn setting_secrets(policy: &ValidPolicy) -> BTreeSet<String> {
+    policy
+        .settings
+        .iter()
+        .filter_map(|s| match &s.source {
+            ValueOrigin::Secret(r) => Some(r.name.clone()),
+            ValueOrigin::Literal(_) => None,
+        })
+        .collect()
+}
+
+/// Resolves credentials and values; `secrets` holds every Secret that exists (by name), all in
+/// the policy's namespace.
 pub fn resolve(
     policy: &ValidPolicy,
     secrets: &BTreeMap<String, SecretData>,
 ) -> Result<Resolved, ResolveError> {
-    let credentials = credentials(policy, secrets)?;
+    resolve_from(policy, secrets, secrets)
+}
+
+/// Resolves credentials and CA from `server` (the Secrets of the server's namespace, see
+/// [`server_secrets`]) and setting values from `settings` (the policy's namespace).
+pub fn resolve_from(
+    policy: &ValidPolicy,
+    server: &BTreeMap<String, SecretData>,
+    settings: &BTreeMap<String, SecretData>,
+) -> Result<Resolved, ResolveError> {
+    let elsewhere = |e: ResolveError| match e {
+        ResolveError::SecretNotFound { name, .. } => ResolveError::SecretNotFound {
+            name,
+            namespace: policy.server_secrets_namespace.clone(),
+        },
+        other => other,
+    };
+    let credentials = credentials(policy, server).map_err(elsewhere)?;
     let ca_pem = match &policy.ca {
-        Some(r) => Some(lookup(secrets, &r.name, &r.key)?.to_vec()),
+        Some(r) => Some(lookup(server, &r.name, &r.key).map_err(elsewhere)?.to_vec()),
         None => None,
     };
+    let secrets = settings;
     let mut secret_values = credentials.secrets();
     let mut desired = Vec::with_capacity(policy.settings.len());
     for s in &policy.settings {
@@ -132,7 +173,10 @@ fn credentials(
     let name = &policy.credentials_secret;
     let data = secrets
         .get(name)
-        .ok_or_else(|| ResolveError::SecretNotFound { name: name.clone() })?;
+        .ok_or_else(|| ResolveError::SecretNotFound {
+            name: name.clone(),
+            namespace: None,
+        })?;
     let has = |k: &str| data.get(k).is_some_and(|v| !v.is_empty());
     let method = match policy.auth {
         Some(m) => m,
@@ -185,6 +229,7 @@ fn lookup<'a>(
         .get(name)
         .ok_or_else(|| ResolveError::SecretNotFound {
             name: name.to_owned(),
+            namespace: None,
         })?;
     data.get(key)
         .map(Vec::as_slice)
@@ -222,6 +267,8 @@ mod tests {
             scopes: vec![],
             authenticate_url: None,
             ca: None,
+            server_secrets_namespace: None,
+            budget: Default::default(),
             settings: vec![
                 DesiredSetting {
                     key: "A".into(),
@@ -316,7 +363,8 @@ mod tests {
         assert_eq!(
             resolve(&p, &secrets).expect_err("missing"),
             ResolveError::SecretNotFound {
-                name: "creds".into()
+                name: "creds".into(),
+                namespace: None,
             }
         );
         secrets.insert(
@@ -326,7 +374,8 @@ mod tests {
         assert_eq!(
             resolve(&p, &secrets).expect_err("missing"),
             ResolveError::SecretNotFound {
-                name: "smtp".into()
+                name: "smtp".into(),
+                namespace: None,
             }
         );
         secrets.insert("smtp".to_owned(), data(&[("user", "x")]));
@@ -357,5 +406,31 @@ mod tests {
         });
         let names: Vec<_> = referenced_secrets(&p).into_iter().collect();
         assert_eq!(names, ["ca", "creds", "smtp"]);
+    }
+
+    #[test]
+    fn a_cluster_servers_credentials_come_from_its_namespace_and_setting_values_from_the_policys() {
+        let mut p = policy();
+        p.server_secrets_namespace = Some("identity-system".into());
+        let server = BTreeMap::from([(
+            "creds".to_owned(),
+            data(&[("clientId", "id"), ("clientSecret", "s3cr3t")]),
+        )]);
+        let settings = BTreeMap::from([("smtp".to_owned(), data(&[("password", "pw")]))]);
+        let resolved = resolve_from(&p, &server, &settings).expect("resolved");
+        assert_eq!(resolved.desired[1].value, "pw");
+        let err = resolve_from(&p, &settings, &server).expect_err("credentials elsewhere");
+        assert_eq!(
+            err.to_string(),
+            "Secret \"creds\" not found in namespace \"identity-system\"; create it or fix the reference"
+        );
+        assert_eq!(
+            server_secrets(&p).into_iter().collect::<Vec<_>>(),
+            ["creds"]
+        );
+        assert_eq!(
+            setting_secrets(&p).into_iter().collect::<Vec<_>>(),
+            ["smtp"]
+        );
     }
 }

@@ -7,7 +7,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::api::{AuthMethod, IdentitySettingPolicySpec, SecretKeyRef, SyncMode};
+use crate::api::{
+    AuthMethod, IdentitySettingPolicySpec, SecretKeyRef, ServerBudget, ServerKind, ServerSpec,
+    SyncMode,
+};
 use crate::identity::types::SettingScope;
 
 /// Settings whose value is a secret: they must come from a Secret, never from the spec.
@@ -40,6 +43,11 @@ pub struct ValidPolicy {
     pub authenticate_url: Option<String>,
     /// An extra CA bundle.
     pub ca: Option<SecretKeyRef>,
+    /// Where the credentials and CA Secrets are: `None` for the policy's namespace (an inline
+    /// server or an `IdentityServer`), a `ClusterIdentityServer`'s `secretNamespace` otherwise.
+    pub server_secrets_namespace: Option<String>,
+    /// The request budget the server definition asks for (inline servers: none).
+    pub budget: ServerBudget,
     /// The settings in spec order.
     pub settings: Vec<DesiredSetting>,
     /// How often to check for drift.
@@ -138,30 +146,94 @@ impl std::fmt::Debug for ValueOrigin {
     }
 }
 
-/// Checks a spec; the error lists every problem found, each naming its field.
+/// The server definition a policy's `spec.serverRef` names, as found.
+#[derive(Clone, Copy, Debug)]
+pub struct ReferencedServer<'a> {
+    /// Its kind.
+    pub kind: ServerKind,
+    /// Its name.
+    pub name: &'a str,
+    /// Its URL, credentials and CA.
+    pub connection: &'a ServerSpec,
+    /// A `ClusterIdentityServer`'s `secretNamespace`; `None` for an `IdentityServer`.
+    pub secrets_namespace: Option<&'a str>,
+    /// Its request budget.
+    pub budget: ServerBudget,
+}
+
+/// Checks a spec whose server is written inline (`spec.server`); the error lists every
+/// problem found, each naming its field.
 pub fn validate(spec: &IdentitySettingPolicySpec) -> Result<ValidPolicy, String> {
+    validate_with(spec, None)
+}
+
+/// Checks a spec with the server its `spec.serverRef` names (`referenced`, found by the
+/// caller), or its inline `spec.server` when `referenced` is `None`.
+pub fn validate_with(
+    spec: &IdentitySettingPolicySpec,
+    referenced: Option<ReferencedServer<'_>>,
+) -> Result<ValidPolicy, String> {
     let mut problems = Vec::new();
-    check_server(spec, &mut problems);
+    let (server, field, secrets_namespace, budget) =
+        match (&spec.server, &spec.server_ref, referenced) {
+            (Some(_), Some(_), _) => {
+                problems.push("spec: set exactly one of server and serverRef, not both".to_owned());
+                (None, String::new(), None, ServerBudget::default())
+            }
+            (Some(server), None, _) => (
+                Some(server),
+                "spec.server".to_owned(),
+                None,
+                ServerBudget::default(),
+            ),
+            (None, Some(_), Some(r)) => (
+                Some(r.connection),
+                format!("{} {:?}: spec", r.kind.as_str(), r.name),
+                r.secrets_namespace.map(str::to_owned),
+                r.budget,
+            ),
+            (None, Some(r), None) => {
+                problems.push(format!(
+                    "spec.serverRef: {} {:?} was not looked up",
+                    r.kind.as_str(),
+                    r.name
+                ));
+                (None, String::new(), None, ServerBudget::default())
+            }
+            (None, None, _) => {
+                problems.push(
+                    "spec: set server (the identity service) or serverRef (an IdentityServer \
+                     or ClusterIdentityServer)"
+                        .to_owned(),
+                );
+                (None, String::new(), None, ServerBudget::default())
+            }
+        };
+    if let Some(server) = server {
+        check_server(server, &field, &mut problems);
+    }
     if spec.partition_global_id.trim().is_empty() {
         problems.push("spec.partitionGlobalId: must not be empty".to_owned());
     }
     let settings = check_settings(spec, &mut problems);
     let resync = check_resync(spec.resync_interval.as_deref(), &mut problems);
     let suspension = check_suspension(spec, &mut problems);
-    if !problems.is_empty() {
+    let Some(server) = server.filter(|_| problems.is_empty()) else {
         return Err(problems.join("; "));
-    }
+    };
     Ok(ValidPolicy {
-        base_url: spec.server.url.trim().to_owned(),
+        base_url: server.url.trim().to_owned(),
         scope: SettingScope {
             partition_global_id: spec.partition_global_id.trim().to_owned(),
             user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
         },
-        credentials_secret: spec.server.credentials_secret_ref.name.clone(),
-        auth: spec.server.auth,
-        scopes: spec.server.scopes.clone().unwrap_or_default(),
-        authenticate_url: spec.server.authenticate_url.clone(),
-        ca: spec.server.ca_secret_ref.clone(),
+        credentials_secret: server.credentials_secret_ref.name.clone(),
+        auth: server.auth,
+        scopes: server.scopes.clone().unwrap_or_default(),
+        authenticate_url: server.authenticate_url.clone(),
+        ca: server.ca_secret_ref.clone(),
+        server_secrets_namespace: secrets_namespace,
+        budget,
         settings,
         resync,
         mode: spec.mode(),
@@ -188,37 +260,74 @@ fn check_suspension(
     }
 }
 
-fn check_server(spec: &IdentitySettingPolicySpec, problems: &mut Vec<String>) {
-    let server = &spec.server;
+/// Checks a server definition; `field` names where it is written (`spec.server`, or
+/// `IdentityServer "acme": spec`).
+pub fn check_server(server: &ServerSpec, field: &str, problems: &mut Vec<String>) {
     match url::Url::parse(server.url.trim()) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-        Ok(u) => problems.push(format!(
-            "spec.server.url: scheme {:?} is not https",
-            u.scheme()
-        )),
-        Err(e) => problems.push(format!("spec.server.url: not a URL ({e})")),
+        Ok(u) => problems.push(format!("{field}.url: scheme {:?} is not https", u.scheme())),
+        Err(e) => problems.push(format!("{field}.url: not a URL ({e})")),
     }
     if server.credentials_secret_ref.name.is_empty() {
-        problems.push("spec.server.credentialsSecretRef.name: must not be empty".to_owned());
+        problems.push(format!(
+            "{field}.credentialsSecretRef.name: must not be empty"
+        ));
     }
     if server.auth == Some(AuthMethod::Password) && server.authenticate_url.is_none() {
-        problems.push(
-            "spec.server.authenticateUrl: required when auth is Password (the Orchestrator's .../api/account/authenticate URL)"
-                .to_owned(),
-        );
+        problems.push(format!(
+            "{field}.authenticateUrl: required when auth is Password (the Orchestrator's \
+             .../api/account/authenticate URL)"
+        ));
     }
     if let Some(a) = &server.authenticate_url
         && url::Url::parse(a).is_err()
     {
-        problems.push("spec.server.authenticateUrl: not a URL".to_owned());
+        problems.push(format!("{field}.authenticateUrl: not a URL"));
     }
     let scopes = server.scopes.as_deref().unwrap_or_default();
     if scopes
         .iter()
         .any(|s| s.trim().is_empty() || s.contains(' '))
     {
-        problems.push("spec.server.scopes: each scope must be one non-empty word".to_owned());
+        problems.push(format!(
+            "{field}.scopes: each scope must be one non-empty word"
+        ));
     }
+}
+
+/// A server definition checked on its own (to check its credentials): a policy with its
+/// server and no settings. `secrets_namespace`: a `ClusterIdentityServer`'s.
+pub fn validate_server(
+    server: &ServerSpec,
+    secrets_namespace: Option<&str>,
+    budget: ServerBudget,
+) -> Result<ValidPolicy, String> {
+    let mut problems = Vec::new();
+    check_server(server, "spec", &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(ValidPolicy {
+        base_url: server.url.trim().to_owned(),
+        scope: SettingScope::organization(""),
+        credentials_secret: server.credentials_secret_ref.name.clone(),
+        auth: server.auth,
+        scopes: server.scopes.clone().unwrap_or_default(),
+        authenticate_url: server.authenticate_url.clone(),
+        ca: server.ca_secret_ref.clone(),
+        server_secrets_namespace: secrets_namespace.map(str::to_owned),
+        budget,
+        settings: Vec::new(),
+        resync: DEFAULT_RESYNC,
+        mode: SyncMode::Enforce,
+        suspension: None,
+    })
+}
+
+/// The resync interval a spec asks for (the default when it asks for none or a bad one): what
+/// the work queue needs, whether or not the rest of the spec is valid.
+pub fn resync_interval(spec: &IdentitySettingPolicySpec) -> Duration {
+    check_resync(spec.resync_interval.as_deref(), &mut Vec::new())
 }
 
 fn check_settings(
@@ -326,20 +435,15 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{LocalObjectRef, ServerSpec, SettingSpec, ValueSource};
+    use crate::api::{ServerSpec, SettingSpec, ValueSource};
 
     fn spec() -> IdentitySettingPolicySpec {
         IdentitySettingPolicySpec {
-            server: ServerSpec {
-                url: "https://cloud.example.com/acme/identity_".into(),
-                credentials_secret_ref: LocalObjectRef {
-                    name: "admin".into(),
-                },
-                auth: None,
-                scopes: None,
-                authenticate_url: None,
-                ca_secret_ref: None,
-            },
+            server: Some(ServerSpec::for_tests(
+                "https://cloud.example.com/acme/identity_",
+                "admin",
+            )),
+            server_ref: None,
             partition_global_id: "magic-7".into(),
             user_id: None,
             settings: vec![SettingSpec {
@@ -447,7 +551,7 @@ mod tests {
     #[test]
     fn every_problem_is_named_with_its_field() {
         let mut s = spec();
-        s.server.url = "ftp://x".into();
+        s.server.as_mut().expect("inline").url = "ftp://x".into();
         s.settings.push(s.settings[0].clone());
         s.settings.push(SettingSpec {
             key: "Email.Smtp.Password".into(),
@@ -501,7 +605,7 @@ mod tests {
     #[test]
     fn password_auth_needs_its_url() {
         let mut s = spec();
-        s.server.auth = Some(AuthMethod::Password);
+        s.server.as_mut().expect("inline").auth = Some(AuthMethod::Password);
         assert!(
             validate(&s)
                 .expect_err("invalid")

@@ -202,7 +202,15 @@ impl World {
             }
             None => {
                 let config = EmulatorConfig {
-                    custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
+                    custom_resources: vec![
+                        ResourceKind::of::<IdentitySettingPolicy>(true, true),
+                        ResourceKind::of::<identity_settings_operator::api::IdentityServer>(
+                            true, true,
+                        ),
+                        ResourceKind::of::<identity_settings_operator::api::ClusterIdentityServer>(
+                            false, true,
+                        ),
+                    ],
                     ..EmulatorConfig::default()
                 };
                 let kube = KubeEmulator::start(config).await.expect("emulator starts");
@@ -320,7 +328,11 @@ impl World {
             ])
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,identity_settings_operator=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_OPERATOR_LOG")
+                    .unwrap_or_else(|_| "info,identity_settings_operator=debug".into()),
+            )
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)
             .stdin(Stdio::null())
@@ -546,7 +558,7 @@ pub fn policy(
     settings: Vec<SettingSpec>,
 ) -> IdentitySettingPolicy {
     let spec = IdentitySettingPolicySpec {
-        server: ServerSpec {
+        server: Some(ServerSpec {
             url: world.sim.base_url(),
             credentials_secret_ref: LocalObjectRef {
                 name: credentials.into(),
@@ -555,7 +567,8 @@ pub fn policy(
             scopes: None,
             authenticate_url: None,
             ca_secret_ref: None,
-        },
+        }),
+        server_ref: None,
         partition_global_id: PARTITION.into(),
         user_id: None,
         settings,

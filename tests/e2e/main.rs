@@ -5,6 +5,7 @@
 mod control_plane;
 mod harness;
 mod rbac;
+mod servers;
 
 use std::time::Duration;
 

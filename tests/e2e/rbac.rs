@@ -30,6 +30,8 @@ pub struct Rule {
 pub struct ChartRules {
     /// Granted in every watched namespace (cluster-wide when all are watched).
     pub watched: Vec<Rule>,
+    /// Granted cluster-wide always (cluster-scoped resources).
+    pub cluster: Vec<Rule>,
     /// Granted in the operator's own namespace, where its Lease lives.
     pub leader_election: Vec<Rule>,
 }
@@ -95,6 +97,11 @@ pub fn forbidden(
         return (r.namespace.as_deref() != Some(lease_namespace))
             .then(|| format!("{what}: the leader-election Role is only in {lease_namespace}"));
     }
+    if allows(&rules.cluster, r) {
+        return r.namespace.as_ref().map(|ns| {
+            format!("{what}: the cluster rules are for cluster-scoped requests, not namespace {ns}")
+        });
+    }
     if !allows(&rules.watched, r) {
         return Some(format!("{what}: no rule grants it"));
     }
@@ -110,7 +117,12 @@ pub fn forbidden(
 /// The (group, resource, verb) triples the rules grant.
 fn granted(rules: &ChartRules) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
-    for rule in rules.watched.iter().chain(&rules.leader_election) {
+    for rule in rules
+        .watched
+        .iter()
+        .chain(&rules.cluster)
+        .chain(&rules.leader_election)
+    {
         for group in &rule.api_groups {
             for resource in &rule.resources {
                 for verb in &rule.verbs {
@@ -138,8 +150,12 @@ async fn the_charts_rbac_allows_every_request_and_grants_nothing_unused() {
     );
     p.spec.deletion_policy = Some(identity_settings_operator::api::DeletionPolicy::Restore);
     world.create_policy(&p).await;
+    // Server definitions of both kinds: watched, and their status written by the check.
+    let (namespaced, cluster) = crate::servers::create_both_kinds(&world, "admin").await;
     world.spawn_operator(&["--leader-election"]).await;
     wait_ready(&world).await;
+    crate::servers::wait_server(&world, &namespaced, "acme", "TokenIssued").await;
+    crate::servers::wait_server(&world, &cluster, "shared", "TokenIssued").await;
     // A second key: its value is added to the existing restore point (a Secret patch).
     let two_keys = serde_json::json!({"spec": {"settings": [
         {"key": "Auth.UserLockOut.IsEnabled", "value": "false"},

@@ -219,13 +219,15 @@ pub async fn every_bad_manifest_is_refused_with_a_message_naming_the_field() {
     );
 }
 
-/// Every file in `examples/` passes the real server's admission (`--dry-run=server`).
+/// Every file in `examples/` and `examples/shared-servers/` passes the real server's admission
+/// (`--dry-run=server`).
 pub async fn every_example_is_accepted() {
     let bin = control_plane::selected().expect("selected");
     let plane = ControlPlane::start(&bin, &[NS]).await;
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let mut files: Vec<_> = std::fs::read_dir(examples)
-        .expect("examples/")
+    let mut files: Vec<_> = [examples.to_owned(), format!("{examples}/shared-servers")]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).expect("examples/"))
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();

@@ -574,7 +574,11 @@ pub async fn the_emulator_answers_like_the_real_apiserver() {
         seen: Vec::new(),
     };
     let emulator = KubeEmulator::start(EmulatorConfig {
-        custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
+        custom_resources: vec![
+            ResourceKind::of::<IdentitySettingPolicy>(true, true),
+            ResourceKind::of::<identity_settings_operator::api::IdentityServer>(true, true),
+            ResourceKind::of::<identity_settings_operator::api::ClusterIdentityServer>(false, true),
+        ],
         ..EmulatorConfig::default()
     })
     .await

@@ -85,6 +85,30 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         .await
     );
     assert!(can_i(&plane, "get", "secrets", &["-n", "anywhere"]).await);
+    for (verb, resource) in [
+        ("watch", "identityservers.identitysettings.dev"),
+        ("patch", "identityservers.identitysettings.dev/status"),
+        ("watch", "clusteridentityservers.identitysettings.dev"),
+        (
+            "patch",
+            "clusteridentityservers.identitysettings.dev/status",
+        ),
+        ("watch", "namespaces"),
+    ] {
+        assert!(
+            can_i(&plane, verb, resource, &["-A"]).await,
+            "{verb} {resource}"
+        );
+    }
+    assert!(
+        !can_i(
+            &plane,
+            "update",
+            "identityservers.identitysettings.dev",
+            &["-A"]
+        )
+        .await
+    );
     // create/patch: the restore points of deletionPolicy Restore; never delete or update.
     assert!(can_i(&plane, "create", "secrets", &["-n", "anywhere"]).await);
     assert!(!can_i(&plane, "delete", "secrets", &["-n", "anywhere"]).await);
@@ -135,6 +159,28 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         "the ClusterRole outlived the upgrade"
     );
     assert!(!exists(&plane, &[&cluster_binding]).await);
+    // Cluster-scoped resources only, cluster-wide: cluster servers and namespace labels.
+    assert!(exists(&plane, &[&format!("{cluster_role}-cluster-scoped")]).await);
+    assert!(
+        can_i(
+            &plane,
+            "watch",
+            "clusteridentityservers.identitysettings.dev",
+            &["-A"]
+        )
+        .await
+    );
+    assert!(can_i(&plane, "watch", "namespaces", &["-A"]).await);
+    assert!(
+        !can_i(
+            &plane,
+            "watch",
+            "identityservers.identitysettings.dev",
+            &["-A"]
+        )
+        .await,
+        "namespaced servers only in the watched namespaces"
+    );
     for team in ["team-a", "team-b"] {
         assert!(
             exists(&plane, &[&format!("role/{RELEASE}"), "-n", team]).await,

@@ -29,7 +29,7 @@ pub const CHART: &str = concat!(
 /// The generated CRD, in the repository.
 pub const CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/crds/identitysettingpolicies.identitysettings.dev.yaml"
+    "/crds/identitysettings.dev.yaml"
 );
 
 /// The restricted user the operator runs as. The static token file gives it the name and
@@ -108,6 +108,8 @@ impl ControlPlane {
                 "--for=condition=Established",
                 "--timeout=60s",
                 "crd/identitysettingpolicies.identitysettings.dev",
+                "crd/identityservers.identitysettings.dev",
+                "crd/clusteridentityservers.identitysettings.dev",
             ])
             .await;
         plane

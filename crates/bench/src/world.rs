@@ -23,7 +23,7 @@ const START_LIMIT: Duration = Duration::from_secs(20);
 pub const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 /// The CRD the emulator serves, relative to the workspace root.
-const CRD: &str = "crds/identitysettingpolicies.identitysettings.dev.yaml";
+const CRD: &str = "crds/identitysettings.dev.yaml";
 
 /// The stand-ins of one run, and clients of them.
 pub struct World {

@@ -101,7 +101,11 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         sim.base_url()
     );
     let kube = KubeEmulator::start(EmulatorConfig {
-        custom_resources: vec![ResourceKind::of::<IdentitySettingPolicy>(true, true)],
+        custom_resources: vec![
+            ResourceKind::of::<IdentitySettingPolicy>(true, true),
+            ResourceKind::of::<identity_settings_operator::api::IdentityServer>(true, true),
+            ResourceKind::of::<identity_settings_operator::api::ClusterIdentityServer>(false, true),
+        ],
         ..EmulatorConfig::default()
     })
     .await

@@ -253,6 +253,14 @@ impl TokenCache {
         }
     }
 
+    /// How long until the cached token is due for refresh (zero when it is due now); `None`
+    /// when no token is cached, or while a fetch holds the cache.
+    pub fn refresh_due_in(&self) -> Option<Duration> {
+        let state = self.state.try_lock().ok()?;
+        let cached = state.cached.as_ref()?;
+        Some(cached.refresh_at.saturating_duration_since(Instant::now()))
+    }
+
     /// How many times a token was fetched (each fetch is one token request).
     pub fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)

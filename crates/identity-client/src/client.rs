@@ -282,6 +282,21 @@ impl IdentityClient {
         Ok(rows)
     }
 
+    /// Checks that the credentials get a token: the cached one while fresh, else one from the
+    /// token endpoint (so at most one request per token lifetime, shared with every other
+    /// client of these credentials). Answers how long until the token is due for refresh, or
+    /// `None` for a given bearer token, which only a settings call could check.
+    pub async fn check_token(&self) -> Result<Option<Duration>, IdentityError> {
+        if matches!(self.auth.credentials, Credentials::BearerToken { .. }) {
+            return Ok(None);
+        }
+        retry::run(&self.connection.inner.retry, |attempt, budget| {
+            self.token(None, attempt, budget)
+        })
+        .await?;
+        Ok(Some(self.auth.tokens.refresh_due_in().unwrap_or_default()))
+    }
+
     /// `PUT {base}/api/Setting`: creates or updates `settings` in `scope`; answers the server's
     /// rows (ids and values as stored), in the order sent. Values of secret keys (see
     /// [`is_secret_key`]) are cut out of any server text an error quotes.

@@ -137,13 +137,23 @@ spec:
     fn the_repository_crd_parses() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../crds/identitysettingpolicies.identitysettings.dev.yaml"
+            "/../../crds/identitysettings.dev.yaml"
         );
         let yaml = std::fs::read_to_string(path).expect("the CRD file");
         let kinds = resource_kinds_from_crd(&yaml).expect("parses");
-        assert_eq!(kinds.len(), 1);
-        assert_eq!(kinds[0].kind, "IdentitySettingPolicy");
-        assert!(kinds[0].status_subresource);
+        let scopes: Vec<(&str, bool)> = kinds
+            .iter()
+            .map(|k| (k.kind.as_str(), k.namespaced))
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                ("IdentitySettingPolicy", true),
+                ("IdentityServer", true),
+                ("ClusterIdentityServer", false)
+            ]
+        );
+        assert!(kinds.iter().all(|k| k.status_subresource));
     }
 
     #[test]

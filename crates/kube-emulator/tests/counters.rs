@@ -9,7 +9,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_kube-emulator");
 const CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../crds/identitysettingpolicies.identitysettings.dev.yaml"
+    "/../../crds/identitysettings.dev.yaml"
 );
 
 /// Kills the emulator when the test ends, passed or not.

@@ -1,7 +1,15 @@
-//! The `IdentitySettingPolicy` custom resource (`identitysettings.dev/v1alpha1`).
+//! The custom resources (`identitysettings.dev/v1alpha1`): `IdentitySettingPolicy` here, and
+//! the shared server definitions `IdentityServer` and `ClusterIdentityServer` in [`server`].
 //!
-//! These Rust types are the single source of the CRD: `crds/` is generated from them
+//! These Rust types are the single source of the CRDs: `crds/` is generated from them
 //! (`identity-settings-operator crd`) and a test fails when the committed YAML is stale.
+
+pub mod server;
+
+pub use server::{
+    AllowedNamespaces, ClusterIdentityServer, ClusterIdentityServerSpec, IdentityServer,
+    IdentityServerSpec, IdentityServerStatus, ServerBudget, ServerKind, ServerRef,
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
@@ -32,9 +40,18 @@ pub const FINALIZER: &str = "identitysettings.dev/finalizer";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.server) != has(self.serverRef)", "message": "set exactly one of server (the identity service written here) and serverRef (an IdentityServer or ClusterIdentityServer)"}
+]))]
 pub struct IdentitySettingPolicySpec {
-    /// The identity service and the credentials to use with it.
-    pub server: ServerSpec,
+    /// The identity service and the credentials to use with it, written in the policy. Set
+    /// this or `serverRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSpec>,
+    /// A shared server definition to use instead of `server`: an `IdentityServer` in the
+    /// policy's namespace, or a `ClusterIdentityServer` that allows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ref: Option<ServerRef>,
     /// The organization whose settings are managed (`partitionGlobalId` in the identity API).
     #[schemars(length(min = 1))]
     pub partition_global_id: String,
@@ -69,7 +86,9 @@ pub struct IdentitySettingPolicySpec {
     pub suspend_until: Option<String>,
 }
 
-/// Where the identity service is and how to authenticate to it.
+/// Where the identity service is and how to authenticate to it. Secrets named here are read
+/// from the namespace of the resource that names them (a policy, an `IdentityServer`), or from
+/// a `ClusterIdentityServer`'s `secretNamespace`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSpec {
@@ -78,7 +97,7 @@ pub struct ServerSpec {
     /// `--allow-insecure-http`.
     #[schemars(length(min = 1))]
     pub url: String,
-    /// A Secret in the policy's namespace holding the credentials (see `auth` for its keys).
+    /// The Secret holding the credentials (see `auth` for its keys).
     pub credentials_secret_ref: LocalObjectRef,
     /// How to get a token. When omitted it is inferred from the Secret's keys:
     /// `clientId`+`clientSecret` → `ClientCredentials`, `token` → `BearerToken`,
@@ -139,7 +158,7 @@ pub enum DeletionPolicy {
     Restore,
 }
 
-/// A reference to an object in the policy's namespace.
+/// A reference to an object by name (its namespace is given by where the reference is).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct LocalObjectRef {
     /// The object's name.
@@ -147,7 +166,7 @@ pub struct LocalObjectRef {
     pub name: String,
 }
 
-/// One key of a Secret in the policy's namespace.
+/// One key of a Secret (in the namespace given by where the reference is).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct SecretKeyRef {
     /// The Secret's name.
@@ -285,16 +304,8 @@ impl IdentitySettingPolicySpec {
     /// partition `p`, these settings and every optional field unset.
     pub(crate) fn for_tests(url: &str, credentials: &str, settings: Vec<SettingSpec>) -> Self {
         Self {
-            server: ServerSpec {
-                url: url.into(),
-                credentials_secret_ref: LocalObjectRef {
-                    name: credentials.into(),
-                },
-                auth: None,
-                scopes: None,
-                authenticate_url: None,
-                ca_secret_ref: None,
-            },
+            server: Some(ServerSpec::for_tests(url, credentials)),
+            server_ref: None,
             partition_global_id: "p".into(),
             user_id: None,
             settings,
@@ -303,6 +314,23 @@ impl IdentitySettingPolicySpec {
             deletion_policy: None,
             suspend: None,
             suspend_until: None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl ServerSpec {
+    /// A server for unit tests: `url`, credentials Secret `credentials`, nothing else set.
+    pub(crate) fn for_tests(url: &str, credentials: &str) -> Self {
+        Self {
+            url: url.into(),
+            credentials_secret_ref: LocalObjectRef {
+                name: credentials.into(),
+            },
+            auth: None,
+            scopes: None,
+            authenticate_url: None,
+            ca_secret_ref: None,
         }
     }
 }

@@ -1,0 +1,314 @@
+//! Which server definition a policy's `spec.serverRef` stands for, and whether its namespace
+//! may use it (pure). The controller looks the objects up; this module decides.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::api::{AllowedNamespaces, ClusterIdentityServer, IdentityServer, ServerKind, ServerRef};
+use crate::reconcile::validate::ReferencedServer;
+
+/// Why a `serverRef` cannot be used. Both need the user: create the server, fix the
+/// reference, or allow the namespace.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServerRefError {
+    /// No server of that kind and name exists.
+    #[error("{kind} {name:?} not found{}; create it or fix spec.serverRef", in_namespace(.namespace))]
+    NotFound {
+        /// `IdentityServer` or `ClusterIdentityServer`.
+        kind: &'static str,
+        /// The name looked for.
+        name: String,
+        /// Where an `IdentityServer` was looked for.
+        namespace: Option<String>,
+    },
+    /// The `ClusterIdentityServer` does not allow the policy's namespace.
+    #[error(
+        "ClusterIdentityServer {name:?} does not allow namespace {namespace:?}{detail}; add the \
+         namespace to its spec.allowedNamespaces (names or selector), or use another server"
+    )]
+    NotAllowed {
+        /// The server's name.
+        name: String,
+        /// The policy's namespace.
+        namespace: String,
+        /// More about why, when the selector itself is at fault.
+        detail: String,
+    },
+}
+
+fn in_namespace(namespace: &Option<String>) -> String {
+    namespace
+        .as_ref()
+        .map(|ns| format!(" in namespace {ns:?}"))
+        .unwrap_or_default()
+}
+
+/// The server a reference found, of either kind.
+#[derive(Clone, Copy, Debug)]
+pub enum FoundServer<'a> {
+    /// An `IdentityServer` in the policy's namespace.
+    Namespaced(&'a IdentityServer),
+    /// A `ClusterIdentityServer`.
+    Cluster(&'a ClusterIdentityServer),
+}
+
+/// Turns what the lookup of `reference` found into the server the policy of `namespace` (with
+/// `labels`) uses, or says why it cannot.
+pub fn referenced<'a>(
+    namespace: &str,
+    reference: &'a ServerRef,
+    found: Option<FoundServer<'a>>,
+    labels: &BTreeMap<String, String>,
+) -> Result<ReferencedServer<'a>, ServerRefError> {
+    match found {
+        Some(FoundServer::Namespaced(server)) if reference.kind == ServerKind::IdentityServer => {
+            Ok(ReferencedServer {
+                kind: ServerKind::IdentityServer,
+                name: &reference.name,
+                connection: &server.spec.connection,
+                secrets_namespace: None,
+                budget: server.spec.budget,
+            })
+        }
+        Some(FoundServer::Cluster(server))
+            if reference.kind == ServerKind::ClusterIdentityServer =>
+        {
+            match allows(&server.spec.allowed_namespaces, namespace, labels) {
+                Ok(true) => Ok(ReferencedServer {
+                    kind: ServerKind::ClusterIdentityServer,
+                    name: &reference.name,
+                    connection: &server.spec.connection,
+                    secrets_namespace: Some(&server.spec.secret_namespace),
+                    budget: server.spec.budget,
+                }),
+                Ok(false) => Err(ServerRefError::NotAllowed {
+                    name: reference.name.clone(),
+                    namespace: namespace.to_owned(),
+                    detail: String::new(),
+                }),
+                Err(problem) => Err(ServerRefError::NotAllowed {
+                    name: reference.name.clone(),
+                    namespace: namespace.to_owned(),
+                    detail: format!(" (its selector cannot be used: {problem})"),
+                }),
+            }
+        }
+        _ => Err(ServerRefError::NotFound {
+            kind: reference.kind.as_str(),
+            name: reference.name.clone(),
+            namespace: (reference.kind == ServerKind::IdentityServer).then(|| namespace.to_owned()),
+        }),
+    }
+}
+
+/// Whether `allowed` lets namespace `namespace` (labelled `labels`) use the server; an error
+/// when the selector is malformed (which allows nothing).
+pub fn allows(
+    allowed: &AllowedNamespaces,
+    namespace: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
+    if allowed.names.iter().flatten().any(|n| n == namespace) {
+        return Ok(true);
+    }
+    match &allowed.selector {
+        Some(selector) => selector_matches(selector, labels),
+        None => Ok(false),
+    }
+}
+
+/// Kubernetes label-selector semantics: every `matchLabels` pair and every `matchExpressions`
+/// requirement must hold; an empty selector matches everything.
+pub fn selector_matches(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
+    let pairs_hold = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let mut expressions_hold = true;
+    for e in selector.match_expressions.iter().flatten() {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        let holds = match e.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => {
+                return Err(format!("{} {} needs values", e.key, e.operator));
+            }
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            other => {
+                return Err(format!(
+                    "operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
+                ));
+            }
+        };
+        expressions_hold &= holds;
+    }
+    Ok(pairs_hold && expressions_hold)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ClusterIdentityServerSpec, IdentityServerSpec, ServerBudget, ServerSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn cluster(allowed: AllowedNamespaces) -> ClusterIdentityServer {
+        ClusterIdentityServer::new(
+            "shared",
+            ClusterIdentityServerSpec {
+                connection: ServerSpec::for_tests("https://id.example/identity_", "admin"),
+                secret_namespace: "identity-system".into(),
+                allowed_namespaces: allowed,
+                budget: ServerBudget::default(),
+            },
+        )
+    }
+
+    fn cluster_ref() -> ServerRef {
+        ServerRef {
+            kind: ServerKind::ClusterIdentityServer,
+            name: "shared".into(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_server_serves_only_the_namespaces_it_names_or_selects() {
+        let server = cluster(AllowedNamespaces {
+            names: Some(vec!["team-a".into()]),
+            selector: Some(LabelSelector {
+                match_labels: Some(labels(&[("identity-admins", "true")]).into_iter().collect()),
+                match_expressions: None,
+            }),
+        });
+        let reference = cluster_ref();
+        let found = Some(FoundServer::Cluster(&server));
+        let by_name = referenced("team-a", &reference, found, &labels(&[])).expect("named");
+        assert_eq!(by_name.secrets_namespace, Some("identity-system"));
+        referenced(
+            "team-b",
+            &reference,
+            found,
+            &labels(&[("identity-admins", "true")]),
+        )
+        .expect("selected by label");
+        let refused = referenced(
+            "team-c",
+            &reference,
+            found,
+            &labels(&[("identity-admins", "no")]),
+        )
+        .expect_err("neither named nor selected");
+        assert_eq!(
+            refused.to_string(),
+            "ClusterIdentityServer \"shared\" does not allow namespace \"team-c\"; add the \
+             namespace to its spec.allowedNamespaces (names or selector), or use another server"
+        );
+        let everyone = cluster(AllowedNamespaces {
+            names: None,
+            selector: Some(LabelSelector::default()),
+        });
+        referenced(
+            "any",
+            &reference,
+            Some(FoundServer::Cluster(&everyone)),
+            &labels(&[]),
+        )
+        .expect("an empty selector allows every namespace");
+        let nobody = cluster(AllowedNamespaces::default());
+        assert!(
+            referenced(
+                "any",
+                &reference,
+                Some(FoundServer::Cluster(&nobody)),
+                &labels(&[])
+            )
+            .is_err(),
+            "no names and no selector allow nothing"
+        );
+    }
+
+    #[test]
+    fn match_expressions_follow_kubernetes_and_a_bad_one_allows_nothing() {
+        let expr = |op: &str, values: &[&str]| LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: op.into(),
+                values: (!values.is_empty())
+                    .then(|| values.iter().map(|v| (*v).to_owned()).collect()),
+            }]),
+        };
+        let prod = labels(&[("tier", "prod")]);
+        let none = labels(&[]);
+        assert_eq!(
+            selector_matches(&expr("In", &["prod", "stage"]), &prod),
+            Ok(true)
+        );
+        assert_eq!(selector_matches(&expr("In", &["stage"]), &prod), Ok(false));
+        assert_eq!(
+            selector_matches(&expr("NotIn", &["stage"]), &none),
+            Ok(true)
+        );
+        assert_eq!(selector_matches(&expr("Exists", &[]), &none), Ok(false));
+        assert_eq!(
+            selector_matches(&expr("DoesNotExist", &[]), &none),
+            Ok(true)
+        );
+        assert!(selector_matches(&expr("In", &[]), &prod).is_err());
+        assert!(selector_matches(&expr("Gt", &["1"]), &prod).is_err());
+    }
+
+    #[test]
+    fn a_missing_server_or_one_of_the_other_kind_is_not_found_and_says_where() {
+        let namespaced = IdentityServer::new(
+            "shared",
+            IdentityServerSpec {
+                connection: ServerSpec::for_tests("https://id.example/identity_", "admin"),
+                budget: ServerBudget::default(),
+            },
+        );
+        let wanted = ServerRef {
+            kind: ServerKind::IdentityServer,
+            name: "shared".into(),
+        };
+        let found = referenced(
+            "team-a",
+            &wanted,
+            Some(FoundServer::Namespaced(&namespaced)),
+            &labels(&[]),
+        )
+        .expect("found");
+        assert_eq!(
+            found.secrets_namespace, None,
+            "its Secrets are the policy's namespace's"
+        );
+        let missing = referenced("team-a", &wanted, None, &labels(&[])).expect_err("missing");
+        assert_eq!(
+            missing.to_string(),
+            "IdentityServer \"shared\" not found in namespace \"team-a\"; create it or fix spec.serverRef"
+        );
+        let server = cluster(AllowedNamespaces::default());
+        assert!(matches!(
+            referenced(
+                "team-a",
+                &wanted,
+                Some(FoundServer::Cluster(&server)),
+                &labels(&[])
+            ),
+            Err(ServerRefError::NotFound { .. })
+        ));
+    }
+}

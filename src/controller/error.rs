@@ -112,6 +112,7 @@ impl ReconcileError {
             }
             ReconcileError::Secrets(_) => reason::SECRET_INVALID,
             ReconcileError::ServerRef(ServerRefError::NotFound { .. }) => reason::SERVER_NOT_FOUND,
+            ReconcileError::ServerRef(ServerRefError::NotListed { .. }) => reason::KUBERNETES_ERROR,
             ReconcileError::ServerRef(ServerRefError::NotAllowed { .. }) => {
                 reason::SERVER_NOT_ALLOWED
             }
@@ -150,6 +151,7 @@ impl ReconcileError {
                 _ => Recovery::NeedsUser,
             },
             ReconcileError::SecretRead(_)
+            | ReconcileError::ServerRef(ServerRefError::NotListed { .. })
             | ReconcileError::Kube(_)
             | ReconcileError::Bug(_)
             | ReconcileError::NotLeading => Recovery::Backoff,
@@ -256,6 +258,22 @@ mod tests {
                 ReconcileError::NotAccepted(vec!["A".into()]),
                 reason::VALUE_NOT_ACCEPTED,
             ),
+            (
+                ReconcileError::ServerRef(ServerRefError::NotFound {
+                    kind: "IdentityServer",
+                    name: "acme".into(),
+                    namespace: Some("identity".into()),
+                }),
+                reason::SERVER_NOT_FOUND,
+            ),
+            (
+                ReconcileError::ServerRef(ServerRefError::NotAllowed {
+                    name: "shared".into(),
+                    namespace: "team-b".into(),
+                    detail: String::new(),
+                }),
+                reason::SERVER_NOT_ALLOWED,
+            ),
         ];
         for (e, want) in cases {
             assert_eq!(e.reason(), want);
@@ -263,5 +281,17 @@ mod tests {
             assert_eq!(recovery_of_reason(want), Some(Recovery::NeedsUser));
         }
         assert_eq!(recovery_of_reason("Applied"), None);
+    }
+
+    #[test]
+    fn server_definitions_that_cannot_be_listed_are_retried() {
+        let e = ReconcileError::ServerRef(ServerRefError::NotListed {
+            kind: "ClusterIdentityServer",
+        });
+        assert_eq!(
+            (e.reason(), e.recovery()),
+            (reason::KUBERNETES_ERROR, Recovery::Backoff)
+        );
+        assert!(e.to_string().contains("kubectl apply -f crds/"), "{e}");
     }
 }

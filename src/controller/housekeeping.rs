@@ -136,7 +136,11 @@ fn prune(ctx: &Context, stores: &[Store<Guarded>]) -> usize {
         .filter_map(|g| Some((g.namespace().unwrap_or_default(), g.0.as_ref().ok()?)))
         .flat_map(|(ns, p)| secret_names(&p.spec).map(move |n| (ns.clone(), n)))
         .collect();
-    ctx.secrets
-        .retain(|ns, name| read.contains(&(ns.to_owned(), name)));
+    // The server definitions' Secrets (credentials, CA) are read too.
+    let servers_read: HashSet<(String, String)> = ctx.servers.secrets_read().into_iter().collect();
+    ctx.secrets.retain(|ns, name| {
+        read.contains(&(ns.to_owned(), name))
+            || servers_read.contains(&(ns.to_owned(), name.to_owned()))
+    });
     live.len()
 }

@@ -31,7 +31,7 @@ use crate::reconcile::resolve::{
     setting_secrets,
 };
 use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, restore_writes};
-use crate::reconcile::server_ref::referenced;
+use crate::reconcile::server_ref::{ServerRefError, referenced};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
 };
@@ -128,7 +128,8 @@ async fn apply(
             (outcome, action)
         }
         Ok(valid) => {
-            ctx.servers.wait_ready().await;
+            // Claims of policies naming a server use its URL once the servers are listed.
+            ctx.servers.wait_listed().await;
             let owned = ctx
                 .ownership
                 .owned_by_others(&policy, &valid.base_url)
@@ -188,7 +189,12 @@ async fn validate_policy(
     else {
         return validate(&policy.spec).map_err(ReconcileError::InvalidSpec);
     };
-    ctx.servers.wait_ready().await;
+    if !ctx.servers.wait_listed().await {
+        return Err(ServerRefError::NotListed {
+            kind: reference.kind.as_str(),
+        }
+        .into());
+    }
     let namespace = policy.namespace().unwrap_or_default();
     let held = ctx.servers.lookup(&namespace, reference);
     let labels = ctx.servers.namespace_labels(&namespace);

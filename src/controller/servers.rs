@@ -19,6 +19,9 @@ use crate::api::{
 };
 use crate::reconcile::server_ref::FoundServer;
 
+/// How long a reconcile waits for the first lists of server definitions.
+pub const LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How many changes may wait for a controller; more are dropped (those policies still
 /// reconcile at their resync).
 const CHANGE_BACKLOG: usize = 1024;
@@ -159,11 +162,15 @@ impl ServerCatalog {
         *self.ready.borrow()
     }
 
-    /// Waits until the first lists are in.
-    pub async fn wait_ready(&self) {
+    /// Waits until the first lists are in, at most [`LIST_WAIT`]: false when they are not
+    /// (a server CRD not installed, or RBAC refusing the watch), so a reconcile reports that
+    /// instead of holding its work-queue slot forever.
+    pub async fn wait_listed(&self) -> bool {
         let mut ready = self.ready.subscribe();
         // A closed sender cannot happen while `self` lives.
-        let _ = ready.wait_for(|r| *r).await;
+        tokio::time::timeout(LIST_WAIT, ready.wait_for(|r| *r))
+            .await
+            .is_ok()
     }
 
     /// Tells the policy controllers that something servers depend on changed.
@@ -255,6 +262,38 @@ impl ServerCatalog {
         );
         changes
     }
+}
+
+impl ServerCatalog {
+    /// Every Secret the known server definitions read, as (namespace, name): their data stays
+    /// cached while a server needs it.
+    pub fn secrets_read(&self) -> Vec<(String, String)> {
+        let stores = self.stores();
+        let namespaced = stores
+            .namespaced
+            .iter()
+            .flat_map(|s| s.state())
+            .flat_map(|s| {
+                let namespace = s.metadata.namespace.clone().unwrap_or_default();
+                secret_names(&s.spec.connection)
+                    .into_iter()
+                    .map(move |n| (namespace.clone(), n))
+            });
+        let cluster = stores.cluster.iter().flat_map(|s| s.state()).flat_map(|s| {
+            let namespace = s.spec.secret_namespace.clone();
+            secret_names(&s.spec.connection)
+                .into_iter()
+                .map(move |n| (namespace.clone(), n))
+        });
+        namespaced.chain(cluster).collect()
+    }
+}
+
+/// The Secrets a server definition reads (credentials, CA).
+fn secret_names(server: &crate::api::ServerSpec) -> Vec<String> {
+    std::iter::once(server.credentials_secret_ref.name.clone())
+        .chain(server.ca_secret_ref.iter().map(|r| r.name.clone()))
+        .collect()
 }
 
 /// Whether a server definition reads the Secret `name` (credentials or CA).

@@ -22,6 +22,15 @@ pub enum ServerRefError {
         /// Where an `IdentityServer` was looked for.
         namespace: Option<String>,
     },
+    /// The server definitions of that kind could not be listed (yet): retried.
+    #[error(
+        "the {kind}s could not be listed yet: check that their CRD is installed (kubectl apply \
+         -f crds/) and that the operator may list and watch them; retried"
+    )]
+    NotListed {
+        /// `IdentityServer` or `ClusterIdentityServer`.
+        kind: &'static str,
+    },
     /// The `ClusterIdentityServer` does not allow the policy's namespace.
     #[error(
         "ClusterIdentityServer {name:?} does not allow namespace {namespace:?}{detail}; add the \

@@ -17,6 +17,8 @@ use serde_json::json;
 use crate::harness::*;
 
 const WAIT: Duration = Duration::from_secs(20);
+/// The `IdentityServer`'s `requestsPerSecond` in the first scenario.
+const RATE: u32 = 4;
 /// Where the cluster server's Secret lives: a namespace no policy uses.
 const SECRETS_NAMESPACE: &str = "team-c";
 /// A namespace the cluster server does not allow at first.
@@ -195,9 +197,10 @@ async fn an_identity_server_is_checked_serves_its_policies_and_a_change_reaches_
         "acme",
         IdentityServerSpec {
             connection: connection(&world, "admin"),
+            // The server's own budget, in place of the operator's (no limit by default).
             budget: ServerBudget {
-                requests_per_second: Some(50),
-                max_in_flight: Some(2),
+                requests_per_second: Some(RATE),
+                max_in_flight: Some(1),
             },
         },
     );
@@ -234,6 +237,38 @@ async fn an_identity_server_is_checked_serves_its_policies_and_a_change_reaches_
             .count(identity_simulator::Endpoint::Token, "POST"),
         tokens_after_check,
         "the policy used the token the server check got"
+    );
+
+    // Five more policies at once: the server's own budget paces them all.
+    world.sim.load().reset();
+    let keys = [
+        "Auth.Password.DefaultExpirationDays",
+        "Auth.Password.ShouldChangePasswordAfterFirstLogin",
+        "Auth.Password.PasswordHistoryCount",
+        "Auth.UserLockOut.DefaultLockoutTimeSpan",
+        "Auth.UserLockOut.MaxFailedAccessAttemptsBeforeLockout",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        let mut p = policy_using(
+            &world,
+            NS,
+            &format!("paced-{i}"),
+            ServerKind::IdentityServer,
+            "acme",
+            key,
+        );
+        p.spec.settings = vec![setting(key, "3")];
+        world.create_policy(&p).await;
+    }
+    for i in 0..keys.len() {
+        wait_reason_in(&world, NS, &format!("paced-{i}"), "Applied").await;
+    }
+    let load = world.sim.load().report();
+    assert!(load.requests >= 10, "a GET and a PUT per policy: {load:?}");
+    assert_eq!(load.peak_in_flight, 1, "maxInFlight 1: {load:?}");
+    assert!(
+        load.peak_per_second <= u64::from(RATE) + 1,
+        "requestsPerSecond {RATE} (one more from arrival jitter): {load:?}"
     );
 
     // A policy naming a server that does not exist says which, and where.

@@ -24,7 +24,23 @@ fn good_policy(name: &str) -> Value {
     })
 }
 
-/// (case, how it breaks the good policy, what the refusal must say).
+/// A ClusterIdentityServer with `allowedNamespaces` as given.
+fn cluster_server(allowed: Value) -> Value {
+    json!({
+        "apiVersion": "identitysettings.dev/v1alpha1",
+        "kind": "ClusterIdentityServer",
+        "metadata": {"name": "shared"},
+        "spec": {
+            "url": "https://cloud.example.com/acme/identity_",
+            "credentialsSecretRef": {"name": "identity-admin"},
+            "secretNamespace": "identity-system",
+            "allowedNamespaces": allowed
+        }
+    })
+}
+
+/// (case, how it breaks the good policy — or the object that replaces it — and what the
+/// refusal must say).
 type Case = (&'static str, fn(&mut Value), &'static [&'static str]);
 
 fn cases() -> Vec<Case> {
@@ -160,6 +176,73 @@ fn cases() -> Vec<Case> {
             "a string as settings",
             |p| p["spec"]["settings"] = json!("Auth.UserLockOut.IsEnabled=true"),
             &["spec.settings", "must be of type array"],
+        ),
+        (
+            "both server and serverRef",
+            |p| p["spec"]["serverRef"] = json!({"kind": "IdentityServer", "name": "acme"}),
+            &[
+                "spec",
+                "set exactly one of server (the identity service written here) and serverRef",
+            ],
+        ),
+        (
+            "neither server nor serverRef",
+            |p| {
+                p["spec"].as_object_mut().map(|s| s.remove("server"));
+            },
+            &[
+                "spec",
+                "set exactly one of server (the identity service written here) and serverRef",
+            ],
+        ),
+        (
+            "a serverRef of an unknown kind",
+            |p| {
+                p["spec"].as_object_mut().map(|s| s.remove("server"));
+                p["spec"]["serverRef"] = json!({"kind": "VaultServer", "name": "acme"});
+            },
+            &[
+                "spec.serverRef.kind",
+                "Unsupported value",
+                "\"ClusterIdentityServer\"",
+            ],
+        ),
+        (
+            "a ClusterIdentityServer that does not say who may use it",
+            |p| *p = cluster_server(json!({})),
+            &[
+                "spec.allowedNamespaces",
+                "name the allowed namespaces (names), select them by label (selector), or both",
+            ],
+        ),
+        (
+            "a ClusterIdentityServer that does not say where its Secret lives",
+            |p| {
+                *p = cluster_server(json!({"names": ["identity"]}));
+                p["spec"]
+                    .as_object_mut()
+                    .map(|s| s.remove("secretNamespace"));
+            },
+            &["spec.secretNamespace", "Required value"],
+        ),
+        (
+            "an IdentityServer with requestsPerSecond 0",
+            |p| {
+                *p = json!({
+                    "apiVersion": "identitysettings.dev/v1alpha1",
+                    "kind": "IdentityServer",
+                    "metadata": {"name": "zero-rate", "namespace": NS},
+                    "spec": {
+                        "url": "https://cloud.example.com/acme/identity_",
+                        "credentialsSecretRef": {"name": "identity-admin"},
+                        "requestsPerSecond": 0
+                    }
+                })
+            },
+            &[
+                "spec.requestsPerSecond",
+                "should be greater than or equal to 1",
+            ],
         ),
         (
             "a valueFrom without a Secret name",

@@ -41,7 +41,14 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         .await;
     assert!(out.contains("STATUS: deployed"), "{out}");
     plane
-        .kubectl(&["wait", "--for=condition=Established", "--timeout=60s", CRD])
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            CRD,
+            "crd/identityservers.identitysettings.dev",
+            "crd/clusteridentityservers.identitysettings.dev",
+        ])
         .await;
     for object in [
         &format!("deployment/{RELEASE}") as &str,

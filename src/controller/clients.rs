@@ -16,6 +16,10 @@ use crate::identity::auth::{Credentials, TokenCache};
 use crate::identity::budget::BudgetLimits;
 use crate::identity::client::{ClientConfig, Connection, IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
+use crate::identity::redact::Redactor;
+use crate::reconcile::resolve::Resolved;
+use crate::reconcile::validate::ValidPolicy;
+use crate::secret::SecretString;
 
 /// How every connection is built.
 #[derive(Clone)]
@@ -108,6 +112,27 @@ impl IdentityClients {
             .or_default()
             .clone();
         connection.client(credentials.clone(), tokens)
+    }
+
+    /// A client for a checked and resolved policy or server definition (its URL, credentials,
+    /// CA and budget) that cuts every secret it read out of server texts: `redactor` is set
+    /// to those secrets.
+    pub async fn client_for(
+        &self,
+        valid: &ValidPolicy,
+        resolved: &Resolved,
+        redactor: &mut Redactor,
+    ) -> Result<IdentityClient, IdentityError> {
+        *redactor = Redactor::new(resolved.secret_values.iter().map(SecretString::expose));
+        Ok(self
+            .client(
+                &valid.base_url,
+                &resolved.credentials,
+                resolved.ca_pem.as_deref(),
+                valid.budget,
+            )
+            .await?
+            .redacting(redactor.clone()))
     }
 
     async fn build(&self, server: &ServerKey) -> Built {

@@ -29,7 +29,6 @@ use crate::identity::redact::Redactor;
 use crate::reconcile::resolve::{resolve_from, server_secrets};
 use crate::reconcile::status::{READY, truncate};
 use crate::reconcile::validate::validate_server;
-use crate::secret::SecretString;
 
 /// Reasons of a server's `Ready` condition besides the policies' failure reasons.
 pub mod reason {
@@ -207,17 +206,7 @@ async fn token_check<S: ServerDefinition>(
         .map_err(ReconcileError::InvalidSpec)?;
     let secrets = fetch_secrets(ctx, &namespace, server_secrets(&valid)).await?;
     let resolved = resolve_from(&valid, &secrets, &BTreeMap::new())?;
-    *redactor = Redactor::new(resolved.secret_values.iter().map(SecretString::expose));
-    let client = ctx
-        .clients
-        .client(
-            &valid.base_url,
-            &resolved.credentials,
-            resolved.ca_pem.as_deref(),
-            valid.budget,
-        )
-        .await?
-        .redacting(redactor.clone());
+    let client = ctx.clients.client_for(&valid, &resolved, redactor).await?;
     Ok(client.check_token().await?)
 }
 

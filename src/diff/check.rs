@@ -9,7 +9,6 @@ use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{ResolveError, resolve_from, server_secrets, setting_secrets};
 use crate::reconcile::server_ref::{FoundServer, referenced};
 use crate::reconcile::validate::{ValidPolicy, validate_with};
-use crate::secret::SecretString;
 
 use super::load::{Manifests, ObjectKey};
 use super::sources::{SecretSources, SourceError, env_var};
@@ -159,16 +158,7 @@ async fn changes(
         } => not_found(elsewhere.as_deref().unwrap_or(namespace), name, sources),
         other => CheckError::Resolve(other),
     })?;
-    *redactor = Redactor::new(resolved.secret_values.iter().map(SecretString::expose));
-    let client = clients
-        .client(
-            &valid.base_url,
-            &resolved.credentials,
-            resolved.ca_pem.as_deref(),
-            valid.budget,
-        )
-        .await?
-        .redacting(redactor.clone());
+    let client = clients.client_for(valid, &resolved, redactor).await?;
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
     let plan = plan(&resolved.desired, &actual, &valid.scope);

@@ -550,6 +550,21 @@ pub fn secret_setting(key: &str, secret: &str, secret_key: &str) -> SettingSpec 
     }
 }
 
+/// The world's simulator with the credentials Secret `credentials`: a policy's `server`, or a
+/// server definition's connection.
+pub fn server_spec(world: &World, credentials: &str) -> ServerSpec {
+    ServerSpec {
+        url: world.sim.base_url(),
+        credentials_secret_ref: LocalObjectRef {
+            name: credentials.into(),
+        },
+        auth: None,
+        scopes: None,
+        authenticate_url: None,
+        ca_secret_ref: None,
+    }
+}
+
 /// A policy against the world's simulator.
 pub fn policy(
     world: &World,
@@ -558,16 +573,7 @@ pub fn policy(
     settings: Vec<SettingSpec>,
 ) -> IdentitySettingPolicy {
     let spec = IdentitySettingPolicySpec {
-        server: Some(ServerSpec {
-            url: world.sim.base_url(),
-            credentials_secret_ref: LocalObjectRef {
-                name: credentials.into(),
-            },
-            auth: None,
-            scopes: None,
-            authenticate_url: None,
-            ca_secret_ref: None,
-        }),
+        server: Some(server_spec(world, credentials)),
         server_ref: None,
         partition_global_id: PARTITION.into(),
         user_id: None,

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use identity_settings_operator::api::{
     AllowedNamespaces, ClusterIdentityServer, ClusterIdentityServerSpec, IdentityServer,
-    IdentityServerSpec, IdentitySettingPolicy, LocalObjectRef, ServerBudget, ServerKind, ServerRef,
-    ServerSpec,
+    IdentityServerSpec, IdentitySettingPolicy, ServerBudget, ServerKind, ServerRef,
 };
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -23,19 +22,6 @@ const RATE: u32 = 4;
 const SECRETS_NAMESPACE: &str = "team-c";
 /// A namespace the cluster server does not allow at first.
 const OUTSIDER: &str = "team-b";
-
-fn connection(world: &World, credentials: &str) -> ServerSpec {
-    ServerSpec {
-        url: world.sim.base_url(),
-        credentials_secret_ref: LocalObjectRef {
-            name: credentials.into(),
-        },
-        auth: None,
-        scopes: None,
-        authenticate_url: None,
-        ca_secret_ref: None,
-    }
-}
 
 /// A policy of `namespace` naming a server instead of writing one.
 fn policy_using(
@@ -90,7 +76,7 @@ pub async fn create_both_kinds(
     let server = IdentityServer::new(
         "acme",
         IdentityServerSpec {
-            connection: connection(world, credentials),
+            connection: server_spec(world, credentials),
             budget: ServerBudget::default(),
         },
     );
@@ -102,7 +88,7 @@ pub async fn create_both_kinds(
     let server = ClusterIdentityServer::new(
         "shared",
         ClusterIdentityServerSpec {
-            connection: connection(world, credentials),
+            connection: server_spec(world, credentials),
             secret_namespace: NS.into(),
             allowed_namespaces: AllowedNamespaces {
                 names: Some(vec![NS.into()]),
@@ -196,7 +182,7 @@ async fn an_identity_server_is_checked_serves_its_policies_and_a_change_reaches_
     let server = IdentityServer::new(
         "acme",
         IdentityServerSpec {
-            connection: connection(&world, "admin"),
+            connection: server_spec(&world, "admin"),
             // The server's own budget, in place of the operator's (no limit by default).
             budget: ServerBudget {
                 requests_per_second: Some(RATE),
@@ -332,7 +318,7 @@ async fn a_cluster_identity_server_serves_only_the_namespaces_it_allows() {
     let server = ClusterIdentityServer::new(
         "shared",
         ClusterIdentityServerSpec {
-            connection: connection(&world, "identity-admin"),
+            connection: server_spec(&world, "identity-admin"),
             secret_namespace: SECRETS_NAMESPACE.into(),
             allowed_namespaces: AllowedNamespaces {
                 names: Some(vec![NS.into()]),

@@ -86,27 +86,47 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         can_i(
             &plane,
             "patch",
-            "identitysettingpolicies.identitysettings.dev/status",
-            &["-A"]
+            "identitysettingpolicies.identitysettings.dev",
+            &["-A", "--subresource=status"]
         )
         .await
     );
     assert!(can_i(&plane, "get", "secrets", &["-n", "anywhere"]).await);
-    for (verb, resource) in [
-        ("watch", "identityservers.identitysettings.dev"),
-        ("patch", "identityservers.identitysettings.dev/status"),
-        ("watch", "clusteridentityservers.identitysettings.dev"),
+    // `kubectl auth can-i VERB RESOURCE/NAME`: a subresource needs --subresource.
+    for (verb, resource, where_) in [
+        ("watch", "identityservers.identitysettings.dev", &["-A"][..]),
         (
             "patch",
-            "clusteridentityservers.identitysettings.dev/status",
+            "identityservers.identitysettings.dev",
+            &["-A", "--subresource=status"][..],
         ),
-        ("watch", "namespaces"),
+        (
+            "watch",
+            "clusteridentityservers.identitysettings.dev",
+            &["-A"][..],
+        ),
+        (
+            "patch",
+            "clusteridentityservers.identitysettings.dev",
+            &["-A", "--subresource=status"][..],
+        ),
+        ("watch", "namespaces", &["-A"][..]),
     ] {
         assert!(
-            can_i(&plane, verb, resource, &["-A"]).await,
-            "{verb} {resource}"
+            can_i(&plane, verb, resource, where_).await,
+            "{verb} {resource} {where_:?}"
         );
     }
+    assert!(
+        !can_i(
+            &plane,
+            "patch",
+            "clusteridentityservers.identitysettings.dev",
+            &["-A"]
+        )
+        .await,
+        "only their status"
+    );
     assert!(
         !can_i(
             &plane,

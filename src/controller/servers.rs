@@ -108,6 +108,12 @@ pub struct ServerCatalog {
     /// True once every server and namespace watch delivered its first list: until then a
     /// server may simply not be known yet, and a policy would report `ServerNotFound` wrongly.
     ready: watch::Sender<bool>,
+    /// Until when lookups wait for the first lists: [`LIST_WAIT`] after the watches started,
+    /// once for the whole run (not per reconcile), so missing CRDs cost each reconcile nothing
+    /// after that.
+    wait_until: std::sync::Mutex<tokio::time::Instant>,
+    /// [`LIST_WAIT`], but shorter in tests.
+    list_wait: std::time::Duration,
     changes: broadcast::Sender<ServerChange>,
 }
 
@@ -126,6 +132,8 @@ impl Default for ServerCatalog {
             // Ready until the controller says the watches are starting: a reconcile run
             // without them (tests of one reconcile) has nothing to wait for.
             ready: watch::Sender::new(true),
+            wait_until: std::sync::Mutex::new(tokio::time::Instant::now()),
+            list_wait: LIST_WAIT,
             changes: broadcast::Sender::new(CHANGE_BACKLOG),
         }
     }
@@ -144,6 +152,8 @@ impl ServerCatalog {
         namespaces: Store<PartialObjectMeta<Namespace>>,
     ) {
         self.ready.send_replace(false);
+        *self.wait_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            tokio::time::Instant::now() + self.list_wait;
         *self.stores.write().unwrap_or_else(|e| e.into_inner()) = Stores {
             namespaced,
             cluster: Some(cluster),
@@ -162,15 +172,16 @@ impl ServerCatalog {
         *self.ready.borrow()
     }
 
-    /// Waits until the first lists are in, at most [`LIST_WAIT`]: false when they are not
-    /// (a server CRD not installed, or RBAC refusing the watch), so a reconcile reports that
-    /// instead of holding its work-queue slot forever.
+    /// Waits until the first lists are in, but not past [`LIST_WAIT`] after the watches
+    /// started: false when they are not in (a server CRD not installed, or RBAC refusing the
+    /// watch), so a reconcile reports that instead of holding its work-queue slot.
     pub async fn wait_listed(&self) -> bool {
+        let until = *self.wait_until.lock().unwrap_or_else(|e| e.into_inner());
         let mut ready = self.ready.subscribe();
         // A closed sender cannot happen while `self` lives.
-        tokio::time::timeout(LIST_WAIT, ready.wait_for(|r| *r))
+        tokio::time::timeout_at(until, ready.wait_for(|r| *r))
             .await
-            .is_ok()
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Tells the policy controllers that something servers depend on changed.
@@ -308,6 +319,35 @@ pub fn reads_secret(server: &crate::api::ServerSpec, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::reflector;
+
+    #[tokio::test]
+    async fn without_first_lists_lookups_wait_once_per_run_not_once_per_reconcile() {
+        let wait = std::time::Duration::from_millis(200);
+        let catalog = ServerCatalog {
+            list_wait: wait,
+            ..ServerCatalog::default()
+        };
+        assert!(
+            catalog.wait_listed().await,
+            "no watches: nothing to wait for"
+        );
+        let (namespaced, _w1) = reflector::store();
+        let (cluster, _w2) = reflector::store();
+        let (namespaces, _w3) = reflector::store();
+        catalog.listing(vec![namespaced], cluster, namespaces);
+        let start = tokio::time::Instant::now();
+        assert!(!catalog.wait_listed().await, "never listed (no CRD, say)");
+        assert!(start.elapsed() >= wait);
+        let again = tokio::time::Instant::now();
+        assert!(!catalog.wait_listed().await);
+        assert!(
+            again.elapsed() < wait / 2,
+            "the next reconcile does not wait again"
+        );
+        catalog.mark_ready();
+        assert!(catalog.wait_listed().await);
+    }
 
     #[test]
     fn a_change_concerns_the_policies_whose_reference_it_can_alter() {

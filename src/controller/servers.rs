@@ -308,12 +308,8 @@ fn secret_names(server: &crate::api::ServerSpec) -> Vec<String> {
 }
 
 /// Whether a server definition reads the Secret `name` (credentials or CA).
-pub fn reads_secret(server: &crate::api::ServerSpec, name: &str) -> bool {
-    server.credentials_secret_ref.name == name
-        || server
-            .ca_secret_ref
-            .as_ref()
-            .is_some_and(|r| r.name == name)
+fn reads_secret(server: &crate::api::ServerSpec, name: &str) -> bool {
+    secret_names(server).iter().any(|n| n == name)
 }
 
 #[cfg(test)]

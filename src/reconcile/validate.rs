@@ -262,7 +262,7 @@ fn check_suspension(
 
 /// Checks a server definition; `field` names where it is written (`spec.server`, or
 /// `IdentityServer "acme": spec`).
-pub fn check_server(server: &ServerSpec, field: &str, problems: &mut Vec<String>) {
+fn check_server(server: &ServerSpec, field: &str, problems: &mut Vec<String>) {
     match url::Url::parse(server.url.trim()) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
         Ok(u) => problems.push(format!("{field}.url: scheme {:?} is not https", u.scheme())),

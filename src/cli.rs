@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// Timeout of one identity API request.
     #[arg(long, env = "IDENTITY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub identity_timeout: Duration,
+    /// Longest time one reconcile's identity calls may take together; a reconcile past it is
+    /// reported `ServerUnreachable` and retried with backoff.
+    #[arg(long, env = "RECONCILE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub reconcile_timeout: Duration,
     /// First retry delay after a transient failure (doubles up to --backoff-max).
     #[arg(long, env = "BACKOFF_MIN", default_value = "5s", value_parser = parse_duration)]
     pub backoff_min: Duration,
@@ -130,6 +134,9 @@ impl RunArgs {
                 "--lease-renew-interval must be above 0 and at most half of --lease-duration"
                     .into(),
             );
+        }
+        if self.reconcile_timeout < self.identity_timeout {
+            return Err("--reconcile-timeout must be at least --identity-timeout".into());
         }
         if self.identity_timeout.is_zero() {
             return Err("--identity-timeout must be above 0".into());

@@ -68,6 +68,7 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         request_timeout: args.identity_timeout,
         backoff_min: args.backoff_min,
         backoff_max: args.backoff_max,
+        reconcile_deadline: args.reconcile_timeout,
         concurrency: usize::from(args.concurrency),
         concurrency_per_server: usize::from(args.identity_concurrency),
         identity_budget: BudgetLimits {

@@ -93,7 +93,7 @@ impl IdentityClients {
         budget: ServerBudget,
     ) -> Result<IdentityClient, IdentityError> {
         let server = ServerKey {
-            base_url: base_url.to_owned(),
+            base_url: crate::identity::urls::server_identity(base_url),
             ca_pem: ca_pem.map(<[u8]>::to_vec),
             budget,
         };
@@ -102,7 +102,10 @@ impl IdentityClients {
             .entry(server.clone())
             .or_default()
             .clone();
-        let connection = cell.get_or_init(|| self.build(&server)).await.clone()?;
+        let connection = cell
+            .get_or_init(|| self.build(&server, base_url))
+            .await
+            .clone()?;
         let tokens = self
             .token_caches()
             .entry(TokenKey {
@@ -135,10 +138,12 @@ impl IdentityClients {
             .redacting(redactor.clone()))
     }
 
-    async fn build(&self, server: &ServerKey) -> Built {
+    /// Builds the connection for the first spelling of a server's URL: requests go to the URL
+    /// that the policy wrote (the key only groups spellings), so the pool and budget are shared.
+    async fn build(&self, server: &ServerKey, base_url: &str) -> Built {
         // The credentials are not part of a connection; any value does.
         let mut config = ClientConfig::new(
-            server.base_url.clone(),
+            base_url.to_owned(),
             Credentials::BearerToken {
                 token: "unused".into(),
             },

@@ -33,6 +33,10 @@ pub struct ReconcileSettings {
     pub backoff_min: Duration,
     /// See `backoff_min`.
     pub backoff_max: Duration,
+    /// The longest one reconcile's identity calls may take together (token, every GET chunk,
+    /// PUT, read-back), so a server that answers each request just under the request timeout
+    /// cannot hold a reconcile slot (and its server's share of them) for minutes.
+    pub reconcile_deadline: Duration,
     /// Reconciles running at once, at most, across all namespaces.
     pub concurrency: usize,
     /// Reconciles running at once against one identity server, at most.
@@ -41,6 +45,9 @@ pub struct ReconcileSettings {
     pub identity_budget: BudgetLimits,
 }
 
+/// Default of [`ReconcileSettings::reconcile_deadline`]: two of the identity client's 30 s
+/// call budgets.
+pub const DEFAULT_RECONCILE_DEADLINE: Duration = Duration::from_secs(60);
 /// Default of [`ReconcileSettings::concurrency`].
 pub const DEFAULT_CONCURRENCY: usize = 32;
 /// Default of [`ReconcileSettings::concurrency_per_server`].
@@ -53,6 +60,7 @@ impl Default for ReconcileSettings {
             request_timeout: Duration::from_secs(10),
             backoff_min: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
+            reconcile_deadline: DEFAULT_RECONCILE_DEADLINE,
             concurrency: DEFAULT_CONCURRENCY,
             concurrency_per_server: DEFAULT_CONCURRENCY_PER_SERVER,
             identity_budget: BudgetLimits::default(),

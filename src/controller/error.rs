@@ -66,6 +66,12 @@ pub enum ReconcileError {
     /// The identity service call failed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// The identity calls of one reconcile did not finish within the reconcile deadline.
+    #[error(
+        "the identity service did not finish answering within the reconcile deadline of {}s; retrying with backoff",
+        .0.as_secs()
+    )]
+    DeadlineExceeded(std::time::Duration),
     /// The server stored values that differ from what was written.
     #[error(
         "the identity service stored different values than written for {}; check that these values are valid for the server",
@@ -126,6 +132,7 @@ impl ReconcileError {
                 ErrorClass::Protocol => reason::UNEXPECTED_RESPONSE,
                 ErrorClass::Configuration => reason::INVALID_SPEC,
             },
+            ReconcileError::DeadlineExceeded(_) => reason::SERVER_UNREACHABLE,
             ReconcileError::NotAccepted(_) => reason::VALUE_NOT_ACCEPTED,
             ReconcileError::RestorePoint(_) => reason::RESTORE_POINT_UNUSABLE,
             ReconcileError::SecretRead(_)
@@ -151,6 +158,7 @@ impl ReconcileError {
                 _ => Recovery::NeedsUser,
             },
             ReconcileError::SecretRead(_)
+            | ReconcileError::DeadlineExceeded(_)
             | ReconcileError::ServerRef(ServerRefError::NotListed { .. })
             | ReconcileError::Kube(_)
             | ReconcileError::Bug(_)

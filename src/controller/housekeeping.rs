@@ -62,7 +62,7 @@ pub fn queue_request(guard: &Guarded) -> Request {
 /// the server definition a policy names.
 fn server_key(spec: &IdentitySettingPolicySpec, namespace: &str) -> String {
     match (&spec.server, &spec.server_ref) {
-        (Some(server), _) => server.url.clone(),
+        (Some(server), _) => crate::identity::urls::server_identity(&server.url),
         (None, Some(r)) => match r.kind {
             crate::api::ServerKind::IdentityServer => {
                 format!("IdentityServer/{namespace}/{}", r.name)

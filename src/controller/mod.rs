@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -103,12 +103,24 @@ pub async fn run(
             synced();
         }
     });
-    let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), stores));
-    let servers = tokio::spawn(server_watches::run(
-        ctx.clone(),
-        server_scopes,
-        shutdown.clone(),
-    ));
+    let housekeeping = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            supervise("housekeeping", || {
+                housekeeping::run(ctx.clone(), stores.clone())
+            })
+            .await;
+        })
+    };
+    let servers = {
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            supervise("server watches", || {
+                server_watches::run(ctx.clone(), server_scopes.clone(), shutdown.clone())
+            })
+            .await;
+        })
+    };
     // Reconciles waiting for a slot end at once on shutdown instead of running one by one.
     let closing = {
         let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
@@ -356,9 +368,36 @@ async fn admit_then_reconcile(
     let Some(guard) = store.get(&ObjectRef::from_obj(&*guard)) else {
         return Ok(Action::await_change());
     };
-    let result = Box::pin(reconcile_guarded(guard, ctx)).await;
+    // A panic in one reconcile (a bug, whatever input provoked it) fails that reconcile only:
+    // it is retried with backoff, and the controller, its watches and the process go on.
+    let result = std::panic::AssertUnwindSafe(Box::pin(reconcile_guarded(guard, ctx)))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(ReconcileError::Bug(
+                "the reconcile panicked (see the operator's log); retrying with backoff".into(),
+            ))
+        });
     drop(permit);
     result
+}
+
+/// Runs the background task `start` makes until it returns; when it panics, logs it and starts
+/// it again after a second, so that one bug in a watch or a periodic pass neither ends the
+/// process nor silently stops that work.
+pub(crate) async fn supervise<F>(task: &'static str, start: impl Fn() -> F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match tokio::spawn(start()).await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(task, "background task panicked; starting it again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// A policy as watched: one that does not deserialize is kept as an error instead of stopping

@@ -135,20 +135,26 @@ async fn apply(
                 .owned_by_others(&policy, &valid.base_url)
                 .await;
             let mut differing = None;
-            let result = if owned.is_empty() {
-                sync(&policy, &valid, ctx, oref, &mut redactor, &mut differing).await
-            } else {
-                sync_unowned(
-                    &policy,
-                    &valid,
-                    &owned,
-                    ctx,
-                    oref,
-                    &mut redactor,
-                    &mut differing,
-                )
-                .await
+            let deadline = ctx.settings.reconcile_deadline;
+            let calls = async {
+                if owned.is_empty() {
+                    sync(&policy, &valid, ctx, oref, &mut redactor, &mut differing).await
+                } else {
+                    sync_unowned(
+                        &policy,
+                        &valid,
+                        &owned,
+                        ctx,
+                        oref,
+                        &mut redactor,
+                        &mut differing,
+                    )
+                    .await
+                }
             };
+            let result = tokio::time::timeout(deadline, calls)
+                .await
+                .unwrap_or(Err(ReconcileError::DeadlineExceeded(deadline)));
             decide(ctx, oref, result, valid.resync, &redactor, differing)
         }
         Err(error) => decide(
@@ -202,7 +208,7 @@ async fn validate_policy(
         &namespace,
         reference,
         held.as_ref().map(HeldServer::as_found),
-        &labels,
+        labels.as_ref(),
     )?;
     validate_with(&policy.spec, Some(referenced)).map_err(ReconcileError::InvalidSpec)
 }

@@ -138,10 +138,19 @@ async fn watch_namespaces(
 ) {
     let mut first_list = true;
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(ctx.client.clone());
+    // Errors (an API server restart, a 410) are logged and the watch goes on from a relist:
+    // ending it would freeze the labels that allow namespaces to use cluster servers.
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .try_for_each(|event| {
+        .for_each(|event| {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    warn!(error = %e, "namespace watch failed; retrying");
+                    return std::future::ready(());
+                }
+            };
             match &event {
                 watcher::Event::InitDone if first_list => {
                     first_list = false;
@@ -155,12 +164,10 @@ async fn watch_namespaces(
                 }
                 _ => {}
             }
-            std::future::ready(Ok(()))
+            std::future::ready(())
         });
     tokio::select! {
-        result = events => if let Err(e) = result {
-            warn!(error = %e, "namespace watch ended");
-        },
+        () = events => warn!("namespace watch ended"),
         () = shutdown => {}
     }
 }

@@ -215,14 +215,14 @@ impl ServerCatalog {
         }
     }
 
-    /// The labels of `namespace` (none when it is not known).
-    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+    /// The labels of `namespace`; `None` when the namespace is not in the watched view (a
+    /// cluster server's selector then allows nothing).
+    pub fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
         self.stores()
             .namespaces
             .as_ref()
             .and_then(|s| s.get(&ObjectRef::new(namespace)))
-            .and_then(|n| n.metadata.labels.clone())
-            .unwrap_or_default()
+            .map(|n| n.metadata.labels.clone().unwrap_or_default())
     }
 
     /// The server URL a policy's keys are claimed under (see

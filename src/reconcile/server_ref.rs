@@ -63,12 +63,12 @@ pub enum FoundServer<'a> {
 }
 
 /// Turns what the lookup of `reference` found into the server the policy of `namespace` (with
-/// `labels`) uses, or says why it cannot.
+/// `labels`, `None` when the namespace is not known) uses, or says why it cannot.
 pub fn referenced<'a>(
     namespace: &str,
     reference: &'a ServerRef,
     found: Option<FoundServer<'a>>,
-    labels: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
 ) -> Result<ReferencedServer<'a>, ServerRefError> {
     match found {
         Some(FoundServer::Namespaced(server)) if reference.kind == ServerKind::IdentityServer => {
@@ -112,18 +112,21 @@ pub fn referenced<'a>(
 }
 
 /// Whether `allowed` lets namespace `namespace` (labelled `labels`) use the server; an error
-/// when the selector is malformed (which allows nothing).
+/// when the selector is malformed (which allows nothing). A namespace whose labels are not
+/// known (`None`: not, or no longer, in the operator's view) is allowed by name only: a
+/// selector never matches it, not even one that matches an empty label set.
 pub fn allows(
     allowed: &AllowedNamespaces,
     namespace: &str,
-    labels: &BTreeMap<String, String>,
+    labels: Option<&BTreeMap<String, String>>,
 ) -> Result<bool, String> {
     if allowed.names.iter().flatten().any(|n| n == namespace) {
         return Ok(true);
     }
-    match &allowed.selector {
-        Some(selector) => selector_matches(selector, labels),
-        None => Ok(false),
+    match (&allowed.selector, labels) {
+        (Some(selector), Some(labels)) => selector_matches(selector, labels),
+        (Some(_), None) => Err("the namespace's labels are not known to the operator".into()),
+        (None, _) => Ok(false),
     }
 }
 
@@ -204,20 +207,20 @@ mod tests {
         });
         let reference = cluster_ref();
         let found = Some(FoundServer::Cluster(&server));
-        let by_name = referenced("team-a", &reference, found, &labels(&[])).expect("named");
+        let by_name = referenced("team-a", &reference, found, Some(&labels(&[]))).expect("named");
         assert_eq!(by_name.secrets_namespace, Some("identity-system"));
         referenced(
             "team-b",
             &reference,
             found,
-            &labels(&[("identity-admins", "true")]),
+            Some(&labels(&[("identity-admins", "true")])),
         )
         .expect("selected by label");
         let refused = referenced(
             "team-c",
             &reference,
             found,
-            &labels(&[("identity-admins", "no")]),
+            Some(&labels(&[("identity-admins", "no")])),
         )
         .expect_err("neither named nor selected");
         assert_eq!(
@@ -233,16 +236,26 @@ mod tests {
             "any",
             &reference,
             Some(FoundServer::Cluster(&everyone)),
-            &labels(&[]),
+            Some(&labels(&[])),
         )
         .expect("an empty selector allows every namespace");
+        let unknown = referenced(
+            "not-yet-seen",
+            &reference,
+            Some(FoundServer::Cluster(&everyone)),
+            None,
+        )
+        .expect_err("a namespace the operator does not know is never selected");
+        assert!(unknown.to_string().contains("not known"), "{unknown}");
+        referenced("team-a", &reference, found, None)
+            .expect("a namespace allowed by name needs no labels");
         let nobody = cluster(AllowedNamespaces::default());
         assert!(
             referenced(
                 "any",
                 &reference,
                 Some(FoundServer::Cluster(&nobody)),
-                &labels(&[])
+                Some(&labels(&[]))
             )
             .is_err(),
             "no names and no selector allow nothing"
@@ -297,14 +310,14 @@ mod tests {
             "team-a",
             &wanted,
             Some(FoundServer::Namespaced(&namespaced)),
-            &labels(&[]),
+            Some(&labels(&[])),
         )
         .expect("found");
         assert_eq!(
             found.secrets_namespace, None,
             "its Secrets are the policy's namespace's"
         );
-        let missing = referenced("team-a", &wanted, None, &labels(&[])).expect_err("missing");
+        let missing = referenced("team-a", &wanted, None, Some(&labels(&[]))).expect_err("missing");
         assert_eq!(
             missing.to_string(),
             "IdentityServer \"shared\" not found in namespace \"team-a\"; create it or fix spec.serverRef"
@@ -315,7 +328,7 @@ mod tests {
                 "team-a",
                 &wanted,
                 Some(FoundServer::Cluster(&server)),
-                &labels(&[])
+                Some(&labels(&[]))
             ),
             Err(ServerRefError::NotFound { .. })
         ));

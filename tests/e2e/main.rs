@@ -4,6 +4,7 @@
 #[path = "../support/control_plane.rs"]
 mod control_plane;
 mod harness;
+mod hostile;
 mod rbac;
 mod servers;
 

@@ -134,7 +134,11 @@ impl RequestBudget {
     /// The server answered 429: no request of this budget starts for `retry_after` (or
     /// [`DEFAULT_PAUSE`]) — a longer pause already in force stays.
     pub fn pause(&self, retry_after: Option<Duration>) {
-        let until = Instant::now() + retry_after.unwrap_or(DEFAULT_PAUSE);
+        let wait = retry_after
+            .unwrap_or(DEFAULT_PAUSE)
+            .min(crate::retry::MAX_SERVER_DELAY);
+        let now = Instant::now();
+        let until = now.checked_add(wait).unwrap_or(now);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
     }

@@ -106,11 +106,21 @@ pub fn should_retry(
 /// An attempt needs at least this long to be worth starting.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(50);
 
-/// `Retry-After` in delay-seconds (RFC 9110 §10.2.3). The HTTP-date form is not understood and
-/// yields `None` (the computed backoff is used instead); the identity service sends seconds.
+/// The longest wait a server may ask for (`Retry-After`): 15 minutes. A longer answer is taken
+/// as this, so that no server-given number reaches time arithmetic unbounded (an
+/// `Instant + u64::MAX s` overflows) and no server can park its policies for days.
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// `Retry-After` in delay-seconds (RFC 9110 §10.2.3), clamped to [`MAX_SERVER_DELAY`]. The
+/// HTTP-date form is not understood and yields `None` (the computed backoff is used instead);
+/// the identity service sends seconds. Digits beyond `u64` are clamped too, not refused.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let secs: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(secs))
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = digits.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs).min(MAX_SERVER_DELAY))
 }
 
 /// Budget handed to each attempt: the time left before `max_elapsed`.
@@ -277,6 +287,15 @@ mod tests {
     #[test]
     fn retry_after_parsing() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_SERVER_DELAY)
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999999"),
+            Some(MAX_SERVER_DELAY)
+        );
+        assert_eq!(parse_retry_after("+3"), None);
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("1.5"), None);

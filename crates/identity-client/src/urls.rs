@@ -103,6 +103,26 @@ pub fn settings_query(base: &Url, scope: &SettingScope, keys: &[String]) -> Url 
     url
 }
 
+/// What makes two spellings of a base URL one server, for everything shared per server (the
+/// request budget, the per-server reconcile cap, the connection pool): scheme, host and port as
+/// the URL parser normalises them (lowercase scheme and host, default port dropped, dot
+/// segments resolved), the path without trailing slashes (the operator joins
+/// paths the same way with or without one). `HTTPS://Cloud.UiPath.com:443/acme/identity_/` and
+/// `https://cloud.uipath.com/acme/identity_` are one server. The path keeps its case: a server
+/// may tell `/Acme` from `/acme`, and one spelling's connection serves the others. Text that does
+/// not parse is its own key, trimmed.
+pub fn server_identity(raw: &str) -> String {
+    let Ok(url) = Url::parse(raw.trim()) else {
+        return raw.trim().to_owned();
+    };
+    let mut key = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
+    if let Some(port) = url.port() {
+        key.push_str(&format!(":{port}"));
+    }
+    key.push_str(url.path().trim_end_matches('/'));
+    key
+}
+
 /// A URL as it may appear in an error: parsed URLs lose any password; unparsable text is cut
 /// at a bounded length and stripped of anything between `//` and `@`.
 pub fn display_safe(raw: &str) -> String {
@@ -176,6 +196,34 @@ mod tests {
         // A short list stays one GET.
         assert_eq!(settings_queries(&base, &scope, &keys[..3]).len(), 1);
         assert!(settings_queries(&base, &scope, &[]).is_empty());
+    }
+
+    #[test]
+    fn spellings_of_one_server_are_one_server() {
+        let one = server_identity("https://cloud.uipath.com/acme/identity_");
+        for spelling in [
+            "HTTPS://Cloud.UiPath.com:443/acme/identity_/",
+            " https://cloud.uipath.com/acme/identity_// ",
+            "https://cloud.uipath.com/acme/./identity_",
+        ] {
+            assert_eq!(server_identity(spelling), one, "{spelling}");
+        }
+        assert_ne!(
+            server_identity("https://cloud.uipath.com/other/identity_"),
+            one
+        );
+        assert_ne!(
+            server_identity("https://cloud.uipath.com/Acme/identity_"),
+            one
+        );
+        assert_ne!(
+            server_identity("https://cloud.uipath.com:8443/acme/identity_"),
+            one
+        );
+        assert_ne!(
+            server_identity("http://cloud.uipath.com/acme/identity_"),
+            one
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! These Rust types are the single source of the CRDs: `crds/` is generated from them
 //! (`identity-settings-operator crd`) and a test fails when the committed YAML is stale.
 
+pub mod limits;
 pub mod server;
 
 pub use server::{
@@ -53,18 +54,36 @@ pub struct IdentitySettingPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_ref: Option<ServerRef>,
     /// The organization whose settings are managed (`partitionGlobalId` in the identity API).
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::MAX_PARTITION))]
     pub partition_global_id: String,
     /// A user id, for user-level settings. Omit for organization-level settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::MAX_USER_ID))]
     pub user_id: Option<String>,
-    /// The settings to keep, at most 256. Each key appears once.
-    #[schemars(length(min = 1, max = 256), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
+    /// The settings to keep, at most 256, with at most 32 768 characters of literal values in
+    /// all. Each key appears once, compared case-insensitively (as the identity service does).
+    #[schemars(
+        length(min = 1, max = 256),
+        extend(
+            "x-kubernetes-list-type" = "map",
+            "x-kubernetes-list-map-keys" = ["key"],
+            "x-kubernetes-validations" = [
+                {"rule": "self.map(a, a.key.lowerAscii()).all(k, self.exists_one(b, b.key.lowerAscii() == k))", "message": "each key may appear once; keys are compared case-insensitively (the identity service does)"},
+                {"rule": "self.map(s, has(s.value) ? size(s.value) : 0).sum() <= 32768", "message": "the literal values may hold at most 32768 characters in all; split the policy in two"}
+            ]
+        )
+    )]
     pub settings: Vec<SettingSpec>,
     /// How often the settings are checked for drift when nothing changed, as a duration such as
-    /// `30s`, `10m` or `1h` (default `10m`, at least `10s`).
+    /// `30s`, `10m` or `1h` (default `10m`, between `10s` and `24h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"),
+        length(max = limits::MAX_TIME_TEXT),
+        extend("x-kubernetes-validations" = [
+            {"rule": "!self.matches('^([0-9]+(\\\\.[0-9]+)?(ms|s|m|h))+$') || (duration(self) >= duration('10s') && duration(self) <= duration('24h'))", "message": "must be between 10s and 24h"}
+        ])
+    )]
     pub resync_interval: Option<String>,
     /// `Enforce` (default) corrects drift; `Observe` only reports it and never writes; `Plan`
     /// never writes and lists the changes it would make in `status.plannedChanges`.
@@ -82,7 +101,7 @@ pub struct IdentitySettingPolicySpec {
     /// Suspends the policy until this time (RFC 3339, e.g. `2026-11-28T06:00:00Z`), with or
     /// without `suspend`; afterwards it resumes by itself and corrects what changed meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("format" = "date-time"))]
+    #[schemars(extend("format" = "date-time"), length(max = limits::MAX_TIME_TEXT))]
     pub suspend_until: Option<String>,
 }
 
@@ -95,7 +114,12 @@ pub struct ServerSpec {
     /// The identity base URL, e.g. `https://cloud.uipath.com/acme/identity_`. Taken as given
     /// (with or without a trailing slash); `https` is required unless the operator runs with
     /// `--allow-insecure-http`.
-    #[schemars(length(min = 1))]
+    #[schemars(
+        length(min = 1, max = limits::MAX_URL),
+        extend("x-kubernetes-validations" = [
+            {"rule": "self.lowerAscii().startsWith('https://') || self.lowerAscii().startsWith('http://')", "message": "must be an https:// URL, such as https://cloud.uipath.com/acme/identity_"}
+        ])
+    )]
     pub url: String,
     /// The Secret holding the credentials (see `auth` for its keys).
     pub credentials_secret_ref: LocalObjectRef,
@@ -104,11 +128,13 @@ pub struct ServerSpec {
     /// `username`+`password` → `Password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthMethod>,
-    /// OAuth scopes for `ClientCredentials` (default `PM.Setting`).
+    /// OAuth scopes for `ClientCredentials` (default `PM.Setting`), at most 16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MAX_SCOPES), inner(length(min = 1, max = limits::MAX_SCOPE)))]
     pub scopes: Option<Vec<String>>,
     /// The Orchestrator `.../api/account/authenticate` URL, required for `Password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::MAX_URL))]
     pub authenticate_url: Option<String>,
     /// A Secret key holding a PEM CA bundle to trust in addition to the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,7 +188,7 @@ pub enum DeletionPolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct LocalObjectRef {
     /// The object's name.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::MAX_NAME))]
     pub name: String,
 }
 
@@ -170,10 +196,10 @@ pub struct LocalObjectRef {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct SecretKeyRef {
     /// The Secret's name.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::MAX_NAME))]
     pub name: String,
     /// The key inside the Secret's data.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = limits::MAX_SECRET_KEY))]
     pub key: String,
 }
 
@@ -182,17 +208,19 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.value) != has(self.valueFrom)", "message": "set exactly one of value and valueFrom"},
-    {"rule": "self.key != 'Email.Smtp.Password' || has(self.valueFrom)", "message": "Email.Smtp.Password is a secret: take it from a Secret with valueFrom.secretKeyRef"}
+    {"rule": "self.key.lowerAscii() != 'email.smtp.password' || has(self.valueFrom)", "message": "Email.Smtp.Password is a secret: take it from a Secret with valueFrom.secretKeyRef"}
 ]))]
 pub struct SettingSpec {
     /// The setting key, e.g. `Auth.Password.DefaultExpirationDays`. Unknown keys are allowed.
     #[schemars(
         regex(pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"),
-        length(max = 256)
+        length(max = limits::MAX_KEY)
     )]
     pub key: String,
-    /// The value as a string, even for numbers and booleans; structured values are JSON text.
+    /// The value as a string, even for numbers and booleans; structured values are JSON text
+    /// (at most 4 096 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::MAX_VALUE))]
     pub value: Option<String>,
     /// Take the value from a Secret instead (required for secrets such as `Email.Smtp.Password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

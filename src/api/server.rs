@@ -77,7 +77,7 @@ pub struct ClusterIdentityServerSpec {
 pub struct AllowedNamespaces {
     /// Namespaces allowed by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), inner(length(min = 1, max = super::limits::MAX_NAMESPACE)))]
     pub names: Option<Vec<String>>,
     /// Namespaces allowed by their labels (`matchLabels`, `matchExpressions`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

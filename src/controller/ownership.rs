@@ -7,12 +7,44 @@ use std::sync::Mutex;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{broadcast, watch};
 
+use super::error::reason;
 use crate::api::IdentitySettingPolicy;
 use crate::reconcile::claims::{Claim, ClaimIndex, PolicyName, policy_name};
 
 /// How many nudges may wait for a controller; more are dropped (those policies still reconcile
 /// at their resync).
 const NUDGE_BACKLOG: usize = 1024;
+
+/// The `Ready` reasons of a policy that cannot write until its author changes something: such
+/// a policy owns no key.
+pub const CANNOT_WRITE: &[&str] = &[
+    reason::INVALID_SPEC,
+    reason::SECRET_NOT_FOUND,
+    reason::SECRET_INVALID,
+    reason::CREDENTIALS_REJECTED,
+    reason::FORBIDDEN,
+    reason::ENDPOINT_NOT_FOUND,
+    reason::SERVER_NOT_FOUND,
+    reason::SERVER_NOT_ALLOWED,
+    crate::reconcile::status::reason::SUSPENDED,
+];
+
+/// Whether the policy may own keys: it enforces (not `Observe` or `Plan`), is not suspended
+/// by its spec, and has been reconciled (it has a `Ready` condition) with a reason other than
+/// one of [`CANNOT_WRITE`]. A policy never reconciled yet owns nothing until its first status:
+/// two new policies of one key may then each write it once.
+pub fn could_write(policy: &IdentitySettingPolicy) -> bool {
+    let spec = &policy.spec;
+    if spec.mode() != crate::api::SyncMode::Enforce || spec.suspend == Some(true) {
+        return false;
+    }
+    let ready = policy
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == crate::reconcile::status::READY);
+    ready.is_some_and(|c| !CANNOT_WRITE.contains(&c.reason.as_str()))
+}
 
 /// Ownership of keys between policies, fed by the policy watches.
 pub struct Ownership {
@@ -36,13 +68,19 @@ impl Default for Ownership {
 }
 
 impl Ownership {
-    /// Records a policy as the watch shows it now, its server being at `server_url`.
+    /// Records a policy as the watch shows it now, its server being at `server_url`: its keys
+    /// are claimed only while it [`could_write`].
     pub fn observe(&self, policy: &IdentitySettingPolicy, server_url: &str) {
         let name = policy_name(
             policy.metadata.namespace.as_deref().unwrap_or_default(),
             policy.metadata.name.as_deref().unwrap_or_default(),
         );
-        self.update(&name, Claim::of(policy, server_url));
+        let claim = if could_write(policy) {
+            Claim::of(policy, server_url)
+        } else {
+            None
+        };
+        self.update(&name, claim);
     }
 
     /// Forgets a deleted (or unreadable) policy's claim.

@@ -27,7 +27,7 @@ use crate::reconcile::claims::{PolicyName, conflict_message};
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
 use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{
-    Resolved, SecretData, referenced_secrets, resolve, resolve_from, server_secrets,
+    Resolved, SecretData, referenced_secrets, resolve, resolve_from, secret_keys, server_secrets,
     setting_secrets,
 };
 use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, restore_writes};
@@ -412,13 +412,13 @@ async fn connect(
     let resolved = match &valid.server_secrets_namespace {
         // A ClusterIdentityServer: its Secrets are in its own namespace.
         Some(server_namespace) => {
-            let server = fetch_secrets(ctx, server_namespace, server_secrets(valid)).await?;
-            let settings = fetch_secrets(ctx, &namespace, setting_secrets(valid)).await?;
+            let server = fetch_secrets(ctx, valid, server_namespace, server_secrets(valid)).await?;
+            let settings = fetch_secrets(ctx, valid, &namespace, setting_secrets(valid)).await?;
             resolve_from(valid, &server, &settings)?
         }
         None => resolve(
             valid,
-            &fetch_secrets(ctx, &namespace, referenced_secrets(valid)).await?,
+            &fetch_secrets(ctx, valid, &namespace, referenced_secrets(valid)).await?,
         )?,
     };
     *redactor = Redactor::new(
@@ -444,15 +444,21 @@ async fn connect(
 /// The data of each of the Secrets `names` of `namespace` that exists: from the cache while the
 /// version it was read at is current, else read from the API server (and cached). A failure to
 /// read (RBAC, API server down) becomes a `KubernetesError` condition, retried with backoff.
+/// Only the keys `valid` reads of each Secret (see [`secret_keys`]) are kept, in the cache and
+/// in the answer.
 pub(super) async fn fetch_secrets(
     ctx: &Context,
+    valid: &ValidPolicy,
     namespace: &str,
     names: BTreeSet<String>,
 ) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let wanted = secret_keys(valid);
+    let none = BTreeSet::new();
     let mut data = BTreeMap::new();
     for name in names {
-        if let Some(cached) = ctx.secrets.get(namespace, &name) {
+        let keys = wanted.get(&name).unwrap_or(&none);
+        if let Some(cached) = ctx.secrets.get(namespace, &name, keys) {
             data.insert(name, (*cached).clone());
             continue;
         }
@@ -462,14 +468,14 @@ pub(super) async fn fetch_secrets(
             .map_err(ReconcileError::SecretRead)?;
         if let Some(secret) = secret {
             let version = secret.metadata.resource_version;
-            let bytes: SecretData = secret
-                .data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0))
-                .collect();
-            ctx.secrets.insert(namespace, &name, version, bytes.clone());
-            data.insert(name, bytes);
+            let held = ctx.secrets.insert(
+                namespace,
+                &name,
+                version,
+                keys,
+                secret.data.unwrap_or_default(),
+            );
+            data.insert(name, (*held).clone());
         }
     }
     Ok(data)

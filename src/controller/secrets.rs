@@ -8,7 +8,9 @@
 //! only the Secrets some policy references have their data in memory — never every Secret of the
 //! watched namespaces, as a watch of whole Secrets would.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use k8s_openapi::ByteString;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -41,6 +43,9 @@ struct State {
 
 struct Cached {
     version: Option<String>,
+    /// The keys asked for when it was read (those absent from the Secret included): the data
+    /// holds these and no other key.
+    asked: BTreeSet<String>,
     data: Arc<SecretData>,
 }
 
@@ -89,24 +94,52 @@ impl SecretCache {
         }
     }
 
-    /// The Secret's data, if it was read at the version the watch last reported.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<SecretData>> {
+    /// The Secret's data (its `keys` that exist), if it was read at the version the watch
+    /// last reported and with these keys asked for.
+    pub fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        keys: &BTreeSet<String>,
+    ) -> Option<Arc<SecretData>> {
         let state = self.lock();
         let key = (namespace.to_owned(), name.to_owned());
         let cached = state.data.get(&key)?;
         let current = state.versions.get(&key)?;
-        (cached.version.as_ref() == Some(current)).then(|| cached.data.clone())
+        (cached.version.as_ref() == Some(current) && keys.is_subset(&cached.asked))
+            .then(|| cached.data.clone())
     }
 
-    /// Keeps the data of a Secret just read from the API server at `version`.
-    pub fn insert(&self, namespace: &str, name: &str, version: Option<String>, data: SecretData) {
-        self.lock().data.insert(
-            (namespace.to_owned(), name.to_owned()),
+    /// Keeps `keys` (and the keys asked for before at the same version) of a Secret just read
+    /// from the API server at `version`, dropping the rest of `data`; returns what is kept.
+    pub fn insert(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: Option<String>,
+        keys: &BTreeSet<String>,
+        mut data: BTreeMap<String, ByteString>,
+    ) -> Arc<SecretData> {
+        let mut state = self.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        let mut asked = keys.clone();
+        if let Some(before) = state.data.get(&key).filter(|c| c.version == version) {
+            asked.extend(before.asked.iter().cloned());
+        }
+        let kept: SecretData = asked
+            .iter()
+            .filter_map(|k| data.remove(k).map(|v| (k.clone(), v.0)))
+            .collect();
+        let kept = Arc::new(kept);
+        state.data.insert(
+            key,
             Cached {
                 version,
-                data: Arc::new(data),
+                asked,
+                data: kept.clone(),
             },
         );
+        kept
     }
 
     /// Drops the data of Secrets no policy references any more.
@@ -147,36 +180,79 @@ mod tests {
         SecretData::from([("k".to_owned(), value.as_bytes().to_vec())])
     }
 
+    /// The keys the tests' policies read.
+    fn k() -> BTreeSet<String> {
+        BTreeSet::from(["k".to_owned()])
+    }
+
+    /// A Secret's data as the API server sends it: key `k` and a large key no policy reads.
+    fn raw(value: &str) -> BTreeMap<String, ByteString> {
+        BTreeMap::from([
+            ("k".to_owned(), ByteString(value.as_bytes().to_vec())),
+            ("unread".to_owned(), ByteString(vec![0; 512 * 1024])),
+        ])
+    }
+
+    #[test]
+    fn only_the_keys_policies_read_are_kept() {
+        let cache = SecretCache::default();
+        cache.observe(Some("a"), &watcher::Event::Apply(secret("a", "creds", "1")));
+        let kept = cache.insert("a", "creds", Some("1".into()), &k(), raw("v1"));
+        assert_eq!(*kept, data("v1"), "the unread 512 KiB key is not kept");
+        let more = BTreeSet::from(["k".to_owned(), "other".to_owned()]);
+        assert_eq!(
+            cache.get("a", "creds", &more),
+            None,
+            "a key not asked for before is read again"
+        );
+        cache.insert(
+            "a",
+            "creds",
+            Some("1".into()),
+            &BTreeSet::from(["other".to_owned()]),
+            raw("v1"),
+        );
+        assert_eq!(
+            cache.get("a", "creds", &more).as_deref(),
+            Some(&data("v1")),
+            "both policies' keys are served (other does not exist)"
+        );
+    }
+
     #[test]
     fn data_is_served_while_its_version_is_current() {
         let cache = SecretCache::default();
         cache.observe(Some("a"), &watcher::Event::Apply(secret("a", "creds", "1")));
-        assert_eq!(cache.get("a", "creds"), None, "never read");
-        cache.insert("a", "creds", Some("1".into()), data("v1"));
-        assert_eq!(cache.get("a", "creds").as_deref(), Some(&data("v1")));
+        assert_eq!(cache.get("a", "creds", &k()), None, "never read");
+        cache.insert("a", "creds", Some("1".into()), &k(), raw("v1"));
+        assert_eq!(cache.get("a", "creds", &k()).as_deref(), Some(&data("v1")));
         cache.observe(Some("a"), &watcher::Event::Apply(secret("a", "creds", "2")));
-        assert_eq!(cache.get("a", "creds"), None, "changed: read it again");
-        cache.insert("a", "creds", Some("2".into()), data("v2"));
-        assert_eq!(cache.get("a", "creds").as_deref(), Some(&data("v2")));
+        assert_eq!(
+            cache.get("a", "creds", &k()),
+            None,
+            "changed: read it again"
+        );
+        cache.insert("a", "creds", Some("2".into()), &k(), raw("v2"));
+        assert_eq!(cache.get("a", "creds", &k()).as_deref(), Some(&data("v2")));
         cache.observe(
             Some("a"),
             &watcher::Event::Delete(secret("a", "creds", "2")),
         );
-        assert_eq!(cache.get("a", "creds"), None);
+        assert_eq!(cache.get("a", "creds", &k()), None);
         assert!(cache.is_empty(), "a deleted Secret's data is dropped");
     }
 
     #[test]
     fn a_read_the_watch_has_not_confirmed_is_read_again() {
         let cache = SecretCache::default();
-        cache.insert("a", "creds", Some("5".into()), data("v5"));
+        cache.insert("a", "creds", Some("5".into()), &k(), raw("v5"));
         assert_eq!(
-            cache.get("a", "creds"),
+            cache.get("a", "creds", &k()),
             None,
             "the watch has not seen it yet"
         );
         cache.observe(None, &watcher::Event::Apply(secret("a", "creds", "5")));
-        assert!(cache.get("a", "creds").is_some());
+        assert!(cache.get("a", "creds", &k()).is_some());
     }
 
     #[test]
@@ -184,7 +260,7 @@ mod tests {
         let cache = SecretCache::default();
         for (ns, name) in [("a", "kept"), ("a", "gone"), ("b", "other")] {
             cache.observe(Some(ns), &watcher::Event::Apply(secret(ns, name, "1")));
-            cache.insert(ns, name, Some("1".into()), data(name));
+            cache.insert(ns, name, Some("1".into()), &k(), raw(name));
         }
         cache.observe(Some("a"), &watcher::Event::Init);
         cache.observe(
@@ -192,14 +268,14 @@ mod tests {
             &watcher::Event::InitApply(secret("a", "kept", "1")),
         );
         assert!(
-            cache.get("a", "gone").is_some(),
+            cache.get("a", "gone", &k()).is_some(),
             "nothing changes before the relist ends"
         );
         cache.observe(Some("a"), &watcher::Event::InitDone);
-        assert!(cache.get("a", "kept").is_some());
-        assert_eq!(cache.get("a", "gone"), None);
+        assert!(cache.get("a", "kept", &k()).is_some());
+        assert_eq!(cache.get("a", "gone", &k()), None);
         assert!(
-            cache.get("b", "other").is_some(),
+            cache.get("b", "other", &k()).is_some(),
             "another namespace's watch"
         );
         assert_eq!(cache.len(), 2);
@@ -208,8 +284,8 @@ mod tests {
     #[test]
     fn data_of_secrets_no_policy_reads_is_dropped() {
         let cache = SecretCache::default();
-        cache.insert("a", "used", Some("1".into()), data("x"));
-        cache.insert("a", "unused", Some("1".into()), data("y"));
+        cache.insert("a", "used", Some("1".into()), &k(), raw("x"));
+        cache.insert("a", "unused", Some("1".into()), &k(), raw("y"));
         cache.retain(|_, name| name == "used");
         assert_eq!(cache.len(), 1);
     }

@@ -204,7 +204,7 @@ async fn token_check<S: ServerDefinition>(
     let namespace = server.secrets_namespace();
     let valid = validate_server(server.connection(), Some(&namespace), server.budget())
         .map_err(ReconcileError::InvalidSpec)?;
-    let secrets = fetch_secrets(ctx, &namespace, server_secrets(&valid)).await?;
+    let secrets = fetch_secrets(ctx, &valid, &namespace, server_secrets(&valid)).await?;
     let resolved = resolve_from(&valid, &secrets, &BTreeMap::new())?;
     let client = ctx.clients.client_for(&valid, &resolved, redactor).await?;
     Ok(client.check_token().await?)

@@ -2,6 +2,12 @@
 //! user, key) would overwrite each other on every resync, so the older one — by creation time,
 //! then namespace and name — owns the key and the newer one must not write it.
 //!
+//! Only a policy that could write claims keys (the controller's `ownership::could_write`): one in `Enforce` mode, not
+//! being deleted, whose last reconcile did not stop at something only its author can fix (an
+//! invalid spec, a missing or unusable Secret, rejected or forbidden credentials, a server that
+//! does not exist or does not allow its namespace, suspension). Otherwise a policy that never
+//! writes — or a tenant's decoy — would block a valid newer one forever.
+//!
 //! [`ClaimIndex`] is plain data the controller keeps up to date from the policy watch; it costs a
 //! few hundred bytes per policy: keys are held as 64-bit hashes of (server, partition, user,
 //! key), whose collisions are negligible at any realistic number of keys.

@@ -113,6 +113,39 @@ pub fn setting_secrets(policy: &ValidPolicy) -> BTreeSet<String> {
         .collect()
 }
 
+/// The keys the policy reads from each Secret it names (credentials keys, the CA key, the
+/// keys its settings take values from): all the operator keeps of a Secret's data, so that a
+/// policy naming a large Secret costs the operator only the keys it uses.
+pub fn secret_keys(policy: &ValidPolicy) -> BTreeMap<String, BTreeSet<String>> {
+    let mut read: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    read.entry(policy.credentials_secret.clone())
+        .or_default()
+        .extend(
+            [
+                keys::CLIENT_ID,
+                keys::CLIENT_SECRET,
+                keys::TOKEN,
+                keys::USERNAME,
+                keys::PASSWORD,
+                keys::TENANCY_NAME,
+            ]
+            .map(str::to_owned),
+        );
+    if let Some(ca) = &policy.ca {
+        read.entry(ca.name.clone())
+            .or_default()
+            .insert(ca.key.clone());
+    }
+    for setting in &policy.settings {
+        if let ValueOrigin::Secret(r) = &setting.source {
+            read.entry(r.name.clone())
+                .or_default()
+                .insert(r.key.clone());
+        }
+    }
+    read
+}
+
 /// Resolves credentials and values; `secrets` holds every Secret that exists (by name), all in
 /// the policy's namespace.
 pub fn resolve(

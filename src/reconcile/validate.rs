@@ -173,6 +173,11 @@ pub fn validate_with(
     spec: &IdentitySettingPolicySpec,
     referenced: Option<ReferencedServer<'_>>,
 ) -> Result<ValidPolicy, String> {
+    let oversized = oversized_fields(spec, referenced.as_ref().map(|r| r.connection));
+    if !oversized.is_empty() {
+        // Nothing is copied, parsed or built from a policy this large.
+        return Err(oversized.join("; "));
+    }
     let mut problems = Vec::new();
     let (server, field, secrets_namespace, budget) =
         match (&spec.server, &spec.server_ref, referenced) {
@@ -262,6 +267,126 @@ fn check_suspension(
 
 /// Checks a server definition; `field` names where it is written (`spec.server`, or
 /// `IdentityServer "acme": spec`).
+/// The most size problems one message lists (a policy may have hundreds).
+const MAX_SIZE_PROBLEMS: usize = 5;
+
+/// Every field longer than its limit in [`crate::api::limits`] (the CRD's `maxLength`s), by
+/// path and length, never by value: the first check, so that an object stored past the
+/// schema cannot make the operator allocate in proportion to it.
+pub fn oversized_fields(
+    spec: &IdentitySettingPolicySpec,
+    referenced: Option<&ServerSpec>,
+) -> Vec<String> {
+    use crate::api::limits::*;
+    let mut problems = Vec::new();
+    let mut count = 0usize;
+    let mut check = |field: &dyn Fn() -> String, len: usize, max: usize| {
+        if len > max {
+            count += 1;
+            if problems.len() < MAX_SIZE_PROBLEMS {
+                problems.push(format!(
+                    "{}: {len} characters, at most {max} are allowed",
+                    field()
+                ));
+            }
+        }
+    };
+    check(
+        &|| "spec.partitionGlobalId".into(),
+        spec.partition_global_id.len(),
+        MAX_PARTITION,
+    );
+    if let Some(user) = &spec.user_id {
+        check(&|| "spec.userId".into(), user.len(), MAX_USER_ID);
+    }
+    for text in [&spec.resync_interval, &spec.suspend_until]
+        .into_iter()
+        .flatten()
+    {
+        check(
+            &|| "spec.resyncInterval/suspendUntil".into(),
+            text.len(),
+            MAX_TIME_TEXT,
+        );
+    }
+    for server in [spec.server.as_ref(), referenced].into_iter().flatten() {
+        check(&|| "server.url".into(), server.url.len(), MAX_URL);
+        if let Some(a) = &server.authenticate_url {
+            check(&|| "server.authenticateUrl".into(), a.len(), MAX_URL);
+        }
+        check(
+            &|| "server.credentialsSecretRef.name".into(),
+            server.credentials_secret_ref.name.len(),
+            MAX_NAME,
+        );
+        if let Some(ca) = &server.ca_secret_ref {
+            check(
+                &|| "server.caSecretRef.name".into(),
+                ca.name.len(),
+                MAX_NAME,
+            );
+            check(
+                &|| "server.caSecretRef.key".into(),
+                ca.key.len(),
+                MAX_SECRET_KEY,
+            );
+        }
+        let scopes = server.scopes.as_deref().unwrap_or_default();
+        check(&|| "server.scopes (items)".into(), scopes.len(), MAX_SCOPES);
+        for scope in scopes.iter().take(MAX_SCOPES + 1) {
+            check(&|| "server.scopes[]".into(), scope.len(), MAX_SCOPE);
+        }
+    }
+    let mut values = 0usize;
+    for (i, setting) in spec.settings.iter().enumerate().take(MAX_SETTINGS + 1) {
+        check(
+            &|| format!("spec.settings[{i}].key"),
+            setting.key.len(),
+            MAX_KEY,
+        );
+        if let Some(value) = &setting.value {
+            check(
+                &|| format!("spec.settings[{i}].value"),
+                value.len(),
+                MAX_VALUE,
+            );
+            values = values.saturating_add(value.len());
+        }
+        if let Some(from) = &setting.value_from {
+            let r = &from.secret_key_ref;
+            check(
+                &|| format!("spec.settings[{i}].valueFrom.secretKeyRef.name"),
+                r.name.len(),
+                MAX_NAME,
+            );
+            check(
+                &|| format!("spec.settings[{i}].valueFrom.secretKeyRef.key"),
+                r.key.len(),
+                MAX_SECRET_KEY,
+            );
+        }
+    }
+    check(
+        &|| "spec.settings (all literal values together)".into(),
+        values,
+        MAX_VALUES_TOTAL,
+    );
+    if spec.settings.len() > MAX_SETTINGS {
+        count += 1;
+        problems.push(format!(
+            "spec.settings: {} settings, at most {MAX_SETTINGS} (split the policy in two)",
+            spec.settings.len()
+        ));
+    }
+    if count > problems.len() {
+        problems.push(format!(
+            "and {} more fields over their limits",
+            count - problems.len()
+        ));
+    }
+    problems
+}
+
 fn check_server(server: &ServerSpec, field: &str, problems: &mut Vec<String>) {
     match url::Url::parse(server.url.trim()) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
@@ -337,11 +462,6 @@ fn check_settings(
     if spec.settings.is_empty() {
         problems.push("spec.settings: list at least one setting".to_owned());
     }
-    if spec.settings.len() > MAX_SETTINGS {
-        problems.push(format!(
-            "spec.settings: at most {MAX_SETTINGS} settings (split the policy in two)"
-        ));
-    }
     let mut seen = BTreeSet::new();
     let mut settings = Vec::with_capacity(spec.settings.len());
     for (i, s) in spec.settings.iter().enumerate() {
@@ -365,7 +485,11 @@ fn check_settings(
                 ));
                 continue;
             }
-            (Some(_), None) if SECRET_SETTING_KEYS.contains(&s.key.as_str()) => {
+            (Some(_), None)
+                if SECRET_SETTING_KEYS
+                    .iter()
+                    .any(|k| k.eq_ignore_ascii_case(&s.key)) =>
+            {
                 problems.push(format!(
                     "{field} ({}): is a secret; move it to a Secret and use valueFrom.secretKeyRef",
                     s.key
@@ -460,6 +584,44 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_policy_is_refused_by_field_and_length_without_its_content() {
+        let mut huge = spec();
+        huge.partition_global_id = "P".repeat(300_000);
+        huge.settings = (0..300)
+            .map(|i| SettingSpec {
+                key: format!("Custom.{}{i}", "K".repeat(200)),
+                value: Some("v".repeat(5000)),
+                value_from: None,
+            })
+            .collect();
+        let message = validate(&huge).expect_err("oversized");
+        assert!(
+            message.starts_with("spec.partitionGlobalId: 300000 characters, at most 128"),
+            "{message}"
+        );
+        assert!(
+            message.contains("more fields over their limits"),
+            "{message}"
+        );
+        assert!(message.contains("300 settings, at most 256"), "{message}");
+        assert!(message.len() < 1024, "{} bytes", message.len());
+        assert!(!message.contains("PPPP") && !message.contains("vvvv"));
+    }
+
+    #[test]
+    fn the_smtp_password_is_a_secret_in_any_case() {
+        let mut s = spec();
+        s.settings = vec![SettingSpec {
+            key: "email.smtp.PASSWORD".into(),
+            value: Some("hunter2".into()),
+            value_from: None,
+        }];
+        let message = validate(&s).expect_err("a literal secret");
+        assert!(message.contains("is a secret"), "{message}");
+        assert!(!message.contains("hunter2"));
+    }
+
+    #[test]
     fn suspension_lasts_until_resumed_or_until_its_time() {
         let now: jiff::Timestamp = "2026-11-27T12:00:00Z".parse().expect("time");
         assert_eq!(validate(&spec()).expect("valid").suspended_at(now), None);
@@ -542,7 +704,7 @@ mod tests {
         };
         let problems = validate(&with(MAX_SETTINGS + 1)).expect_err("too many");
         assert!(
-            problems.contains("spec.settings: at most 256 settings"),
+            problems.contains("spec.settings: 257 settings, at most 256"),
             "{problems}"
         );
         assert!(validate(&with(MAX_SETTINGS)).is_ok());

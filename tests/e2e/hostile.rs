@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
+use identity_settings_operator::api::SyncMode;
 use identity_simulator::Endpoint;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
@@ -70,4 +71,175 @@ async fn an_absurd_retry_after_is_clamped_and_the_operator_lives_on() {
         0,
         "nothing written while the server asked to wait"
     );
+}
+
+/// Item 2: a policy stored past the schema's bounds (a 300 000-character partition and 256
+/// long keys, as a server without the bounds, or an older CRD, would hold it) is refused with
+/// `InvalidSpec` naming the field, and costs the operator no memory in proportion to its size.
+/// (On the real API server the bounds themselves are tested in `real_apiserver/admission.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_policy_is_refused_without_exhausting_memory() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .create_policy(&policy(
+            &world,
+            "small",
+            "admin",
+            vec![setting("Custom.Hostile.Small", "1")],
+        ))
+        .await;
+    let operator = world.spawn_operator(&[]).await;
+    world.wait_reason("small", "Applied", SECS_20).await;
+    let before = world.operator(operator).peak_rss_kib();
+    let settings: Vec<_> = (0..256)
+        .map(|i| json!({"key": format!("Custom.{}.K{i}", "Long".repeat(30)), "value": "1"}))
+        .collect();
+    let mut huge = serde_json::to_value(policy(&world, "huge", "admin", vec![])).expect("json");
+    huge["spec"]["partitionGlobalId"] = json!("p".repeat(300_000));
+    huge["spec"]["settings"] = json!(settings);
+    world.store_unvalidated(&huge).await;
+    let refused = world.wait_reason("huge", "InvalidSpec", SECS_20).await;
+    let message = ready_message(&refused);
+    assert!(
+        message.contains("spec.partitionGlobalId: 300000 characters, at most 128"),
+        "{message}"
+    );
+    assert!(message.len() < 2048, "a {}-byte message", message.len());
+    let grown_mib = world
+        .operator(operator)
+        .peak_rss_kib()
+        .saturating_sub(before)
+        / 1024;
+    assert!(
+        grown_mib < 16,
+        "the operator's peak RSS grew by {grown_mib} MiB for one refused policy"
+    );
+}
+
+/// Item 4: policies sharing a wrong password do not each ask for a token at every resync (with
+/// the Password flow that locks the admin account out): one failure per credential set is
+/// remembered, with backoff, until the Secret changes — and then the new credentials are tried
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_shared_by_many_policies_cause_no_login_storm() {
+    let mut world = World::start().await;
+    world
+        .put_secret(
+            "admin",
+            &[("clientId", "operator"), ("clientSecret", "wrong-secret")],
+        )
+        .await;
+    let names: Vec<String> = (0..6).map(|i| format!("storm-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        world
+            .create_policy(&policy(
+                &world,
+                name,
+                "admin",
+                vec![setting(&format!("Custom.Hostile.Storm{i}"), "1")],
+            ))
+            .await;
+    }
+    world.spawn_operator(&[]).await;
+    for name in &names {
+        world
+            .wait_reason(name, "CredentialsRejected", SECS_20)
+            .await;
+    }
+    let tokens = || world.sim.counters().count(Endpoint::Token, "POST");
+    let at_start = tokens();
+    // Two resync intervals (10 s) of six policies.
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    let during = tokens() - at_start;
+    assert!(
+        at_start <= 2 && during == 0,
+        "{at_start} token requests to report the failure, then {during} in two resyncs \
+         of six policies sharing rejected credentials"
+    );
+    // Fixing the Secret is a new credential set: tried at once.
+    world.put_good_credentials("admin").await;
+    for name in &names {
+        world.wait_reason(name, "Applied", SECS_20).await;
+    }
+}
+
+/// Item 6: a policy that can never write — its Secret does not exist, or it only observes —
+/// owns no key, however old it is: a valid newer policy in another namespace writes its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_cannot_write_squats_no_key() {
+    const ATTACKER: &str = "team-b";
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let key = "Custom.Hostile.Squatted";
+    let in_attacker = |name: &str, credentials: &str, mode: Option<SyncMode>| {
+        let mut p = policy(&world, name, credentials, vec![setting(key, "attacker")]);
+        p.metadata.namespace = Some(ATTACKER.into());
+        p.spec.mode = mode;
+        p
+    };
+    world
+        .put_secret_in(
+            ATTACKER,
+            "admin",
+            &[
+                ("clientId", "operator"),
+                ("clientSecret", "operator-secret"),
+            ],
+        )
+        .await;
+    world
+        .create_policy(&in_attacker("no-secret", "does-not-exist", None))
+        .await;
+    world
+        .create_policy(&in_attacker("observer", "admin", Some(SyncMode::Observe)))
+        .await;
+    world
+        .create_policy(&in_attacker("planner", "admin", Some(SyncMode::Plan)))
+        .await;
+    world
+        .spawn_operator_watching(Some(&format!("{NS},{ATTACKER}")), &[])
+        .await;
+    let squatters = world.policies_in(ATTACKER);
+    for (name, reason) in [
+        ("no-secret", "SecretNotFound"),
+        ("observer", "Drifted"),
+        ("planner", "ChangesPlanned"),
+    ] {
+        wait_reason_in(&squatters, name, reason).await;
+    }
+    // Created after every squatter, so younger than all of them.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    world
+        .create_policy(&policy(
+            &world,
+            "victim",
+            "admin",
+            vec![setting(key, "victim")],
+        ))
+        .await;
+    let victim = world.wait_reason("victim", "Applied", SECS_20).await;
+    assert!(ready_message(&victim).len() < 1024);
+    assert_eq!(world.stored_value(key).as_deref(), Some("victim"));
+}
+
+/// Waits up to 20 s for a policy of `api`'s namespace to show `reason`.
+async fn wait_reason_in(
+    api: &kube::Api<identity_settings_operator::api::IdentitySettingPolicy>,
+    name: &str,
+    reason: &str,
+) {
+    let deadline = tokio::time::Instant::now() + SECS_20;
+    loop {
+        let found = api.get_opt(name).await.ok().flatten();
+        if found.as_ref().and_then(ready_reason).as_deref() == Some(reason) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: waited for {reason}, status: {:?}",
+            found.and_then(|p| p.status)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

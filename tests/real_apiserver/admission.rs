@@ -77,9 +77,79 @@ fn cases() -> Vec<Case> {
             &["spec.settings[0].key", "should match"],
         ),
         (
-            "a key longer than 256 characters",
-            |p| p["spec"]["settings"][0]["key"] = json!("A".repeat(257)),
+            "a key longer than 128 characters",
+            |p| p["spec"]["settings"][0]["key"] = json!("A".repeat(129)),
             &["spec.settings[0].key", "Too long"],
+        ),
+        // Issue 19, item 2: every string has a bound, so one policy cannot make the operator
+        // allocate without limit.
+        (
+            "a 300 000-character partitionGlobalId",
+            |p| p["spec"]["partitionGlobalId"] = json!("p".repeat(300_000)),
+            &["spec.partitionGlobalId", "Too long"],
+        ),
+        (
+            "a userId longer than 128 characters",
+            |p| p["spec"]["userId"] = json!("u".repeat(129)),
+            &["spec.userId", "Too long"],
+        ),
+        (
+            "a server url longer than 1024 characters",
+            |p| p["spec"]["server"]["url"] = json!(format!("https://h/{}", "a".repeat(1100))),
+            &["spec.server.url", "Too long"],
+        ),
+        (
+            "a value longer than 4096 characters",
+            |p| p["spec"]["settings"][0]["value"] = json!("v".repeat(4097)),
+            &["spec.settings[0].value", "Too long"],
+        ),
+        (
+            "a Secret name longer than 253 characters",
+            |p| p["spec"]["server"]["credentialsSecretRef"]["name"] = json!("s".repeat(254)),
+            &["spec.server.credentialsSecretRef.name", "Too long"],
+        ),
+        (
+            "more than 32 768 characters of values in all",
+            |p| {
+                p["spec"]["settings"] = (0..9)
+                    .map(|i| json!({"key": format!("Custom.Key{i}"), "value": "v".repeat(4000)}))
+                    .collect();
+            },
+            &["spec.settings", "at most 32768 characters in all"],
+        ),
+        // Issue 19, item 11: what the operator refuses, the API server refuses first.
+        (
+            "email.smtp.password (any case) as a literal",
+            |p| p["spec"]["settings"] = json!([{"key": "email.smtp.PASSWORD", "value": "hunter2"}]),
+            &[
+                "spec.settings[0]",
+                "Email.Smtp.Password is a secret: take it from a Secret",
+            ],
+        ),
+        (
+            "a resyncInterval below 10s",
+            |p| p["spec"]["resyncInterval"] = json!("1s"),
+            &["spec.resyncInterval", "must be between 10s and 24h"],
+        ),
+        (
+            "a resyncInterval above 24h",
+            |p| p["spec"]["resyncInterval"] = json!("25h"),
+            &["spec.resyncInterval", "must be between 10s and 24h"],
+        ),
+        (
+            "a server url that is not http(s)",
+            |p| p["spec"]["server"]["url"] = json!("ftp://cloud.example.com/identity_"),
+            &["spec.server.url", "must be an https:// URL"],
+        ),
+        (
+            "two keys that differ only in case",
+            |p| {
+                p["spec"]["settings"] = json!([
+                    {"key": "Auth.UserLockOut.IsEnabled", "value": "true"},
+                    {"key": "auth.userlockout.isenabled", "value": "false"}
+                ])
+            },
+            &["spec.settings", "keys are compared case-insensitively"],
         ),
         (
             "empty settings",

@@ -186,6 +186,26 @@ struct State {
     /// The last failed fetch and when it finished: callers that were already waiting get it too
     /// instead of each trying again.
     last_failure: Option<(Instant, IdentityError)>,
+    /// After a failure that asking again cannot cure (credentials rejected, forbidden, a wrong
+    /// URL): no fetch before this time, every caller gets that failure. A new credential set
+    /// (the Secret changed) is a new cache, so it is tried at once.
+    refused_until: Option<Instant>,
+    /// Such failures in a row, for the backoff.
+    refusals: u32,
+}
+
+/// The first wait after a token request that asking again cannot cure (1 minute), doubled for
+/// each further one up to [`MAX_REFUSAL_BACKOFF`]: policies sharing a wrong password cost one
+/// login attempt per backoff step, not one per policy per resync (which would lock the account).
+pub const REFUSAL_BACKOFF: Duration = Duration::from_secs(60);
+/// See [`REFUSAL_BACKOFF`].
+pub const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The wait after the `refusals`-th refused token request in a row.
+pub fn refusal_backoff(refusals: u32) -> Duration {
+    REFUSAL_BACKOFF
+        .saturating_mul(1u32 << refusals.saturating_sub(1).min(16))
+        .min(MAX_REFUSAL_BACKOFF)
 }
 
 /// A token cache with single-flight refresh: the lock is held while a token is fetched, so
@@ -220,8 +240,9 @@ impl TokenCache {
             }
         }
         let fallback = |state: &State| state.cached.as_ref()?.still_usable(rejected);
+        let refused = state.refused_until.is_some_and(|until| now < until);
         if let Some((at, error)) = &state.last_failure
-            && *at >= asked
+            && (*at >= asked || refused)
         {
             return fallback(&state).ok_or_else(|| error.clone());
         }
@@ -235,10 +256,21 @@ impl TokenCache {
                 };
                 state.cached = Some(Cached::new(token.clone(), lifetime));
                 state.last_failure = None;
+                state.refused_until = None;
+                state.refusals = 0;
                 Ok(token)
             }
             Err(error) => {
-                state.last_failure = Some((Instant::now(), error.clone()));
+                let failed_at = Instant::now();
+                if error.class() == crate::error::ErrorClass::Transient {
+                    state.refusals = 0;
+                    state.refused_until = None;
+                } else {
+                    state.refusals = state.refusals.saturating_add(1);
+                    let wait = refusal_backoff(state.refusals);
+                    state.refused_until = failed_at.checked_add(wait);
+                }
+                state.last_failure = Some((failed_at, error.clone()));
                 match fallback(&state) {
                     Some(token) => {
                         tracing::debug!(
@@ -273,6 +305,14 @@ mod tests {
 
     use super::*;
     use crate::observe::Endpoint;
+
+    #[test]
+    fn refused_token_requests_back_off_from_a_minute_to_an_hour() {
+        assert_eq!(refusal_backoff(1), Duration::from_secs(60));
+        assert_eq!(refusal_backoff(2), Duration::from_secs(120));
+        assert_eq!(refusal_backoff(7), MAX_REFUSAL_BACKOFF);
+        assert_eq!(refusal_backoff(u32::MAX), MAX_REFUSAL_BACKOFF);
+    }
 
     #[test]
     fn refresh_happens_before_expiry() {
@@ -489,5 +529,44 @@ mod tests {
             assert!(t.await.unwrap());
         }
         assert_eq!(failing.fetches(), 1);
+        // A timeout is not remembered: the next caller tries again.
+        let _ = failing
+            .get(None, || async { ok("later", Duration::from_secs(60)) })
+            .await;
+        assert_eq!(failing.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn rejected_credentials_are_not_tried_again_until_the_backoff_passes() {
+        let cache = TokenCache::default();
+        let rejected = || async {
+            Err(IdentityError::Unauthorized {
+                endpoint: Endpoint::Token,
+                url: "https://h/connect/token".into(),
+                status: 400,
+                detail: Some("invalid_client".into()),
+                hint: None,
+            })
+        };
+        assert!(cache.get(None, rejected).await.is_err());
+        for _ in 0..10 {
+            let error = cache
+                .get(None, rejected)
+                .await
+                .err()
+                .expect("still refused");
+            assert_eq!(error.class(), crate::error::ErrorClass::Authentication);
+        }
+        assert_eq!(cache.fetches(), 1, "one login attempt, ten callers told");
+        // The backoff passed (as refusal_backoff says when): the next caller tries again.
+        cache.state.lock().await.refused_until = Some(Instant::now());
+        let token = cache
+            .get(None, || async { ok("fixed", Duration::from_secs(60)) })
+            .await;
+        assert!(
+            token.is_ok(),
+            "fixed on the server side: found at the next step"
+        );
+        assert_eq!(cache.fetches(), 2);
     }
 }

@@ -272,12 +272,20 @@ impl IdentityClient {
     ) -> Result<Vec<StoredSetting>, IdentityError> {
         // One GET per URL of at most 2 KB: a long key list would otherwise be refused by IIS
         // or a proxy in front of the service.
-        let mut rows = Vec::new();
+        // Only rows of keys asked for, once each, are kept: a server that answers more (or
+        // the same row again) cannot make the rows of one read grow past the keys asked.
+        let mut wanted: std::collections::HashSet<String> =
+            keys.iter().map(|k| k.to_ascii_lowercase()).collect();
+        let mut rows = Vec::with_capacity(keys.len().min(256));
         for url in urls::settings_queries(&self.connection.inner.base, scope, keys) {
             let chunk: Vec<StoredSetting> = self
                 .setting_call(Method::GET, &url, Body::None, &[])
                 .await?;
-            rows.extend(chunk);
+            rows.extend(
+                chunk
+                    .into_iter()
+                    .filter(|row| wanted.remove(&row.key.to_ascii_lowercase())),
+            );
         }
         Ok(rows)
     }

@@ -14,8 +14,10 @@ use super::observe::{Endpoint, RequestObserver, RequestOutcome};
 use super::redact::Redactor;
 use super::retry::parse_retry_after;
 
-/// Largest body the client reads; the Setting API's answers are far smaller.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest body the client reads (1 MiB): a GET for the most keys one URL carries, with values
+/// at the CRD's 4 096-character limit, needs well under half of it. With every reconcile slot
+/// reading such an answer at once the operator stays within its memory limit.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A complete answer. `Debug` shows the body's length only: a token answer's body holds the token.
 pub struct Answer {

@@ -94,7 +94,8 @@ pub struct RunArgs {
     /// How often the Lease is renewed (or tried).
     #[arg(long, env = "LEASE_RENEW_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub lease_renew_interval: Duration,
-    /// Allow http:// identity URLs. Only for loopback servers and tests.
+    /// Allow plain http:// identity URLs whose host is a loopback address (127.0.0.0/8, ::1,
+    /// localhost), for tests and local development; any other http URL is still refused.
     #[arg(long, env = "ALLOW_INSECURE_HTTP", default_value_t = false)]
     pub allow_insecure_http: bool,
     /// Timeout of one identity API request.
@@ -192,12 +193,25 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = DiffOutput::Text)]
     pub output: DiffOutput,
-    /// Allow http:// identity URLs. Only for loopback servers and tests.
+    /// Allow plain http:// identity URLs whose host is a loopback address (127.0.0.0/8, ::1,
+    /// localhost), for tests and local development; any other http URL is still refused.
     #[arg(long, default_value_t = false)]
     pub allow_insecure_http: bool,
     /// Timeout of one identity API request.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub identity_timeout: Duration,
+    /// An identity server (its base URL) that credentials from --secrets-dir and the
+    /// environment may be sent to; repeat it, or list several separated by commas. A policy
+    /// whose server (or authenticateUrl) is not listed is not compared when its credentials
+    /// come from those sources: in CI, manifests come from a change's author, credentials from
+    /// the pipeline. Credentials from Secret manifests in DIR need no listing.
+    #[arg(
+        long = "allow-server",
+        value_name = "URL",
+        env = "IDENTITY_SETTINGS_ALLOWED_SERVERS",
+        value_delimiter = ','
+    )]
+    pub allow_servers: Vec<String>,
 }
 
 /// The exit status for a command line clap refused. clap's own (2 for a usage error) is kept,

@@ -298,7 +298,14 @@ async fn credentials_come_from_a_secrets_directory_and_from_the_environment() {
     let secrets_dir = dir.path().join("secrets");
 
     let out = diff(
-        &["-f", path(&manifests), "--secrets-dir", path(&secrets_dir)],
+        &[
+            "-f",
+            path(&manifests),
+            "--secrets-dir",
+            path(&secrets_dir),
+            "--allow-server",
+            &url,
+        ],
         &[("IDENTITY_SETTINGS_SECRET_ENV_CREDS_TOKEN", BEARER)],
     )
     .await;
@@ -510,4 +517,66 @@ identitysettingpolicy identity/via-namespaced ({url}, partition {PARTITION}):
         out.stdout
     );
     assert_nothing_written(&sim);
+}
+
+/// Issue 19, item 14: in a CI step previewing a change, the manifests (and so the server URL)
+/// come from the change's author and the credentials from the pipeline. Those credentials go
+/// only to the servers `--allow-server` lists: a manifest naming another server gets an error
+/// saying so, and that server sees no request at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_credentials_go_only_to_the_servers_allowed() {
+    let ours = simulator().await;
+    let attacker = simulator().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "policies.yaml",
+        &format!(
+            "{}---\n{}",
+            policy("ours", &ours.base_url(), "pipeline-creds", SEEDED_SETTINGS),
+            policy(
+                "exfiltrate",
+                &attacker.base_url(),
+                "pipeline-creds",
+                SEEDED_SETTINGS
+            ),
+        ),
+    );
+    let env = [
+        (
+            "IDENTITY_SETTINGS_SECRET_PIPELINE_CREDS_CLIENTID",
+            "operator",
+        ),
+        (
+            "IDENTITY_SETTINGS_SECRET_PIPELINE_CREDS_CLIENTSECRET",
+            CLIENT_SECRET,
+        ),
+    ];
+    // The allowed server spelled differently (a trailing slash) is the same server.
+    let allowed = format!("{}/", ours.base_url());
+    let out = diff(&["-f", path(dir.path()), "--allow-server", &allowed], &env).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("default/ours") && out.stdout.contains("in sync"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "{} is not among the servers the credentials from --secrets-dir and the environment may be sent to",
+            attacker.base_url()
+        )),
+        "{}",
+        out.stdout
+    );
+    out.assert_no_secret();
+    assert_eq!(
+        attacker.counters().total(Endpoint::Token) + attacker.counters().total(Endpoint::Setting),
+        0,
+        "the server the manifest named got a request"
+    );
+    // Without any --allow-server, the pipeline's credentials go nowhere.
+    let out = diff(&["-f", path(dir.path())], &env).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(ours.counters().count(Endpoint::Token, "POST"), 1);
 }

@@ -127,10 +127,9 @@ impl EventPublisher {
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        let name = format!(
-            "{}.{:x}",
+        let name = event_name(
             regarding.name.as_deref().unwrap_or(&self.controller),
-            now.as_nanosecond()
+            now.as_nanosecond(),
         );
         let body = K8sEvent {
             metadata: ObjectMeta {
@@ -186,6 +185,24 @@ impl EventPublisher {
     }
 }
 
+/// The longest object name Kubernetes accepts (a DNS subdomain).
+const MAX_OBJECT_NAME: usize = 253;
+
+/// A new Event's name: the object's name, then `.` and the time in hex (unique per Event). The
+/// object's name is cut so the whole fits [`MAX_OBJECT_NAME`], and the cut ends on a letter or
+/// digit, as a DNS subdomain must: a policy with a 253-character name still gets its Events.
+pub fn event_name(object: &str, nanos: i128) -> String {
+    let suffix = format!(".{nanos:x}");
+    let room = MAX_OBJECT_NAME.saturating_sub(suffix.len());
+    let mut cut = object.len().min(room);
+    while !object.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = object[..cut].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    let prefix = if prefix.is_empty() { "event" } else { prefix };
+    format!("{prefix}{suffix}")
+}
+
 /// What identifies the object an Event is about: API version, kind, namespace, name, uid.
 type ReferenceKey<'a> = [Option<&'a str>; 5];
 
@@ -225,6 +242,27 @@ mod tests {
             action: action.into(),
             secondary: None,
         }
+    }
+
+    #[test]
+    fn event_names_fit_whatever_the_object_name() {
+        let label = "a".repeat(62);
+        let longest = [label.as_str(); 4].join(".") + "-x";
+        for object in [
+            longest.as_str(),
+            "p",
+            &"b".repeat(253),
+            &format!("{}.-{}", "c".repeat(230), "d".repeat(20)),
+        ] {
+            let name = event_name(object, i128::MAX);
+            assert!(name.len() <= 253, "{} characters", name.len());
+            let last_before_suffix = name.rsplit_once('.').map(|(p, _)| p).unwrap_or_default();
+            assert!(
+                last_before_suffix.ends_with(|c: char| c.is_ascii_alphanumeric()),
+                "{name}"
+            );
+        }
+        assert_eq!(event_name("short", 255), "short.ff");
     }
 
     #[tokio::test]

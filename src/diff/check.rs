@@ -9,6 +9,7 @@ use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{ResolveError, resolve_from, server_secrets, setting_secrets};
 use crate::reconcile::server_ref::{FoundServer, referenced};
 use crate::reconcile::validate::{ValidPolicy, validate_with};
+use std::collections::BTreeSet;
 
 use super::load::{Manifests, ObjectKey};
 use super::sources::{SecretSources, SourceError, env_var};
@@ -59,6 +60,14 @@ pub enum CheckError {
     /// The Secrets do not hold what the policy needs.
     #[error(transparent)]
     Resolve(ResolveError),
+    /// The policy's server is not one the pipeline's credentials may be sent to.
+    #[error(
+        "{url} is not among the servers the credentials from --secrets-dir and the environment may be sent to; add --allow-server {url} if it is yours (diff does not send those credentials to a server a manifest names unless it is listed)"
+    )]
+    ServerNotAllowed {
+        /// The refused URL (without any password).
+        url: String,
+    },
     /// The identity service could not be read.
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -70,6 +79,7 @@ pub async fn check(
     key: ObjectKey,
     policy: &IdentitySettingPolicy,
     servers: &Manifests,
+    allowed: &AllowedServers,
     sources: &SecretSources,
     clients: &IdentityClients,
 ) -> PolicyDiff {
@@ -131,7 +141,7 @@ pub async fn check(
         );
     }
     let mut redactor = Redactor::default();
-    out.result = changes(&out.key.0, &valid, sources, clients, &mut redactor)
+    out.result = changes(&out.key.0, &valid, allowed, sources, clients, &mut redactor)
         .await
         .map_err(|e| redactor.redact(&e.to_string()));
     out
@@ -141,6 +151,7 @@ pub async fn check(
 async fn changes(
     namespace: &str,
     valid: &ValidPolicy,
+    allowed: &AllowedServers,
     sources: &SecretSources,
     clients: &IdentityClients,
     redactor: &mut Redactor,
@@ -158,6 +169,20 @@ async fn changes(
         } => not_found(elsewhere.as_deref().unwrap_or(namespace), name, sources),
         other => CheckError::Resolve(other),
     })?;
+    // Credentials the pipeline supplied (not a Secret manifest of the change itself) go only
+    // to the servers it allows.
+    let from_pipeline = server
+        .keys()
+        .any(|name| !sources.in_manifests(server_namespace, name));
+    if from_pipeline {
+        for url in std::iter::once(&valid.base_url).chain(valid.authenticate_url.as_ref()) {
+            if !allowed.allows(url) {
+                return Err(CheckError::ServerNotAllowed {
+                    url: shown_url(url),
+                });
+            }
+        }
+    }
     let client = clients.client_for(valid, &resolved, redactor).await?;
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
@@ -187,6 +212,31 @@ fn not_found(namespace: &str, name: String, sources: &SecretSources) -> CheckErr
         name,
         dir_hint,
         env_hint,
+    }
+}
+
+/// The servers `diff --allow-server` lists: the only ones that the pipeline's credentials
+/// (from `--secrets-dir` and the environment) are sent to. URLs compare as one server does
+/// (see [`crate::identity::urls::server_identity`]).
+#[derive(Clone, Debug, Default)]
+pub struct AllowedServers(BTreeSet<String>);
+
+impl AllowedServers {
+    /// The listed URLs; empty entries are ignored.
+    pub fn new<'a>(urls: impl IntoIterator<Item = &'a String>) -> Self {
+        Self(
+            urls.into_iter()
+                .map(|u| u.trim())
+                .filter(|u| !u.is_empty())
+                .map(crate::identity::urls::server_identity)
+                .collect(),
+        )
+    }
+
+    /// Whether `url` is one of the listed servers.
+    pub fn allows(&self, url: &str) -> bool {
+        self.0
+            .contains(&crate::identity::urls::server_identity(url))
     }
 }
 

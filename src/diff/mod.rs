@@ -59,15 +59,15 @@ pub async fn run(args: &DiffArgs) -> u8 {
         observer: None,
         budget: Default::default(),
     });
-    let (servers, sources, clients) = (&manifests, &sources, &clients);
-    let diffs =
-        futures::stream::iter(policies)
-            .map(|(key, policy)| async move {
-                check::check(key, &policy, servers, sources, clients).await
-            })
-            .buffered(CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await;
+    let allowed = check::AllowedServers::new(&args.allow_servers);
+    let (servers, allowed, sources, clients) = (&manifests, &allowed, &sources, &clients);
+    let diffs = futures::stream::iter(policies)
+        .map(|(key, policy)| async move {
+            check::check(key, &policy, servers, allowed, sources, clients).await
+        })
+        .buffered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
     let report = Report::new(diffs);
     let text = match args.output {
         DiffOutput::Text => report.text(),

@@ -70,6 +70,13 @@ impl SecretSources {
         self.secrets_dir.as_deref()
     }
 
+    /// Whether Secret `name` of `namespace` comes from a manifest in DIR (written by whoever
+    /// wrote the policies), not from the pipeline's --secrets-dir or environment.
+    pub fn in_manifests(&self, namespace: &str, name: &str) -> bool {
+        self.manifests
+            .contains_key(&(namespace.to_owned(), name.to_owned()))
+    }
+
     /// Every Secret `policy` (in `namespace`) references that some source holds, by name.
     pub fn secrets_of(
         &self,

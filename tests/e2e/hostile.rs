@@ -243,3 +243,81 @@ async fn wait_reason_in(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Item 12: a policy with the longest name Kubernetes allows still gets its Events (an Event's
+/// name is built from the policy's and must fit 253 characters too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_with_the_longest_name_gets_its_events() {
+    let mut world = World::start().await;
+    let label = "l".repeat(62);
+    let name = [label.as_str(); 4].join(".") + "-x";
+    assert_eq!(name.len(), 253);
+    world
+        .create_policy(&policy(
+            &world,
+            &name,
+            "no-such-secret",
+            vec![setting("Custom.Hostile.LongName", "1")],
+        ))
+        .await;
+    world.spawn_operator(&[]).await;
+    world.wait_reason(&name, "SecretNotFound", SECS_20).await;
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(world.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + SECS_20;
+    loop {
+        let listed = events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items;
+        if listed.iter().any(|e| {
+            e.reason.as_deref() == Some("SecretNotFound")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())
+        }) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no Event for the policy; the operator said:\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Item 13: `--allow-insecure-http` lets plain http reach loopback servers only; a policy
+/// naming any other http URL is refused, and no credentials are sent to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_allowed_to_loopback_only() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let mut remote = policy(
+        &world,
+        "remote-http",
+        "admin",
+        vec![setting("Custom.Hostile.Http", "1")],
+    );
+    if let Some(server) = remote.spec.server.as_mut() {
+        server.url = "http://192.0.2.10/identity_".into();
+    }
+    world.create_policy(&remote).await;
+    world
+        .create_policy(&policy(
+            &world,
+            "loopback-http",
+            "admin",
+            vec![setting("Custom.Hostile.Loopback", "1")],
+        ))
+        .await;
+    world.spawn_operator(&[]).await;
+    world.wait_reason("loopback-http", "Applied", SECS_20).await;
+    let refused = world
+        .wait_reason("remote-http", "InvalidSpec", SECS_20)
+        .await;
+    assert!(
+        ready_message(&refused).contains("plain http is allowed only to a loopback address"),
+        "{}",
+        ready_message(&refused)
+    );
+}

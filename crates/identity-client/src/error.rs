@@ -66,7 +66,7 @@ pub enum IdentityError {
     },
     /// A configured URL is plain `http` and insecure HTTP was not allowed.
     #[error(
-        "identity {what} {url} uses plain http, which would send credentials unencrypted; use https (http is only allowed when explicitly enabled, for loopback tests)"
+        "identity {what} {url} uses plain http, which would send credentials unencrypted; use https (plain http is allowed only to a loopback address such as 127.0.0.1, and only when the operator runs with --allow-insecure-http)"
     )]
     InsecureUrl {
         /// Which URL.

@@ -22,7 +22,7 @@ pub fn validate(raw: &str, allow_http: bool, what: &'static str) -> Result<Url, 
     let url = Url::parse(raw.trim()).map_err(|e| invalid(e.to_string()))?;
     match url.scheme() {
         "https" => {}
-        "http" if allow_http => {}
+        "http" if allow_http && is_loopback(&url) => {}
         "http" => {
             return Err(IdentityError::InsecureUrl {
                 what,
@@ -43,6 +43,18 @@ pub fn validate(raw: &str, allow_http: bool, what: &'static str) -> Result<Url, 
         return Err(invalid("a query or fragment is not allowed".into()));
     }
     Ok(url)
+}
+
+/// Whether the URL's host is this machine: `localhost`, 127.0.0.0/8 or `::1`. Plain http is
+/// allowed (with `allow_http`) to these only: anywhere else a token and credentials would
+/// cross a network unencrypted.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
 }
 
 /// Joins `path` (relative, like `api/Setting`) onto `base`, with exactly one slash between them
@@ -256,6 +268,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn plain_http_is_allowed_to_loopback_only() {
+        for ok in [
+            "http://127.0.0.1:8080/identity_",
+            "http://localhost/i",
+            "http://[::1]:9/i",
+            "http://127.9.9.9/i",
+        ] {
+            assert!(validate(ok, true, "base URL").is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://10.0.0.1/identity_",
+            "http://cloud.uipath.com/acme/identity_",
+            "http://localhost.evil.example/i",
+            "http://[::ffff:7f00:1]/i",
+        ] {
+            let err = validate(refused, true, "base URL").unwrap_err();
+            assert!(
+                matches!(err, IdentityError::InsecureUrl { .. }),
+                "{refused}: {err}"
+            );
+        }
+    }
     #[test]
     fn urls_in_errors_lose_passwords() {
         let err = validate("https://u:hunter2@h/x", true, "base URL").unwrap_err();

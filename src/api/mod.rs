@@ -271,6 +271,26 @@ pub struct IdentitySettingPolicyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
     pub planned_changes: Vec<PlannedChange>,
+    /// `deletionPolicy: Restore`: the restore point the operator wrote. A Secret of that name
+    /// whose content does not match is not used (anyone who can create Secrets in the
+    /// namespace could have written it), and one that is gone when the policy is deleted is
+    /// reported instead of silently skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_point: Option<RestorePointRecord>,
+}
+
+/// The record of a restore point the operator wrote: its Secret and a digest of its content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestorePointRecord {
+    /// The Secret holding the saved values.
+    pub secret_name: String,
+    /// SHA-256 (hex) of the saved values as last written.
+    pub digest: String,
+    /// The digest before the last save: a save interrupted between this record and the Secret
+    /// write leaves the Secret at this content, which is still the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_digest: Option<String>,
 }
 
 /// A key found differing from the policy on the identity service.

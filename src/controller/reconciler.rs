@@ -30,7 +30,7 @@ use crate::reconcile::resolve::{
     Resolved, SecretData, referenced_secrets, resolve, resolve_from, secret_keys, server_secrets,
     setting_secrets,
 };
-use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, restore_writes};
+use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, SavedScope, restore_writes};
 use crate::reconcile::server_ref::{ServerRefError, referenced};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
@@ -343,7 +343,7 @@ async fn sync(
         return Err(ReconcileError::NotLeading);
     }
     if policy.spec.deletion_policy == Some(DeletionPolicy::Restore) {
-        restore::save_before_write(ctx, policy, &plan).await?;
+        restore::save_before_write(ctx, policy, valid, &plan).await?;
     }
     let returned = client.put_settings(&valid.scope, &plan.writes).await?;
     let server_changed = was_in_sync(policy.status.as_ref(), policy.meta().generation)
@@ -497,12 +497,27 @@ async fn cleanup(
         .is_some_and(|v| v == "true");
     if policy.spec.deletion_policy == Some(DeletionPolicy::Restore) && !skip {
         let mut redactor = Redactor::default();
+        let namespace_going = ctx
+            .servers
+            .namespace_terminating(&policy.namespace().unwrap_or_default());
         match restore_saved(&policy, ctx, oref, &mut redactor).await {
             Ok(Some(note)) => {
                 info!(%note, "policy deleted; saved values restored");
                 publish_note(ctx, &policy, EventType::Normal, "Restored", note).await;
             }
             Ok(None) => info!("policy deleted; nothing was saved, so nothing to restore"),
+            Err(ReconcileError::RestorePoint(problem)) if namespace_going => {
+                // Nobody can act on it in a namespace being deleted: say so and let it go.
+                let note = truncate(
+                    format!(
+                        "not restored, and the namespace is being deleted, so the policy goes \
+                         anyway: {problem}"
+                    ),
+                    1024,
+                );
+                warn!(%note, "restore skipped");
+                publish_note(ctx, &policy, EventType::Warning, "RestoreSkipped", note).await;
+            }
             Err(error) => {
                 let message = redactor.redact(&format!(
                     "deletion waits to write back the values saved before the first write \
@@ -522,41 +537,101 @@ async fn cleanup(
             "policy deleted; settings retained on the identity service"
         );
     }
+    // Restore or not, a restore point written once (the policy may have been Restore before)
+    // carries the operator's finalizer: let it go with the policy.
+    if policy.spec.deletion_policy == Some(DeletionPolicy::Restore)
+        || policy
+            .status
+            .as_ref()
+            .is_some_and(|s| s.restore_point.is_some())
+    {
+        restore::release(ctx, &policy).await?;
+    }
     ctx.forget(oref);
     ctx.metrics.forget_policy(&oref.to_string());
     Ok(Action::await_change())
 }
 
-/// Writes the restore point's values back; the note for the Event, or `None` when nothing was
-/// saved.
+/// Writes the restore point's values back, each scope's into that scope; the note for the
+/// Event, or `None` when nothing was saved. Only keys the policy manages (or managed: its
+/// `status.appliedSettings`) are written, and only on the server it uses now.
 async fn restore_saved(
     policy: &IdentitySettingPolicy,
     ctx: &Context,
     oref: &ObjectRef<IdentitySettingPolicy>,
     redactor: &mut Redactor,
 ) -> Result<Option<String>, ReconcileError> {
-    let point = restore::load(ctx, policy).await?;
+    let Some(point) = restore::load_for_restore(ctx, policy).await? else {
+        return Ok(None);
+    };
     if point.is_empty() {
         return Ok(None);
     }
     let valid = validate_policy(ctx, policy).await?;
-    let (writes, unset) = restore_writes(&point);
-    if !writes.is_empty() {
+    let managed: BTreeSet<String> = policy
+        .spec
+        .settings
+        .iter()
+        .map(|s| s.key.to_ascii_lowercase())
+        .chain(
+            policy
+                .status
+                .iter()
+                .flat_map(|s| &s.applied_settings)
+                .map(|a| a.key.to_ascii_lowercase()),
+        )
+        .collect();
+    let current = SavedScope::of(&valid.base_url, &valid.scope);
+    let (restores, elsewhere) = restore_writes(&point, &current, |k| {
+        managed.contains(&k.to_ascii_lowercase())
+    });
+    let mut restored = Vec::new();
+    let mut unset = Vec::new();
+    if restores.iter().any(|r| !r.writes.is_empty()) {
         // The saved values may be secrets: they are cut out of every message too.
-        let saved: Vec<&str> = writes.iter().map(|w| w.value.as_str()).collect();
+        let saved: Vec<&str> = restores
+            .iter()
+            .flat_map(|r| &r.writes)
+            .map(|w| w.value.as_str())
+            .collect();
         let (_, client) = connect(policy, &valid, ctx, oref, redactor, &saved).await?;
-        if !ctx.leading() {
-            return Err(ReconcileError::NotLeading);
+        for restore in &restores {
+            if restore.writes.is_empty() {
+                continue;
+            }
+            if !ctx.leading() {
+                return Err(ReconcileError::NotLeading);
+            }
+            client.put_settings(&restore.scope, &restore.writes).await?;
+            restored.extend(restore.writes.iter().map(|w| w.key.clone()));
         }
-        client.put_settings(&valid.scope, &writes).await?;
     }
-    let keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
-    let mut note = format!("restored {} settings: {}", keys.len(), keys.join(", "));
+    for restore in &restores {
+        unset.extend(restore.unset.iter().cloned());
+    }
+    let mut note = format!(
+        "restored {} settings: {}",
+        restored.len(),
+        restored.join(", ")
+    );
+    if restores.len() > 1 {
+        note.push_str(&format!(
+            " (in {} organizations or users, each its own values)",
+            restores.len()
+        ));
+    }
     if !unset.is_empty() {
         note.push_str(&format!(
             "; left as the policy set them (they had no value before, and the identity API \
              cannot delete a setting): {}",
             unset.join(", ")
+        ));
+    }
+    if !elsewhere.is_empty() {
+        note.push_str(&format!(
+            "; not restored: values saved on {} other server(s), which this policy no longer \
+             uses (its credentials are not sent there)",
+            elsewhere.len()
         ));
     }
     Ok(Some(truncate(note, 1024)))
@@ -567,6 +642,12 @@ async fn write_status(
     name: &str,
     status: &IdentitySettingPolicyStatus,
 ) -> Result<IdentitySettingPolicy, ReconcileError> {
+    // The restore point record has its own field manager (see `restore`): this apply never
+    // owns it, so a status computed from a stale cache cannot set it back.
+    let status = IdentitySettingPolicyStatus {
+        restore_point: None,
+        ..status.clone()
+    };
     let body = json!({
         "apiVersion": IdentitySettingPolicy::api_version(&()),
         "kind": IdentitySettingPolicy::kind(&()),

@@ -225,6 +225,15 @@ impl ServerCatalog {
             .map(|n| n.metadata.labels.clone().unwrap_or_default())
     }
 
+    /// Whether `namespace` is being deleted (as the namespace watch last saw it).
+    pub fn namespace_terminating(&self, namespace: &str) -> bool {
+        self.stores()
+            .namespaces
+            .as_ref()
+            .and_then(|s| s.get(&ObjectRef::new(namespace)))
+            .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+    }
+
     /// The server URL a policy's keys are claimed under (see
     /// [`crate::reconcile::claims`]): its inline URL, its referenced server's, or — while that
     /// server is unknown — a name for the reference itself.

@@ -224,6 +224,8 @@ pub fn next_status(
         },
         drift,
         planned_changes,
+        // Written by the restore point's own step (another field manager), kept as it is.
+        restore_point: old.restore_point.clone(),
     };
     if &next != old && !matches!(outcome, Outcome::Failed { .. }) {
         next.last_sync_time = Some(Time(now));

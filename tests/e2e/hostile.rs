@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use crate::harness::*;
-use identity_settings_operator::api::SyncMode;
+use identity_settings_operator::api::{DeletionPolicy, IdentitySettingPolicy, SyncMode};
+use identity_settings_operator::identity::types::SettingScope;
 use identity_simulator::Endpoint;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 const SECS_20: Duration = Duration::from_secs(20);
@@ -224,11 +225,7 @@ async fn a_policy_that_cannot_write_squats_no_key() {
 }
 
 /// Waits up to 20 s for a policy of `api`'s namespace to show `reason`.
-async fn wait_reason_in(
-    api: &kube::Api<identity_settings_operator::api::IdentitySettingPolicy>,
-    name: &str,
-    reason: &str,
-) {
+async fn wait_reason_in(api: &kube::Api<IdentitySettingPolicy>, name: &str, reason: &str) {
     let deadline = tokio::time::Instant::now() + SECS_20;
     loop {
         let found = api.get_opt(name).await.ok().flatten();
@@ -319,5 +316,245 @@ async fn plain_http_is_allowed_to_loopback_only() {
         ready_message(&refused).contains("plain http is allowed only to a loopback address"),
         "{}",
         ready_message(&refused)
+    );
+}
+
+/// A policy of `deletionPolicy: Restore` keeping `key` at `value`.
+fn restore_policy(world: &World, name: &str, key: &str, value: &str) -> IdentitySettingPolicy {
+    let mut p = policy(world, name, "admin", vec![setting(key, value)]);
+    p.spec.deletion_policy = Some(DeletionPolicy::Restore);
+    p
+}
+
+fn value_in(world: &World, partition: &str, key: &str) -> Option<String> {
+    world
+        .sim
+        .stored(&SettingScope::organization(partition))
+        .into_iter()
+        .find(|s| s.key == key)
+        .map(|s| s.value)
+}
+
+async fn wait_gone_policy(world: &World, name: &str) {
+    let deadline = tokio::time::Instant::now() + SECS_20;
+    while !matches!(world.policies().get_opt(name).await, Ok(None)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} is still there:\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Item 8: a Restore policy moved from organization P1 to P2 restores each one's own values
+/// on deletion: P1 gets P1's back, P2 gets P2's — never P1's written into P2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_restore_policy_restores_each_organization_its_own_values() {
+    const P2: &str = "9d3b1c7e-0000-4000-8000-00000000e0b2";
+    let key = "Custom.Hostile.Moved";
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world
+        .sim
+        .set_directly(&SettingScope::organization(PARTITION), key, "p1-before");
+    world
+        .sim
+        .set_directly(&SettingScope::organization(P2), key, "p2-before");
+    world
+        .create_policy(&restore_policy(&world, "moved", key, "policy"))
+        .await;
+    world.spawn_operator(&[]).await;
+    world.wait_reason("moved", "Applied", SECS_20).await;
+    world
+        .policies()
+        .patch(
+            "moved",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"partitionGlobalId": P2}})),
+        )
+        .await
+        .expect("move to P2");
+    world
+        .wait_policy("moved", "written in P2", SECS_20, |_| {
+            value_in(&world, P2, key).as_deref() == Some("policy")
+        })
+        .await;
+    world
+        .policies()
+        .delete("moved", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_gone_policy(&world, "moved").await;
+    assert_eq!(
+        value_in(&world, PARTITION, key).as_deref(),
+        Some("p1-before")
+    );
+    assert_eq!(value_in(&world, P2, key).as_deref(), Some("p2-before"));
+}
+
+/// Item 9: the garbage collector deletes a policy's dependents first in a foreground (or
+/// namespace) deletion; the restore point outlives that (the operator's finalizer holds it)
+/// and is used. One that is really gone is reported as `RestorePointUnusable`, and the policy
+/// waits for a decision instead of finishing silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_point_deleted_before_its_policy_is_used_or_reported() {
+    let key = "Custom.Hostile.Collected";
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world.sim.set_directly(&world.scope(), key, "before");
+    for name in ["collected", "lost"] {
+        world
+            .create_policy(&restore_policy(
+                &world,
+                name,
+                &format!("{key}.{name}"),
+                "policy",
+            ))
+            .await;
+        world
+            .sim
+            .set_directly(&world.scope(), &format!("{key}.{name}"), "before");
+    }
+    world.spawn_operator(&[]).await;
+    for name in ["collected", "lost"] {
+        world.wait_reason(name, "Applied", SECS_20).await;
+        // What the garbage collector does first in a foreground deletion.
+        world
+            .secrets()
+            .delete(&format!("{name}-restore"), &DeleteParams::default())
+            .await
+            .expect("delete the restore point");
+    }
+    // "lost": its Secret really goes (someone removed every finalizer).
+    world
+        .secrets()
+        .patch(
+            "lost-restore",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("remove finalizers");
+    for name in ["collected", "lost"] {
+        world
+            .policies()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+    }
+    wait_gone_policy(&world, "collected").await;
+    assert_eq!(
+        world.stored_value(&format!("{key}.collected")).as_deref(),
+        Some("before"),
+        "restored from the Secret the garbage collector could not take"
+    );
+    assert!(
+        world
+            .secrets()
+            .get_opt("collected-restore")
+            .await
+            .expect("get")
+            .is_none(),
+        "the restore point goes with its policy"
+    );
+    let waiting = world.wait_reason("lost", "RestorePending", SECS_20).await;
+    assert!(
+        ready_message(&waiting).contains("is gone although values were saved in it"),
+        "{}",
+        ready_message(&waiting)
+    );
+    world
+        .policies()
+        .patch(
+            "lost",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"annotations": {"identitysettings.dev/skip-restore": "true"}}})),
+        )
+        .await
+        .expect("annotate");
+    wait_gone_policy(&world, "lost").await;
+}
+
+/// Item 10: a restore point that anyone who may create Secrets in the namespace pre-created
+/// (owner reference to the policy's uid, arbitrary keys) is never used: the policy says so and
+/// writes nothing; after a real save, a tampered restore point is refused at deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_restore_point_is_never_written() {
+    let key = "Custom.Hostile.Forged";
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let mut p = restore_policy(&world, "forged", key, "policy");
+    p.spec.suspend = Some(true);
+    world.create_policy(&p).await;
+    world.spawn_operator(&[]).await;
+    let suspended = world.wait_reason("forged", "Suspended", SECS_20).await;
+    let uid = suspended.metadata.uid.clone().expect("uid");
+    let forged = |values: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "forged-restore", "namespace": NS, "ownerReferences": [{
+                "apiVersion": "identitysettings.dev/v1alpha1", "kind": "IdentitySettingPolicy",
+                "name": "forged", "uid": uid, "controller": true}]},
+            "stringData": {"values.json": values}
+        })
+    };
+    let evil = r#"{"Auth.Password.DefaultExpirationDays":{"value":"9999"}}"#;
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(forged(evil)).expect("secret");
+    world
+        .secrets()
+        .create(&Default::default(), &secret)
+        .await
+        .expect("forge");
+    world
+        .policies()
+        .patch(
+            "forged",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .expect("resume");
+    let refused = world
+        .wait_reason("forged", "RestorePointUnusable", SECS_20)
+        .await;
+    assert!(
+        ready_message(&refused).contains("was not written by the operator"),
+        "{}",
+        ready_message(&refused)
+    );
+    assert_eq!(world.stored_value(key), None, "nothing written");
+    // The owner deletes the forged Secret: a real restore point is saved and the value written.
+    world
+        .secrets()
+        .delete("forged-restore", &DeleteParams::default())
+        .await
+        .expect("delete the forgery");
+    world.wait_reason("forged", "Applied", SECS_20).await;
+    // Tampered afterwards (the keys changed): refused at deletion, nothing forged written.
+    world
+        .secrets()
+        .patch(
+            "forged-restore",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"values.json": evil}})),
+        )
+        .await
+        .expect("tamper");
+    world
+        .policies()
+        .delete("forged", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let waiting = world.wait_reason("forged", "RestorePending", SECS_20).await;
+    assert!(
+        ready_message(&waiting).contains("was not written by the operator"),
+        "{}",
+        ready_message(&waiting)
+    );
+    assert_eq!(
+        world.stored_value("Auth.Password.DefaultExpirationDays"),
+        None
     );
 }

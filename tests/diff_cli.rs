@@ -449,6 +449,7 @@ spec:
   credentialsSecretRef: {{name: platform-admin}}
   secretNamespace: identity-system
   allowedNamespaces: {{names: [identity]}}
+  allowedPartitions: [{{partitionGlobalId: '*'}}]
 ---
 apiVersion: v1
 kind: Secret

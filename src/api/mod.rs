@@ -8,8 +8,8 @@ pub mod limits;
 pub mod server;
 
 pub use server::{
-    AllowedNamespaces, ClusterIdentityServer, ClusterIdentityServerSpec, IdentityServer,
-    IdentityServerSpec, IdentityServerStatus, ServerBudget, ServerKind, ServerRef,
+    AllowedNamespaces, AllowedPartition, ClusterIdentityServer, ClusterIdentityServerSpec,
+    IdentityServer, IdentityServerSpec, IdentityServerStatus, ServerBudget, ServerKind, ServerRef,
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};

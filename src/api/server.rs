@@ -62,9 +62,34 @@ pub struct ClusterIdentityServerSpec {
     /// The namespaces whose policies may use this server. Any other namespace's policy gets
     /// `Ready=False`, reason `ServerNotAllowed`, and nothing is read or written for it.
     pub allowed_namespaces: AllowedNamespaces,
+    /// The organizations (and whether their users' settings) the allowed namespaces may manage
+    /// through this server: the credentials may reach many, a tenant only these. A policy
+    /// whose partition (or user-level scope) is not listed for its namespace gets `Ready=False`,
+    /// reason `ServerNotAllowed`, and nothing is read or written for it. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub allowed_partitions: Vec<AllowedPartition>,
     /// The request budget every policy using this server shares.
     #[serde(flatten)]
     pub budget: ServerBudget,
+}
+
+/// One organization a `ClusterIdentityServer` lets policies manage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedPartition {
+    /// The organization (`partitionGlobalId`), compared as the identity service does (GUIDs in
+    /// any format); `*` stands for every organization the credentials reach.
+    #[schemars(length(min = 1, max = 128))]
+    pub partition_global_id: String,
+    /// Which of the allowed namespaces may manage it; omitted: every allowed namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 63)))]
+    pub namespaces: Option<Vec<String>>,
+    /// Whether user-level settings (a policy's `userId`) of the organization may be managed
+    /// too (default `false`: organization-level settings only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_settings: Option<bool>,
 }
 
 /// Which namespaces may use a `ClusterIdentityServer`: those named, and those whose labels

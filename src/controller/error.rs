@@ -119,9 +119,9 @@ impl ReconcileError {
             ReconcileError::Secrets(_) => reason::SECRET_INVALID,
             ReconcileError::ServerRef(ServerRefError::NotFound { .. }) => reason::SERVER_NOT_FOUND,
             ReconcileError::ServerRef(ServerRefError::NotListed { .. }) => reason::KUBERNETES_ERROR,
-            ReconcileError::ServerRef(ServerRefError::NotAllowed { .. }) => {
-                reason::SERVER_NOT_ALLOWED
-            }
+            ReconcileError::ServerRef(
+                ServerRefError::NotAllowed { .. } | ServerRefError::ScopeNotAllowed { .. },
+            ) => reason::SERVER_NOT_ALLOWED,
             ReconcileError::Identity(e) => match e.class() {
                 ErrorClass::Transient if throttled(e) => reason::THROTTLED,
                 ErrorClass::Transient => reason::SERVER_UNREACHABLE,

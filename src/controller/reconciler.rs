@@ -31,12 +31,12 @@ use crate::reconcile::resolve::{
     setting_secrets,
 };
 use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, SavedScope, restore_writes};
-use crate::reconcile::server_ref::{ServerRefError, referenced};
+use crate::reconcile::server_ref::{ServerRefError, referenced, scope_allowed};
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
 };
 use crate::reconcile::validate::{
-    Suspension, ValidPolicy, resync_interval, validate, validate_with,
+    Suspension, ValidPolicy, resync_interval, setting_scope, validate, validate_with,
 };
 use crate::secret::SecretString;
 
@@ -206,6 +206,7 @@ async fn validate_policy(
     let labels = ctx.servers.namespace_labels(&namespace);
     let referenced = referenced(
         &namespace,
+        &setting_scope(&policy.spec),
         reference,
         held.as_ref().map(HeldServer::as_found),
         labels.as_ref(),
@@ -526,7 +527,12 @@ async fn cleanup(
                     policy.name_any()
                 ));
                 warn!(%message, "could not restore saved values");
-                let outcome = Outcome::failed(error::reason::RESTORE_PENDING, message);
+                // A restore point that cannot be used needs the user; anything else is retried.
+                let reason = match &error {
+                    ReconcileError::RestorePoint(_) => error::reason::RESTORE_POINT_UNUSABLE,
+                    _ => error::reason::RESTORE_PENDING,
+                };
+                let outcome = Outcome::failed(reason, message);
                 report(ctx, api, &policy, oref, &outcome).await?;
                 return Err(error);
             }
@@ -582,9 +588,21 @@ async fn restore_saved(
         )
         .collect();
     let current = SavedScope::of(&valid.base_url, &valid.scope);
-    let (restores, elsewhere) = restore_writes(&point, &current, |k| {
+    let (mut restores, elsewhere) = restore_writes(&point, &current, |k| {
         managed.contains(&k.to_ascii_lowercase())
     });
+    // Through a shared server, only scopes it still lets this namespace manage are written.
+    let namespace = policy.namespace().unwrap_or_default();
+    let held = policy
+        .spec
+        .server_ref
+        .as_ref()
+        .and_then(|r| ctx.servers.lookup(&namespace, r));
+    let before = restores.len();
+    if let Some(HeldServer::Cluster(server)) = &held {
+        restores.retain(|r| scope_allowed(&server.spec.allowed_partitions, &namespace, &r.scope));
+    }
+    let refused_scopes = before - restores.len();
     let mut restored = Vec::new();
     let mut unset = Vec::new();
     if restores.iter().any(|r| !r.writes.is_empty()) {
@@ -625,6 +643,12 @@ async fn restore_saved(
             "; left as the policy set them (they had no value before, and the identity API \
              cannot delete a setting): {}",
             unset.join(", ")
+        ));
+    }
+    if refused_scopes > 0 {
+        note.push_str(&format!(
+            "; not restored: values saved for {refused_scopes} organization(s) or user(s) the \
+             ClusterIdentityServer no longer lets this namespace manage"
         ));
     }
     if !elsewhere.is_empty() {

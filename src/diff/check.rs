@@ -113,7 +113,13 @@ pub async fn check(
     };
     let referenced = match spec.server_ref.as_ref().filter(|_| spec.server.is_none()) {
         // Namespace labels are not in the manifests: a selector sees a namespace without any.
-        Some(r) => match referenced(&namespace, r, found, Some(&Default::default())) {
+        Some(r) => match referenced(
+            &namespace,
+            &crate::reconcile::validate::setting_scope(spec),
+            r,
+            found,
+            Some(&Default::default()),
+        ) {
             Ok(server) => Some(server),
             Err(e) => {
                 out.result = Err(format!(

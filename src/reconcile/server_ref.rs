@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::api::{AllowedNamespaces, ClusterIdentityServer, IdentityServer, ServerKind, ServerRef};
+use crate::api::{
+    AllowedNamespaces, AllowedPartition, ClusterIdentityServer, IdentityServer, ServerKind,
+    ServerRef,
+};
+use crate::identity::types::{SettingScope, guid_digits};
 use crate::reconcile::validate::ReferencedServer;
 
 /// Why a `serverRef` cannot be used. Both need the user: create the server, fix the
@@ -31,6 +35,23 @@ pub enum ServerRefError {
         /// `IdentityServer` or `ClusterIdentityServer`.
         kind: &'static str,
     },
+    /// The `ClusterIdentityServer` allows the namespace, but not the organization (or its
+    /// user-level settings) the policy manages.
+    #[error(
+        "ClusterIdentityServer {name:?} does not let namespace {namespace:?} manage {what} of \
+         partition {partition:?}; add an entry for it to the server's spec.allowedPartitions \
+         (userSettings: true for user-level settings), or use another server"
+    )]
+    ScopeNotAllowed {
+        /// The server's name.
+        name: String,
+        /// The policy's namespace.
+        namespace: String,
+        /// The policy's partition.
+        partition: String,
+        /// "the organization settings" or "the user-level settings".
+        what: &'static str,
+    },
     /// The `ClusterIdentityServer` does not allow the policy's namespace.
     #[error(
         "ClusterIdentityServer {name:?} does not allow namespace {namespace:?}{detail}; add the \
@@ -44,6 +65,26 @@ pub enum ServerRefError {
         /// More about why, when the selector itself is at fault.
         detail: String,
     },
+}
+
+/// Whether `allowed` (a `ClusterIdentityServer`'s `allowedPartitions`) lets a policy of
+/// `namespace` manage `scope`: an entry for its partition (or `*`) that lists the namespace (or
+/// no namespaces) and, for a user-level scope, allows user settings. Nothing listed: nothing.
+pub fn scope_allowed(allowed: &[AllowedPartition], namespace: &str, scope: &SettingScope) -> bool {
+    let same = |a: &str, b: &str| match (guid_digits(a), guid_digits(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => a.eq_ignore_ascii_case(b),
+    };
+    let user_level = scope.user_id.as_deref().is_some_and(|u| !u.is_empty());
+    allowed.iter().any(|entry| {
+        (entry.partition_global_id == "*"
+            || same(&entry.partition_global_id, &scope.partition_global_id))
+            && entry
+                .namespaces
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| n == namespace))
+            && (!user_level || entry.user_settings == Some(true))
+    })
 }
 
 fn in_namespace(namespace: &Option<String>) -> String {
@@ -66,6 +107,7 @@ pub enum FoundServer<'a> {
 /// `labels`, `None` when the namespace is not known) uses, or says why it cannot.
 pub fn referenced<'a>(
     namespace: &str,
+    scope: &SettingScope,
     reference: &'a ServerRef,
     found: Option<FoundServer<'a>>,
     labels: Option<&BTreeMap<String, String>>,
@@ -84,6 +126,18 @@ pub fn referenced<'a>(
             if reference.kind == ServerKind::ClusterIdentityServer =>
         {
             match allows(&server.spec.allowed_namespaces, namespace, labels) {
+                Ok(true) if !scope_allowed(&server.spec.allowed_partitions, namespace, scope) => {
+                    Err(ServerRefError::ScopeNotAllowed {
+                        name: reference.name.clone(),
+                        namespace: namespace.to_owned(),
+                        partition: scope.partition_global_id.clone(),
+                        what: if scope.user_id.as_deref().is_some_and(|u| !u.is_empty()) {
+                            "the user-level settings"
+                        } else {
+                            "the organization settings"
+                        },
+                    })
+                }
                 Ok(true) => Ok(ReferencedServer {
                     kind: ServerKind::ClusterIdentityServer,
                     name: &reference.name,
@@ -184,9 +238,78 @@ mod tests {
                 connection: ServerSpec::for_tests("https://id.example/identity_", "admin"),
                 secret_namespace: "identity-system".into(),
                 allowed_namespaces: allowed,
+                allowed_partitions: vec![AllowedPartition {
+                    partition_global_id: "*".into(),
+                    namespaces: None,
+                    user_settings: None,
+                }],
                 budget: ServerBudget::default(),
             },
         )
+    }
+
+    /// The organization-level scope the tests' policies manage.
+    fn org() -> SettingScope {
+        SettingScope::organization("3fa85f64-5717-4562-b3fc-2c963f66afa6")
+    }
+
+    #[test]
+    fn a_cluster_server_lets_namespaces_manage_only_the_partitions_it_lists() {
+        let p1 = "3fa85f64-5717-4562-b3fc-2c963f66afa6";
+        let allowed = vec![
+            AllowedPartition {
+                partition_global_id: p1.to_uppercase(),
+                namespaces: Some(vec!["team-a".into()]),
+                user_settings: None,
+            },
+            AllowedPartition {
+                partition_global_id: "p2".into(),
+                namespaces: None,
+                user_settings: Some(true),
+            },
+        ];
+        let org = |p: &str| SettingScope::organization(p);
+        assert!(
+            scope_allowed(&allowed, "team-a", &org(p1)),
+            "GUIDs by value"
+        );
+        assert!(
+            !scope_allowed(&allowed, "team-b", &org(p1)),
+            "another namespace"
+        );
+        assert!(
+            !scope_allowed(&allowed, "team-a", &SettingScope::user(p1, "u1")),
+            "no user settings unless allowed"
+        );
+        assert!(scope_allowed(
+            &allowed,
+            "team-b",
+            &SettingScope::user("P2", "u1")
+        ));
+        assert!(!scope_allowed(&allowed, "team-a", &org("p3")), "unlisted");
+        assert!(
+            !scope_allowed(&[], "team-a", &org(p1)),
+            "nothing listed: nothing"
+        );
+
+        let mut server = cluster(AllowedNamespaces {
+            names: Some(vec!["team-a".into()]),
+            selector: None,
+        });
+        server.spec.allowed_partitions = allowed;
+        let reference = cluster_ref();
+        let refused = referenced(
+            "team-a",
+            &org("p3"),
+            &reference,
+            Some(FoundServer::Cluster(&server)),
+            None,
+        )
+        .expect_err("p3 is not listed");
+        assert!(
+            refused.to_string().contains("spec.allowedPartitions"),
+            "{refused}"
+        );
     }
 
     fn cluster_ref() -> ServerRef {
@@ -207,10 +330,12 @@ mod tests {
         });
         let reference = cluster_ref();
         let found = Some(FoundServer::Cluster(&server));
-        let by_name = referenced("team-a", &reference, found, Some(&labels(&[]))).expect("named");
+        let by_name =
+            referenced("team-a", &org(), &reference, found, Some(&labels(&[]))).expect("named");
         assert_eq!(by_name.secrets_namespace, Some("identity-system"));
         referenced(
             "team-b",
+            &org(),
             &reference,
             found,
             Some(&labels(&[("identity-admins", "true")])),
@@ -218,6 +343,7 @@ mod tests {
         .expect("selected by label");
         let refused = referenced(
             "team-c",
+            &org(),
             &reference,
             found,
             Some(&labels(&[("identity-admins", "no")])),
@@ -234,6 +360,7 @@ mod tests {
         });
         referenced(
             "any",
+            &org(),
             &reference,
             Some(FoundServer::Cluster(&everyone)),
             Some(&labels(&[])),
@@ -241,18 +368,20 @@ mod tests {
         .expect("an empty selector allows every namespace");
         let unknown = referenced(
             "not-yet-seen",
+            &org(),
             &reference,
             Some(FoundServer::Cluster(&everyone)),
             None,
         )
         .expect_err("a namespace the operator does not know is never selected");
         assert!(unknown.to_string().contains("not known"), "{unknown}");
-        referenced("team-a", &reference, found, None)
+        referenced("team-a", &org(), &reference, found, None)
             .expect("a namespace allowed by name needs no labels");
         let nobody = cluster(AllowedNamespaces::default());
         assert!(
             referenced(
                 "any",
+                &org(),
                 &reference,
                 Some(FoundServer::Cluster(&nobody)),
                 Some(&labels(&[]))
@@ -308,6 +437,7 @@ mod tests {
         };
         let found = referenced(
             "team-a",
+            &org(),
             &wanted,
             Some(FoundServer::Namespaced(&namespaced)),
             Some(&labels(&[])),
@@ -317,7 +447,8 @@ mod tests {
             found.secrets_namespace, None,
             "its Secrets are the policy's namespace's"
         );
-        let missing = referenced("team-a", &wanted, None, Some(&labels(&[]))).expect_err("missing");
+        let missing =
+            referenced("team-a", &org(), &wanted, None, Some(&labels(&[]))).expect_err("missing");
         assert_eq!(
             missing.to_string(),
             "IdentityServer \"shared\" not found in namespace \"team-a\"; create it or fix spec.serverRef"
@@ -326,6 +457,7 @@ mod tests {
         assert!(matches!(
             referenced(
                 "team-a",
+                &org(),
                 &wanted,
                 Some(FoundServer::Cluster(&server)),
                 Some(&labels(&[]))

@@ -26,6 +26,14 @@ pub const MIN_RESYNC: Duration = Duration::from_secs(10);
 /// The longest resync interval accepted: drift should be found within a day.
 pub const MAX_RESYNC: Duration = Duration::from_secs(24 * 3600);
 
+/// The organization (and user) a spec manages, as the identity API names it.
+pub fn setting_scope(spec: &IdentitySettingPolicySpec) -> SettingScope {
+    SettingScope {
+        partition_global_id: spec.partition_global_id.trim().to_owned(),
+        user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
+    }
+}
+
 /// A policy that passed every check, as plain data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidPolicy {
@@ -228,10 +236,7 @@ pub fn validate_with(
     };
     Ok(ValidPolicy {
         base_url: server.url.trim().to_owned(),
-        scope: SettingScope {
-            partition_global_id: spec.partition_global_id.trim().to_owned(),
-            user_id: spec.user_id.clone().filter(|u| !u.is_empty()),
-        },
+        scope: setting_scope(spec),
         credentials_secret: server.credentials_secret_ref.name.clone(),
         auth: server.auth,
         scopes: server.scopes.clone().unwrap_or_default(),

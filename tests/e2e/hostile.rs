@@ -458,7 +458,9 @@ async fn a_restore_point_deleted_before_its_policy_is_used_or_reported() {
             .is_none(),
         "the restore point goes with its policy"
     );
-    let waiting = world.wait_reason("lost", "RestorePending", SECS_20).await;
+    let waiting = world
+        .wait_reason("lost", "RestorePointUnusable", SECS_20)
+        .await;
     assert!(
         ready_message(&waiting).contains("is gone although values were saved in it"),
         "{}",
@@ -547,7 +549,9 @@ async fn a_forged_restore_point_is_never_written() {
         .delete("forged", &DeleteParams::default())
         .await
         .expect("delete");
-    let waiting = world.wait_reason("forged", "RestorePending", SECS_20).await;
+    let waiting = world
+        .wait_reason("forged", "RestorePointUnusable", SECS_20)
+        .await;
     assert!(
         ready_message(&waiting).contains("was not written by the operator"),
         "{}",
@@ -556,5 +560,89 @@ async fn a_forged_restore_point_is_never_written() {
     assert_eq!(
         world.stored_value("Auth.Password.DefaultExpirationDays"),
         None
+    );
+}
+
+/// Item 7: a namespace a `ClusterIdentityServer` allows may manage only the organizations its
+/// `allowedPartitions` lists for it, and user-level settings only where that says so; anything
+/// else is `ServerNotAllowed`, with nothing read or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_server_is_bounded_by_partition_and_user_level() {
+    use identity_settings_operator::api::{
+        AllowedNamespaces, AllowedPartition, ClusterIdentityServer, ClusterIdentityServerSpec,
+        ServerBudget, ServerKind, ServerRef,
+    };
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let servers: kube::Api<ClusterIdentityServer> = kube::Api::all(world.client.clone());
+    let server = ClusterIdentityServer::new(
+        "shared",
+        ClusterIdentityServerSpec {
+            connection: server_spec(&world, "admin"),
+            secret_namespace: NS.into(),
+            allowed_namespaces: AllowedNamespaces {
+                names: Some(vec![NS.into()]),
+                selector: None,
+            },
+            allowed_partitions: vec![AllowedPartition {
+                partition_global_id: PARTITION.to_uppercase(),
+                namespaces: Some(vec![NS.into()]),
+                user_settings: None,
+            }],
+            budget: ServerBudget::default(),
+        },
+    );
+    servers
+        .create(&Default::default(), &server)
+        .await
+        .expect("create the shared server");
+    let shared = |name: &str, partition: &str, user: Option<&str>| {
+        let mut p = policy(
+            &world,
+            name,
+            "admin",
+            vec![setting(&format!("Custom.Hostile.{name}"), "1")],
+        );
+        p.spec.server = None;
+        p.spec.server_ref = Some(ServerRef {
+            kind: ServerKind::ClusterIdentityServer,
+            name: "shared".into(),
+        });
+        p.spec.partition_global_id = partition.into();
+        p.spec.user_id = user.map(str::to_owned);
+        p
+    };
+    world
+        .create_policy(&shared("listed", PARTITION, None))
+        .await;
+    world
+        .create_policy(&shared(
+            "other-org",
+            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            None,
+        ))
+        .await;
+    world
+        .create_policy(&shared("user-level", PARTITION, Some("u-1")))
+        .await;
+    world.spawn_operator(&[]).await;
+    world.wait_reason("listed", "Applied", SECS_20).await;
+    let gets_before = world.sim.counters().count(Endpoint::Setting, "GET");
+    for (name, what) in [
+        ("other-org", "the organization settings"),
+        ("user-level", "the user-level settings"),
+    ] {
+        let refused = world.wait_reason(name, "ServerNotAllowed", SECS_20).await;
+        assert!(
+            ready_message(&refused).contains(what)
+                && ready_message(&refused).contains("spec.allowedPartitions"),
+            "{}",
+            ready_message(&refused)
+        );
+    }
+    assert_eq!(
+        world.sim.counters().count(Endpoint::Setting, "GET"),
+        gets_before,
+        "nothing read for a refused scope"
     );
 }

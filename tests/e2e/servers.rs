@@ -94,6 +94,7 @@ pub async fn create_both_kinds(
                 names: Some(vec![NS.into()]),
                 selector: None,
             },
+            allowed_partitions: vec![every_partition()],
             budget: ServerBudget::default(),
         },
     );
@@ -329,6 +330,7 @@ async fn a_cluster_identity_server_serves_only_the_namespaces_it_allows() {
                     match_expressions: None,
                 }),
             },
+            allowed_partitions: vec![every_partition()],
             budget: ServerBudget::default(),
         },
     );
@@ -393,4 +395,13 @@ async fn a_cluster_identity_server_serves_only_the_namespaces_it_allows() {
             .as_deref(),
         Some("7")
     );
+}
+
+/// An `allowedPartitions` entry for the tests' partition, for every allowed namespace.
+fn every_partition() -> identity_settings_operator::api::AllowedPartition {
+    identity_settings_operator::api::AllowedPartition {
+        partition_global_id: PARTITION.into(),
+        namespaces: None,
+        user_settings: None,
+    }
 }

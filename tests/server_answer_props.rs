@@ -46,10 +46,10 @@ fn parse_everything(body: &[u8]) {
                 .min(identity_settings_operator::identity::auth::MAX_TOKEN_LIFETIME),
         );
     }
-    if let Ok(text) = std::str::from_utf8(body) {
-        if let Some(delay) = parse_retry_after(text) {
-            assert!(delay <= MAX_SERVER_DELAY);
-        }
+    if let Ok(text) = std::str::from_utf8(body)
+        && let Some(delay) = parse_retry_after(text)
+    {
+        assert!(delay <= MAX_SERVER_DELAY);
     }
 }
 

@@ -100,7 +100,11 @@ async fn an_oversized_policy_is_refused_without_exhausting_memory() {
     huge["spec"]["partitionGlobalId"] = json!("p".repeat(300_000));
     huge["spec"]["settings"] = json!(settings);
     world.store_unvalidated(&huge).await;
-    let refused = world.wait_reason("huge", "InvalidSpec", SECS_20).await;
+    // On the real API server the object is stored with the schema loosened for a moment (a
+    // CRD update under a busy suite): allow for it.
+    let refused = world
+        .wait_reason("huge", "InvalidSpec", Duration::from_secs(60))
+        .await;
     let message = ready_message(&refused);
     assert!(
         message.contains("spec.partitionGlobalId: 300000 characters, at most 128"),

@@ -79,6 +79,17 @@ async fn reconcile_policy(
     let oref = ObjectRef::from_obj(&*policy);
     let namespace = policy.namespace().unwrap_or_default();
     let api: Api<IdentitySettingPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    // A policy whose spec can never be used, and that carries no finalizer yet, has nothing for
+    // a deletion to do: it is reported without one. (The API server also refuses to add one to
+    // an object stored before its schema's rules, which it would fail now.)
+    let finalized = policy.finalizers().iter().any(|f| f == FINALIZER);
+    if !finalized
+        && policy.metadata.deletion_timestamp.is_none()
+        && policy.spec.server_ref.is_none()
+        && validate(&policy.spec).is_err()
+    {
+        return apply(policy, &ctx, &api, &oref).await;
+    }
     // kube's finalizer helper adds our finalizer first (with a JSON-patch test, so a concurrent
     // change by someone else fails and is retried instead of lost), and removes it only after
     // `cleanup` succeeded.

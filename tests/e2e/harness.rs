@@ -245,6 +245,26 @@ impl World {
 
     /// The emulator, for scenarios that inject API-server faults or read its request log.
     /// Such scenarios call [`skipped_on_real_apiserver`] first.
+    /// Restarts the Kubernetes API server (state kept), on either backend: every watch breaks.
+    pub async fn restart_api_server(&mut self) {
+        match &mut self.kube {
+            Backend::Emulator(kube) => kube.restart().await.expect("emulator restarts"),
+            Backend::Real(plane) => plane.restart_apiserver().await,
+        }
+    }
+
+    /// On the real backend, starts kube-controller-manager (garbage collection); `false` on the
+    /// emulator, which has none.
+    pub async fn start_garbage_collector(&mut self) -> bool {
+        match &mut self.kube {
+            Backend::Emulator(_) => false,
+            Backend::Real(plane) => {
+                plane.start_controller_manager().await;
+                true
+            }
+        }
+    }
+
     pub fn emulator(&mut self) -> &mut KubeEmulator {
         match &mut self.kube {
             Backend::Emulator(kube) => kube,

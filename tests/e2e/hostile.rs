@@ -650,3 +650,153 @@ async fn a_shared_server_is_bounded_by_partition_and_user_level() {
         "nothing read for a refused scope"
     );
 }
+
+/// Item 5: the namespace watch survives an API server restart. A namespace allowed to use a
+/// `ClusterIdentityServer` by a label loses that right as soon as the label goes, also after
+/// the API server restarted (before, the watch had ended at the restart and the old labels
+/// kept allowing it until the operator restarted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_namespace_label_after_an_api_server_restart_revokes_a_shared_server() {
+    use identity_settings_operator::api::{
+        AllowedNamespaces, AllowedPartition, ClusterIdentityServer, ClusterIdentityServerSpec,
+        ServerBudget, ServerKind, ServerRef,
+    };
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    const LABEL: &str = "identity.example/shared-admins";
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    let namespaces: kube::Api<Namespace> = kube::Api::all(world.client.clone());
+    let label = |value: Option<&str>| {
+        let namespaces = namespaces.clone();
+        let value = value.map(str::to_owned);
+        async move {
+            namespaces
+                .patch(
+                    NS,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"metadata": {"labels": {LABEL: value}}})),
+                )
+                .await
+                .expect("label the namespace");
+        }
+    };
+    if namespaces.get_opt(NS).await.expect("get").is_none() {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": NS}})).expect("namespace");
+        namespaces
+            .create(&Default::default(), &ns)
+            .await
+            .expect("create the namespace");
+    }
+    label(Some("true")).await;
+    let servers: kube::Api<ClusterIdentityServer> = kube::Api::all(world.client.clone());
+    let server = ClusterIdentityServer::new(
+        "by-label",
+        ClusterIdentityServerSpec {
+            connection: server_spec(&world, "admin"),
+            secret_namespace: NS.into(),
+            allowed_namespaces: AllowedNamespaces {
+                names: None,
+                selector: Some(LabelSelector {
+                    match_labels: Some([(LABEL.to_owned(), "true".to_owned())].into()),
+                    match_expressions: None,
+                }),
+            },
+            allowed_partitions: vec![AllowedPartition {
+                partition_global_id: "*".into(),
+                namespaces: None,
+                user_settings: None,
+            }],
+            budget: ServerBudget::default(),
+        },
+    );
+    servers
+        .create(&Default::default(), &server)
+        .await
+        .expect("create the shared server");
+    let mut p = policy(
+        &world,
+        "by-label",
+        "admin",
+        vec![setting("Custom.Hostile.ByLabel", "1")],
+    );
+    p.spec.server = None;
+    p.spec.server_ref = Some(ServerRef {
+        kind: ServerKind::ClusterIdentityServer,
+        name: "by-label".into(),
+    });
+    world.create_policy(&p).await;
+    world.spawn_operator(&[]).await;
+    world.wait_reason("by-label", "Applied", SECS_20).await;
+
+    world.restart_api_server().await;
+    // Let the operator's watches see the restart (they reconnect with backoff).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    label(None).await;
+    let refused = world
+        .wait_reason("by-label", "ServerNotAllowed", Duration::from_secs(60))
+        .await;
+    assert!(
+        ready_message(&refused).contains("does not allow namespace"),
+        "{}",
+        ready_message(&refused)
+    );
+}
+
+/// Item 9 with the real garbage collector (kube-controller-manager, real API server only; the
+/// emulator variant above plays the collector's part by hand): `kubectl delete
+/// --cascade=foreground` deletes the restore point first, yet the saved values are written
+/// back, and then both objects go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreground_deletion_still_restores() {
+    let key = "Custom.Hostile.Foreground";
+    let mut world = World::start().await;
+    if !world.start_garbage_collector().await {
+        println!(
+            "SKIPPED on the emulator: a_foreground_deletion_still_restores needs kube-controller-manager's garbage collector"
+        );
+        return;
+    }
+    world.put_good_credentials("admin").await;
+    world.sim.set_directly(&world.scope(), key, "before");
+    world
+        .create_policy(&restore_policy(&world, "foreground", key, "policy"))
+        .await;
+    world.spawn_operator(&[]).await;
+    world.wait_reason("foreground", "Applied", SECS_20).await;
+    assert_eq!(world.stored_value(key).as_deref(), Some("policy"));
+    world
+        .policies()
+        .delete("foreground", &DeleteParams::foreground())
+        .await
+        .expect("delete --cascade=foreground");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !matches!(world.policies().get_opt("foreground").await, Ok(None)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the policy is still there:\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        world.stored_value(key).as_deref(),
+        Some("before"),
+        "restored although the garbage collector deleted the restore point first"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while world
+        .secrets()
+        .get_opt("foreground-restore")
+        .await
+        .expect("get")
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restore point stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

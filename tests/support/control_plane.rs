@@ -51,6 +51,11 @@ pub struct ControlPlane {
     dir: tempfile::TempDir,
     etcd: Child,
     apiserver: Child,
+    /// kube-controller-manager, when a scenario started it.
+    controller_manager: Option<Child>,
+    /// How kube-apiserver was started, to start it again the same way.
+    apiserver_args: Vec<String>,
+    admin_token: String,
     /// `https://127.0.0.1:PORT`.
     pub url: String,
     /// The server's version, e.g. `v1.34.4` (what `helm template` is told it renders for).
@@ -59,7 +64,11 @@ pub struct ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        for child in [&mut self.apiserver, &mut self.etcd] {
+        for child in self
+            .controller_manager
+            .iter_mut()
+            .chain([&mut self.apiserver, &mut self.etcd])
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -155,24 +164,25 @@ impl ControlPlane {
         )
         .expect("token file");
 
+        let apiserver_args = vec![
+            format!("--etcd-servers=http://127.0.0.1:{client_port}"),
+            format!("--cert-dir={}", path("certs").display()),
+            format!("--secure-port={secure_port}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            format!("--token-auth-file={}", path("tokens.csv").display()),
+            "--authorization-mode=RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", path("sa.key").display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                path("sa.key").display()
+            ),
+        ];
         let apiserver = spawn_logged(
             &bin.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers=http://127.0.0.1:{client_port}"),
-                format!("--cert-dir={}", path("certs").display()),
-                format!("--secure-port={secure_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                format!("--token-auth-file={}", path("tokens.csv").display()),
-                "--authorization-mode=RBAC".into(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", path("sa.key").display()),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    path("sa.key").display()
-                ),
-            ],
+            &apiserver_args,
             &path("kube-apiserver.log"),
         );
         let url = format!("https://127.0.0.1:{secure_port}");
@@ -181,6 +191,9 @@ impl ControlPlane {
             dir,
             etcd,
             apiserver,
+            controller_manager: None,
+            apiserver_args,
+            admin_token: admin_token.clone(),
             url,
             version: String::new(),
         };
@@ -195,6 +208,42 @@ impl ControlPlane {
         plane.write_kubeconfig("admin.kubeconfig", &admin_token);
         plane.write_kubeconfig("operator.kubeconfig", &operator_token);
         plane
+    }
+
+    /// Starts kube-controller-manager with the garbage collector and the namespace controller
+    /// only (ownerReference collection, foreground deletion, namespace deletion) and waits a
+    /// few seconds for its caches to sync.
+    pub async fn start_controller_manager(&mut self) {
+        if self.controller_manager.is_some() {
+            return;
+        }
+        let args = vec![
+            format!("--kubeconfig={}", self.admin_kubeconfig().display()),
+            "--controllers=garbagecollector,namespace".into(),
+            "--leader-elect=false".into(),
+            "--secure-port=0".into(),
+            "--use-service-account-credentials=false".into(),
+        ];
+        self.controller_manager = Some(spawn_logged(
+            &self.bin.join("kube-controller-manager"),
+            &args,
+            &self.dir.path().join("kube-controller-manager.log"),
+        ));
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
+
+    /// Stops kube-apiserver and starts it again on the same port and etcd (state kept), as a
+    /// control-plane upgrade or crash does; returns once it is ready again.
+    pub async fn restart_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+        self.apiserver = spawn_logged(
+            &self.bin.join("kube-apiserver"),
+            &self.apiserver_args,
+            &self.dir.path().join("kube-apiserver.log"),
+        );
+        let token = self.admin_token.clone();
+        self.wait_ready(&token).await;
     }
 
     /// Creates a namespace unless it exists.

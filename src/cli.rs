@@ -30,7 +30,7 @@ pub enum Command {
     Diff(Box<DiffArgs>),
     /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
     Crd,
-    /// Print the API reference (docs/api.md) generated from the CRD's schema.
+    /// Print the API reference (docs/reference/api.md) generated from the CRD's schema.
     ApiDocs,
 }
 

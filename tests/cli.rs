@@ -20,10 +20,13 @@ fn crd_prints_the_committed_crd() {
 fn the_committed_api_reference_is_generated_from_the_current_crd() {
     let out = Command::new(BIN).arg("api-docs").output().expect("runs");
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
-        .expect("docs/api.md is committed");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/reference/api.md"
+    ))
+    .expect("docs/reference/api.md is committed");
     assert!(
         String::from_utf8_lossy(&out.stdout) == committed,
-        "docs/api.md is stale: run `cargo run -p identity-settings-operator -- api-docs > docs/api.md`"
+        "docs/reference/api.md is stale: run `cargo run -p identity-settings-operator -- api-docs > docs/reference/api.md`"
     );
 }

@@ -14,7 +14,7 @@ use crate::secret::SecretString;
 /// The data of one Secret: key → decoded bytes.
 pub type SecretData = BTreeMap<String, Vec<u8>>;
 
-/// Credentials Secret keys, fixed and documented in the README.
+/// Credentials Secret keys, fixed and documented in docs/user-guide.md (Credentials Secret).
 pub mod keys {
     /// Client credentials: the external application's id.
     pub const CLIENT_ID: &str = "clientId";

@@ -800,3 +800,37 @@ async fn a_foreground_deletion_still_restores() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Item 3: a tarpit server that answers each request just inside the request timeout cannot
+/// hold a reconcile (and its server's share of reconcile slots) for minutes: the reconcile's
+/// identity calls share one deadline, past which the policy says so and backs off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tarpit_server_meets_the_reconcile_deadline() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    // Long keys: the GET is cut into several requests of at most 2 KB each.
+    let settings: Vec<_> = (0..60)
+        .map(|i| setting(&format!("Custom.Tarpit.{}.K{i}", "Slow".repeat(20)), "1"))
+        .collect();
+    world
+        .create_policy(&policy(&world, "tarpit", "admin", settings))
+        .await;
+    world.sim.faults().set_latency(Duration::from_millis(1500));
+    world
+        .spawn_operator(&["--identity-timeout", "2s", "--reconcile-timeout", "3s"])
+        .await;
+    let started = tokio::time::Instant::now();
+    let held = world
+        .wait_reason("tarpit", "ServerUnreachable", SECS_20)
+        .await;
+    assert!(
+        ready_message(&held).contains("within the reconcile deadline of 3s"),
+        "{}",
+        ready_message(&held)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the reconcile was held for {:?}",
+        started.elapsed()
+    );
+}

@@ -168,7 +168,7 @@ pub struct SimulatorCredentials {
     pub ropc_users: Vec<RopcUser>,
 }
 
-/// The credentials found in `secrets`, in the formats the operator reads (README: Credentials
+/// The credentials found in `secrets`, in the formats the operator reads (docs/user-guide.md: Credentials
 /// Secret keys). Every identity is an administrator with `PM.Setting`.
 pub fn simulator_credentials<'a>(
     secrets: impl IntoIterator<Item = &'a Secret>,

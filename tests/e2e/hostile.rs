@@ -834,3 +834,54 @@ async fn a_tarpit_server_meets_the_reconcile_deadline() {
         started.elapsed()
     );
 }
+
+/// Item 9, namespace deletion (real API server, with kube-controller-manager's namespace
+/// controller): deleting the namespace of a `Restore` policy takes its credentials and its
+/// restore point with it; the operator restores when it still can and otherwise lets the
+/// policy go with a `RestoreSkipped` Event, so the namespace is deleted instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_namespace_of_a_restore_policy_does_not_hang() {
+    let key = "Custom.Hostile.NamespaceGone";
+    let mut world = World::start().await;
+    if !world.start_garbage_collector().await {
+        println!(
+            "SKIPPED on the emulator: deleting_the_namespace_of_a_restore_policy_does_not_hang needs kube-controller-manager's namespace controller"
+        );
+        return;
+    }
+    world.put_good_credentials("admin").await;
+    world.sim.set_directly(&world.scope(), key, "before");
+    world
+        .create_policy(&restore_policy(&world, "doomed", key, "policy"))
+        .await;
+    // Cluster-wide RBAC (the chart's default): a Role in the namespace is deleted with it, and
+    // then nothing could finish the deletion (docs/operations.md, "Deleting a namespace").
+    world.spawn_operator_watching(None, &[]).await;
+    world.wait_reason("doomed", "Applied", SECS_20).await;
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(world.client.clone());
+    namespaces
+        .delete(NS, &DeleteParams::default())
+        .await
+        .expect("delete the namespace");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while namespaces
+        .get_opt(NS)
+        .await
+        .expect("get namespace")
+        .is_some()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the namespace is still being deleted after 120 s:\n{}",
+            world.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let logs = world.logs();
+    let restored = world.stored_value(key).as_deref() == Some("before");
+    assert!(
+        restored || logs.contains("restore skipped"),
+        "neither restored nor reported as skipped:\n{logs}"
+    );
+}

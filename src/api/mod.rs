@@ -277,6 +277,26 @@ pub struct IdentitySettingPolicyStatus {
     /// reported instead of silently skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_point: Option<RestorePointRecord>,
+    /// What the last settled check acted on, so that a restarted operator decides as the one
+    /// before it would have: whether a difference found next is drift (same inputs) or a change
+    /// (new inputs), and which keys the identity service refused for these inputs (not written
+    /// again until they change). Never a value: a digest of versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<SyncInputs>,
+}
+
+/// The inputs a check acted on (see [`IdentitySettingPolicyStatus::inputs`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncInputs {
+    /// SHA-256 (hex) of the declared settings (`spec.settings`) and the resourceVersions of
+    /// the Secrets their values came from — never of a Secret's value.
+    #[schemars(length(max = 64))]
+    pub digest: String,
+    /// The keys the identity service did not keep when these inputs were written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub not_accepted: Vec<String>,
 }
 
 /// The record of a restore point the operator wrote: its Secret and a digest of its content.

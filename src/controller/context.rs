@@ -1,7 +1,7 @@
 //! State shared by every reconcile: API clients, caches, metrics and settings.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,13 +13,12 @@ use super::ownership::Ownership;
 use super::queue::WorkQueue;
 use super::secrets::SecretCache;
 use super::servers::ServerCatalog;
-use crate::api::{IdentitySettingPolicy, IdentitySettingPolicyStatus, ServerBudget};
+use crate::api::{IdentitySettingPolicy, ServerBudget};
 use crate::identity::auth::Credentials;
 use crate::identity::budget::BudgetLimits;
 use crate::identity::client::{IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
 use crate::identity::retry::{RetryPolicy, backoff_delay};
-use crate::identity::types::SettingValue;
 use crate::metrics::Metrics;
 
 /// Operator-wide settings that affect reconciles.
@@ -98,8 +97,9 @@ pub struct Context {
     leadership: Option<tokio::sync::watch::Receiver<Option<bool>>>,
 }
 
-/// In-memory state of one policy; lost on restart, which only costs a new token and may label
-/// the first write after a restart `DriftCorrected` instead of `Applied`.
+/// In-memory state of one policy: caches only. Dropping any of it at any moment (a restart
+/// does) changes no reason, no Event and no write — what a decision needs is in status
+/// ([`crate::reconcile::inputs`]); this costs at most a new token or a short wait.
 #[derive(Default)]
 struct PolicyMemory {
     /// The identity client (a handle on the server's shared connection pool and the credential
@@ -108,31 +108,25 @@ struct PolicyMemory {
     client: Option<(u64, IdentityClient)>,
     /// Consecutive transient failures, for exponential backoff.
     failures: u32,
-    /// Fingerprint of the desired values at the last successful sync: a write with the same
-    /// desired values corrects drift; with different ones (a rotated Secret) it applies a change.
-    synced: Option<u64>,
-    /// Desired values the server would not keep, and the keys concerned: not written again
-    /// until the desired values change.
-    rejected: Option<(u64, Vec<String>)>,
-    /// The last status this process wrote, and the status the watch cache showed then.
-    status: Option<WrittenStatus>,
+    /// After this process wrote the policy: the version it wrote over. A watch cache still
+    /// showing that version lags behind our own write, and a reconcile waits for it instead of
+    /// deciding from a status that is no longer there.
+    lagging: Option<Expectation>,
 }
 
-/// Status writes not yet seen in the watch cache, remembered so that a reconcile running on a
-/// cache that lags behind (a Secret event right after an apply, say) starts from what was
-/// written rather than from an older status — which would rewrite `Applied` as `InSync`.
-struct WrittenStatus {
+/// The resourceVersion expectation of one write (see [`PolicyMemory::lagging`]).
+struct Expectation {
     /// The policy object written to: a policy recreated under the same name is another one.
     uid: Option<String>,
-    /// Statuses our writes replaced that a lagging cache may still show.
-    superseded: Vec<Option<IdentitySettingPolicyStatus>>,
-    /// The status as the API server returned it after our last write (what the cache will show).
-    written: IdentitySettingPolicyStatus,
+    /// The resourceVersion the write replaced.
+    stale: String,
+    /// When the write was made: an expectation is given up after [`EXPECTATION_TIMEOUT`].
+    since: std::time::Instant,
 }
 
-/// How many superseded statuses are kept; more writes than this within one cache lag are not
-/// expected (each needs a reconcile).
-const MAX_SUPERSEDED: usize = 8;
+/// How long a reconcile waits at most for the cache to show our own write (a watch that lags
+/// longer is broken; it is then decided from the cache as it is).
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Context {
     /// Builds the context; `instance` names this replica in Events.
@@ -261,19 +255,19 @@ impl Context {
         gone.len()
     }
 
-    /// Drops remembered status writes the watch cache has caught up with (`current` gives a
-    /// policy's status as cached), so a policy's memory is a few numbers between reconciles.
-    pub fn drop_caught_up_statuses<'a>(
+    /// Drops the expectations the watch cache has met (`current` gives a policy's cached
+    /// resourceVersion), so a policy's memory is a few numbers between reconciles.
+    pub fn drop_met_expectations<'a>(
         &self,
-        current: impl Fn(&ObjectRef<IdentitySettingPolicy>) -> Option<&'a IdentitySettingPolicyStatus>,
+        current: impl Fn(&ObjectRef<IdentitySettingPolicy>) -> Option<&'a str>,
     ) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         for (policy, m) in memory.iter_mut() {
-            if m.status
+            if m.lagging
                 .as_ref()
-                .is_some_and(|w| current(policy) == Some(&w.written))
+                .is_some_and(|e| current(policy) != Some(e.stale.as_str()))
             {
-                m.status = None;
+                m.lagging = None;
             }
         }
     }
@@ -316,125 +310,50 @@ impl Context {
         }
     }
 
-    /// A fingerprint of desired values (keyed per process; never stored or shown).
-    pub fn fingerprint(&self, desired: &[SettingValue]) -> u64 {
-        let mut hasher = self.fingerprint_key.build_hasher();
-        for d in desired {
-            d.key.hash(&mut hasher);
-            d.value.hash(&mut hasher);
-        }
-        hasher.finish()
-    }
-
-    /// Whether a write now corrects drift: the desired values are the ones last synced (or
-    /// unknown, after a restart).
-    pub fn same_desired_as_last_sync(
-        &self,
-        policy: &ObjectRef<IdentitySettingPolicy>,
-        fingerprint: u64,
-    ) -> bool {
-        self.read_memory(policy, |m| {
-            m.and_then(|m| m.synced).is_none_or(|f| f == fingerprint)
-        })
-    }
-
-    /// Records a successful sync of these desired values.
-    pub fn remember_synced(&self, policy: &ObjectRef<IdentitySettingPolicy>, fingerprint: u64) {
-        self.with_memory(policy, |m| {
-            m.synced = Some(fingerprint);
-            m.rejected = None;
-        });
-    }
-
-    /// The keys the server would not keep for exactly these desired values, if so.
-    pub fn rejected_keys(
-        &self,
-        policy: &ObjectRef<IdentitySettingPolicy>,
-        fingerprint: u64,
-    ) -> Option<Vec<String>> {
-        self.read_memory(policy, |m| {
-            m?.rejected
-                .as_ref()
-                .filter(|(f, _)| *f == fingerprint)
-                .map(|(_, k)| k.clone())
-        })
-    }
-
-    /// The status a reconcile should start from when the cached policy (`uid`) shows `cached`:
-    /// the one this process last wrote while the cache still shows a status that write
-    /// superseded; `None` when the cache is current — it caught up, or shows a status someone
-    /// else wrote — which also ends the remembering.
-    pub fn newer_status(
+    /// Whether the cached policy (`uid` at `version`) is the one this process last wrote
+    /// over: the cache has not caught up with our own write yet. Ends the expectation once it
+    /// has (or after [`EXPECTATION_TIMEOUT`]).
+    pub fn cache_lags(
         &self,
         policy: &ObjectRef<IdentitySettingPolicy>,
         uid: Option<&str>,
-        cached: Option<&IdentitySettingPolicyStatus>,
-    ) -> Option<IdentitySettingPolicyStatus> {
+        version: Option<&str>,
+    ) -> bool {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        let m = memory.get_mut(policy)?;
-        {
-            let lagging = m.status.as_ref().is_some_and(|w| {
-                w.uid.as_deref() == uid
-                    && Some(&w.written) != cached
-                    && w.superseded.iter().any(|s| s.as_ref() == cached)
-            });
-            if lagging {
-                m.status.as_ref().map(|w| w.written.clone())
-            } else {
-                m.status = None;
-                None
-            }
+        let Some(m) = memory.get_mut(policy) else {
+            return false;
+        };
+        let lags = m.lagging.as_ref().is_some_and(|e| {
+            e.uid.as_deref() == uid
+                && version == Some(e.stale.as_str())
+                && e.since.elapsed() < EXPECTATION_TIMEOUT
+        });
+        if !lags {
+            m.lagging = None;
         }
+        lags
     }
 
-    /// Records a status write to the policy `uid`: `written` as the server returned it, over
-    /// `started_from` (the status the reconcile began with) while the cache showed `cached`.
-    pub fn remember_status(
+    /// Records that this process wrote the policy `uid`, replacing version `stale` with
+    /// `written` (as the API server answered). A write that changed nothing (the same version)
+    /// expects nothing.
+    pub fn expect_newer(
         &self,
         policy: &ObjectRef<IdentitySettingPolicy>,
         uid: Option<String>,
-        started_from: Option<IdentitySettingPolicyStatus>,
-        cached: Option<IdentitySettingPolicyStatus>,
-        written: IdentitySettingPolicyStatus,
+        stale: Option<String>,
+        written: Option<&str>,
     ) {
+        let Some(stale) = stale.filter(|s| Some(s.as_str()) != written) else {
+            return;
+        };
         self.with_memory(policy, |m| {
-            let mut superseded = match m.status.take() {
-                Some(w) if w.uid == uid => w.superseded,
-                _ => Vec::new(),
-            };
-            for status in [cached, started_from] {
-                if !superseded.contains(&status) {
-                    superseded.push(status);
-                }
-            }
-            if superseded.len() > MAX_SUPERSEDED {
-                superseded.drain(..superseded.len() - MAX_SUPERSEDED);
-            }
-            m.status = Some(WrittenStatus {
+            m.lagging = Some(Expectation {
                 uid,
-                superseded,
-                written,
+                stale,
+                since: std::time::Instant::now(),
             });
         });
-    }
-
-    /// Forgets remembered status writes (after a failed write: what the server holds is unknown,
-    /// so the cache is trusted).
-    pub fn forget_status(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = memory.get_mut(policy) {
-            m.status = None;
-        }
-    }
-
-    /// Records that the server would not keep these desired values for `keys`.
-    pub fn remember_rejected(
-        &self,
-        policy: &ObjectRef<IdentitySettingPolicy>,
-        fingerprint: u64,
-        keys: Vec<String>,
-    ) {
-        self.with_memory(policy, |m| m.rejected = Some((fingerprint, keys)));
     }
 }
 
@@ -460,13 +379,6 @@ mod tests {
             ..ReconcileSettings::default()
         };
         Context::new(client, Arc::new(Metrics::default()), settings, None)
-    }
-
-    fn desired(value: &str) -> Vec<SettingValue> {
-        vec![SettingValue {
-            key: "A".into(),
-            value: value.into(),
-        }]
     }
 
     #[tokio::test]
@@ -504,91 +416,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fingerprints_tell_drift_from_new_desired_values() {
+    async fn a_cache_showing_the_version_we_wrote_over_lags_until_it_moves() {
         let ctx = context();
         let p = ObjectRef::new("p").within("ns");
-        let (v1, v2) = (
-            ctx.fingerprint(&desired("1")),
-            ctx.fingerprint(&desired("2")),
-        );
-        assert_ne!(v1, v2);
         assert!(
-            ctx.same_desired_as_last_sync(&p, v1),
-            "unknown after a restart: counts as drift"
+            !ctx.cache_lags(&p, Some("u"), Some("1")),
+            "nothing written yet"
         );
-        ctx.remember_synced(&p, v1);
-        assert!(ctx.same_desired_as_last_sync(&p, v1));
+        ctx.expect_newer(&p, Some("u".into()), Some("1".into()), Some("2"));
         assert!(
-            !ctx.same_desired_as_last_sync(&p, v2),
-            "a rotated Secret is a change, not drift"
+            ctx.cache_lags(&p, Some("u"), Some("1")),
+            "still the old version"
+        );
+        assert!(!ctx.cache_lags(&p, Some("u2"), Some("1")), "another object");
+        assert!(!ctx.cache_lags(&p, Some("u"), Some("2")), "caught up");
+        assert!(
+            !ctx.cache_lags(&p, Some("u"), Some("1")),
+            "once caught up, the expectation is gone"
         );
     }
 
     #[tokio::test]
-    async fn rejected_values_are_remembered_until_the_desired_values_change() {
+    async fn a_write_that_changed_nothing_expects_nothing() {
         let ctx = context();
         let p = ObjectRef::new("p").within("ns");
-        let v1 = ctx.fingerprint(&desired("010"));
-        ctx.remember_rejected(&p, v1, vec!["A".into()]);
-        assert_eq!(ctx.rejected_keys(&p, v1), Some(vec!["A".into()]));
-        assert_eq!(ctx.rejected_keys(&p, ctx.fingerprint(&desired("10"))), None);
-        ctx.remember_synced(&p, v1);
-        assert_eq!(ctx.rejected_keys(&p, v1), None, "a later success clears it");
-        ctx.forget(&p);
-    }
-
-    #[tokio::test]
-    async fn a_lagging_cache_yields_the_status_last_written_until_it_catches_up() {
-        let ctx = context();
-        let p = ObjectRef::new("p").within("ns");
-        let status = |generation| IdentitySettingPolicyStatus {
-            observed_generation: Some(generation),
-            ..IdentitySettingPolicyStatus::default()
-        };
-        let uid = Some("u1");
-        assert_eq!(ctx.newer_status(&p, uid, None), None, "nothing written yet");
-
-        // First write over no status; a second one before the cache showed the first.
-        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
-        assert_eq!(ctx.newer_status(&p, uid, None), Some(status(1)));
-        ctx.remember_status(&p, uid.map(Into::into), Some(status(1)), None, status(2));
-        assert_eq!(ctx.newer_status(&p, uid, None), Some(status(2)));
-        assert_eq!(
-            ctx.newer_status(&p, uid, Some(&status(1))),
-            Some(status(2)),
-            "the cache showing the intermediate write still lags"
-        );
-
-        assert_eq!(
-            ctx.newer_status(&p, uid, Some(&status(2))),
-            None,
-            "caught up"
-        );
-        assert_eq!(
-            ctx.newer_status(&p, uid, None),
-            None,
-            "after catching up, a cleared status is news, not lag"
-        );
-
-        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
-        assert_eq!(
-            ctx.newer_status(&p, Some("u2"), None),
-            None,
-            "a policy recreated under the same name is another object"
-        );
-        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
-        assert_eq!(
-            ctx.newer_status(&p, uid, Some(&status(7))),
-            None,
-            "a status this process never replaced is the cache's own news"
-        );
-        ctx.remember_status(&p, uid.map(Into::into), None, None, status(1));
-        ctx.forget_status(&p);
-        assert_eq!(
-            ctx.newer_status(&p, uid, None),
-            None,
-            "forgotten after a failed write"
-        );
+        ctx.expect_newer(&p, Some("u".into()), Some("1".into()), Some("1"));
+        assert!(!ctx.cache_lags(&p, Some("u"), Some("1")));
+        assert_eq!(ctx.remembered_policies(), 0);
     }
 
     #[tokio::test]
@@ -599,40 +453,27 @@ mod tests {
             ObjectRef::new("b").within("ns"),
             ObjectRef::new("never-reconciled").within("ns"),
         );
-        let fp = ctx.fingerprint(&desired("1"));
-        ctx.remember_synced(&a, fp);
-        ctx.remember_synced(&b, fp);
-        assert!(ctx.same_desired_as_last_sync(&never, fp));
-        assert_eq!(ctx.rejected_keys(&never, fp), None);
-        assert_eq!(ctx.newer_status(&never, None, None), None);
+        ctx.expect_newer(&a, None, Some("1".into()), Some("2"));
+        ctx.expect_newer(&b, None, Some("1".into()), Some("2"));
+        assert!(!ctx.cache_lags(&never, None, Some("1")));
         ctx.reset_backoff(&never);
-        ctx.forget_status(&never);
         assert_eq!(ctx.remembered_policies(), 2, "reads created no entry");
         assert_eq!(ctx.retain(|p| *p == a), 1, "b is gone");
         assert_eq!(ctx.remembered_policies(), 1);
     }
 
     #[tokio::test]
-    async fn a_status_write_the_cache_shows_is_no_longer_remembered() {
+    async fn expectations_the_cache_met_are_dropped() {
         let ctx = context();
         let p = ObjectRef::new("p").within("ns");
-        let written = IdentitySettingPolicyStatus {
-            observed_generation: Some(1),
-            ..IdentitySettingPolicyStatus::default()
-        };
-        ctx.remember_status(&p, Some("u".into()), None, None, written.clone());
-        ctx.drop_caught_up_statuses(|_| None);
-        assert_eq!(
-            ctx.newer_status(&p, Some("u"), None),
-            Some(written.clone()),
+        ctx.expect_newer(&p, Some("u".into()), Some("1".into()), Some("2"));
+        ctx.drop_met_expectations(|_| Some("1"));
+        assert!(
+            ctx.cache_lags(&p, Some("u"), Some("1")),
             "still lagging: kept"
         );
-        ctx.drop_caught_up_statuses(|_| Some(&written));
-        assert_eq!(
-            ctx.newer_status(&p, Some("u"), None),
-            None,
-            "caught up: dropped"
-        );
+        ctx.drop_met_expectations(|_| Some("2"));
+        assert!(!ctx.cache_lags(&p, Some("u"), Some("1")), "met: dropped");
     }
 
     #[test]

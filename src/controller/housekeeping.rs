@@ -127,7 +127,15 @@ fn prune(ctx: &Context, stores: &[Store<Guarded>]) -> usize {
         .map(|p| format!("{}/{}", p.namespace.as_deref().unwrap_or_default(), p.name))
         .collect();
     ctx.ownership.retain(|name| names.contains(name));
-    ctx.drop_caught_up_statuses(|p| live.get(p)?.0.as_ref().ok()?.status.as_ref());
+    ctx.drop_met_expectations(|p| {
+        live.get(p)?
+            .0
+            .as_ref()
+            .ok()?
+            .metadata
+            .resource_version
+            .as_deref()
+    });
     if forgotten > 0 {
         debug!(forgotten, "pruned state of policies that no longer exist");
     }

@@ -20,11 +20,14 @@ use super::error;
 use super::error::{ReconcileError, Recovery};
 use super::restore;
 use super::servers::HeldServer;
-use crate::api::{DeletionPolicy, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus};
+use crate::api::{
+    DeletionPolicy, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus, SyncInputs,
+};
 use crate::identity::client::IdentityClient;
 use crate::identity::redact::Redactor;
 use crate::reconcile::claims::{PolicyName, conflict_message};
 use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
+use crate::reconcile::inputs::{self, SecretVersions};
 use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{
     Resolved, SecretData, referenced_secrets, resolve, resolve_from, secret_keys, server_secrets,
@@ -110,17 +113,17 @@ async fn apply(
     api: &Api<IdentitySettingPolicy>,
     oref: &ObjectRef<IdentitySettingPolicy>,
 ) -> Result<Action, ReconcileError> {
-    let cached_status = policy.status.clone();
-    let uid = policy.metadata.uid.clone();
-    let policy = match ctx.newer_status(oref, uid.as_deref(), cached_status.as_ref()) {
-        Some(written) => Arc::new(IdentitySettingPolicy {
-            status: Some(written),
-            ..(*policy).clone()
-        }),
-        None => policy,
-    };
+    // Our own last write is not in the cache yet: deciding from the status it replaced would
+    // undo it (an `Applied` rewritten as `InSync`). Look again once the cache caught up.
+    if ctx.cache_lags(
+        oref,
+        policy.metadata.uid.as_deref(),
+        policy.metadata.resource_version.as_deref(),
+    ) {
+        return Ok(Action::requeue(CACHE_LAG_RETRY));
+    }
 
-    let mut redactor = Redactor::default();
+    let mut found = Findings::default();
     let now = jiff::Timestamp::now();
     let (outcome, action) = match validate_policy(ctx, &policy).await {
         Ok(valid) if let Some(suspension) = valid.suspended_at(now) => {
@@ -145,50 +148,45 @@ async fn apply(
                 .ownership
                 .owned_by_others(&policy, &valid.base_url)
                 .await;
-            let mut differing = None;
             let deadline = ctx.settings.reconcile_deadline;
             let calls = async {
                 if owned.is_empty() {
-                    sync(&policy, &valid, ctx, oref, &mut redactor, &mut differing).await
+                    sync(&policy, &valid, ctx, oref, &mut found).await
                 } else {
-                    sync_unowned(
-                        &policy,
-                        &valid,
-                        &owned,
-                        ctx,
-                        oref,
-                        &mut redactor,
-                        &mut differing,
-                    )
-                    .await
+                    sync_unowned(&policy, &valid, &owned, ctx, oref, &mut found).await
                 }
             };
             let result = tokio::time::timeout(deadline, calls)
                 .await
                 .unwrap_or(Err(ReconcileError::DeadlineExceeded(deadline)));
-            decide(ctx, oref, result, valid.resync, &redactor, differing)
+            decide(ctx, oref, result, valid.resync, &mut found)
         }
         Err(error) => decide(
             ctx,
             oref,
             Err(error),
             resync_interval(&policy.spec),
-            &redactor,
-            None,
+            &mut found,
         ),
     };
-    match report(ctx, api, &policy, oref, &outcome).await {
-        Ok(Some(written)) => {
-            let started_from = policy.status.clone();
-            ctx.remember_status(oref, uid, started_from, cached_status, written);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            ctx.forget_status(oref);
-            return Err(e);
-        }
-    }
+    report(ctx, api, &policy, oref, &outcome, &found).await?;
     Ok(action)
+}
+
+/// How soon a reconcile that found the cache behind our own write looks again.
+const CACHE_LAG_RETRY: Duration = Duration::from_millis(200);
+
+/// What one reconcile found on its way, besides its outcome.
+#[derive(Default)]
+struct Findings {
+    /// The secret values read (and saved values written), cut out of every message.
+    redactor: Redactor,
+    /// The keys found differing, for status should the write fail.
+    differing: Option<Vec<String>>,
+    /// The inputs the check settled (in sync, or written and refused): `status.inputs`.
+    settled: Option<SyncInputs>,
+    /// The reason of the Event already published before the write (see [`sync`]).
+    announced: Option<&'static str>,
 }
 
 /// Checks the policy with the server it uses: its inline `spec.server`, or the server its
@@ -227,14 +225,13 @@ async fn validate_policy(
 
 /// Turns a sync result into what status shows and when to look again: the resync interval after
 /// success or an error that needs the user; exponential backoff (or the server's `Retry-After`)
-/// after a transient one. `differing`: the keys a failed reconcile had found differing.
+/// after a transient one.
 fn decide(
     ctx: &Context,
     oref: &ObjectRef<IdentitySettingPolicy>,
     result: Result<Outcome, ReconcileError>,
     resync: Duration,
-    redactor: &Redactor,
-    differing: Option<Vec<String>>,
+    found: &mut Findings,
 ) -> (Outcome, Action) {
     let error = match result {
         Ok(outcome) => {
@@ -251,25 +248,27 @@ fn decide(
         }
     };
     // The server's own words may quote a value it refused: take every secret out first.
-    let message = redactor.redact(&error.to_string());
+    let message = found.redactor.redact(&error.to_string());
     warn!(reason = error.reason(), %message, ?delay, "policy not in sync");
     let outcome = Outcome::Failed {
         reason: error.reason(),
         message,
-        differing,
+        differing: found.differing.take(),
     };
     (outcome, Action::requeue(delay))
 }
 
-/// Publishes an Event (first, so a failed status write cannot lose it), writes status when it
-/// changed, and updates metrics. Returns the status written, if any.
+/// Publishes an Event (first, so a failed status write cannot lose it; not again when the
+/// write was announced before it was made), writes status when it changed, and updates
+/// metrics.
 async fn report(
     ctx: &Context,
     api: &Api<IdentitySettingPolicy>,
     policy: &IdentitySettingPolicy,
     oref: &ObjectRef<IdentitySettingPolicy>,
     outcome: &Outcome,
-) -> Result<Option<IdentitySettingPolicyStatus>, ReconcileError> {
+    found: &Findings,
+) -> Result<(), ReconcileError> {
     // Events and status are writes too: a replica that no longer leads makes none.
     if !ctx.leading() {
         return Err(ReconcileError::NotLeading);
@@ -279,23 +278,28 @@ async fn report(
     let old_reason = old
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
         .map(|c| c.reason.as_str());
-    if event_worthy(old_reason, outcome) {
+    if event_worthy(old_reason, outcome) && found.announced != Some(outcome.reason()) {
         publish_event(ctx, policy, outcome, keys.len()).await;
     }
-    let next = next_status(
+    let mut next = next_status(
         old,
         policy.meta().generation,
         &keys,
         outcome,
         jiff::Timestamp::now(),
     );
-    let written = if old != Some(&next) {
+    if let Some(settled) = &found.settled {
+        next.inputs = Some(settled.clone());
+    }
+    if old != Some(&next) {
         let stored = write_status(api, &policy.name_any(), &next).await?;
-        // What the server stored (timestamps in its precision) is what the cache will show.
-        Some(stored.status.unwrap_or(next))
-    } else {
-        None
-    };
+        ctx.expect_newer(
+            oref,
+            policy.metadata.uid.clone(),
+            policy.metadata.resource_version.clone(),
+            stored.metadata.resource_version.as_deref(),
+        );
+    }
     let corrected = match outcome {
         Outcome::Synced {
             reason: r, written, ..
@@ -310,38 +314,43 @@ async fn report(
         corrected,
         drifted,
     );
-    Ok(written)
+    Ok(())
 }
 
-/// Resolves Secrets, reads the server, writes what differs; returns what happened. Fills
-/// `redactor` with the secret values it read, and `differing` with the keys found differing
-/// (for status, should the write fail).
+/// Resolves Secrets, reads the server, writes what differs; returns what happened, and notes in
+/// `found` the secret values read, the keys found differing and the inputs settled.
+///
+/// A write is announced by its Event before the PUT: should the process die between the PUT
+/// and the status write, the write still shows in what users see (and the restarted operator,
+/// finding the server in sync, writes nothing more).
 async fn sync(
     policy: &IdentitySettingPolicy,
     valid: &ValidPolicy,
     ctx: &Context,
     oref: &ObjectRef<IdentitySettingPolicy>,
-    redactor: &mut Redactor,
-    differing: &mut Option<Vec<String>>,
+    found: &mut Findings,
 ) -> Result<Outcome, ReconcileError> {
-    let (resolved, client) = connect(policy, valid, ctx, oref, redactor, &[]).await?;
+    let (resolved, client, versions) =
+        connect(policy, valid, ctx, oref, &mut found.redactor, &[]).await?;
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
     let actual = client.get_settings(&valid.scope, &keys).await?;
     let plan = plan(&resolved.desired, &actual, &valid.scope);
-    *differing = Some(plan.keys());
-    let fingerprint = ctx.fingerprint(&resolved.desired);
-    let rejected_before = ctx.rejected_keys(oref, fingerprint);
-    match before_write(&plan, valid.mode, rejected_before.as_deref()) {
+    found.differing = Some(plan.keys());
+    let status = policy.status.as_ref();
+    let declared = serde_json::to_string(&policy.spec.settings).unwrap_or_default();
+    let digest = inputs::digest(&declared, &versions);
+    match before_write(&plan, valid.mode, inputs::refused_before(status, &digest)) {
         BeforeWrite::Report(outcome) => {
             if let Outcome::Drifted { keys, .. } = &outcome {
                 info!(?keys, "settings differ from the policy (observe mode)");
             } else {
-                ctx.remember_synced(oref, fingerprint);
+                found.settled = Some(inputs::settled(digest, vec![]));
             }
             return Ok(outcome);
         }
         BeforeWrite::Plan => {
-            let changes = planned_changes(&plan, |k| valid.is_secret(k), |v| redactor.redact(v));
+            let changes =
+                planned_changes(&plan, |k| valid.is_secret(k), |v| found.redactor.redact(v));
             info!(keys = ?plan.keys(), "settings differ from the policy (plan mode)");
             return Ok(Outcome::Planned {
                 ids: plan.ids,
@@ -357,17 +366,25 @@ async fn sync(
     if policy.spec.deletion_policy == Some(DeletionPolicy::Restore) {
         restore::save_before_write(ctx, policy, valid, &plan).await?;
     }
+    // Drift when this generation was in sync with these same inputs; else a change applied.
+    let server_changed =
+        was_in_sync(status, policy.meta().generation) && inputs::same_inputs(status, &digest);
+    let announced = if server_changed {
+        reason::DRIFT_CORRECTED
+    } else {
+        reason::APPLIED
+    };
+    publish_write(ctx, policy, announced, &plan.keys(), valid.settings.len()).await;
+    found.announced = Some(announced);
     let returned = client.put_settings(&valid.scope, &plan.writes).await?;
-    let server_changed = was_in_sync(policy.status.as_ref(), policy.meta().generation)
-        && ctx.same_desired_as_last_sync(oref, fingerprint);
     let keys = plan.keys();
     match after_write(plan, &returned, &valid.scope, server_changed) {
         AfterWrite::NotAccepted(rejected) => {
-            ctx.remember_rejected(oref, fingerprint, rejected.clone());
+            found.settled = Some(inputs::settled(digest, rejected.clone()));
             Err(ReconcileError::NotAccepted(rejected))
         }
         AfterWrite::Synced(outcome) => {
-            ctx.remember_synced(oref, fingerprint);
+            found.settled = Some(inputs::settled(digest, vec![]));
             info!(?keys, reason = outcome.reason(), "wrote settings");
             Ok(outcome)
         }
@@ -376,15 +393,13 @@ async fn sync(
 
 /// Syncs only the keys no older policy owns, then reports `Conflict` naming the others and
 /// their owners (with what the sync of the rest found). Owned keys are never read or written.
-#[allow(clippy::too_many_arguments)] // `sync`'s arguments, plus the owned keys
 async fn sync_unowned(
     policy: &IdentitySettingPolicy,
     valid: &ValidPolicy,
     owned: &[(String, PolicyName)],
     ctx: &Context,
     oref: &ObjectRef<IdentitySettingPolicy>,
-    redactor: &mut Redactor,
-    differing: &mut Option<Vec<String>>,
+    found: &mut Findings,
 ) -> Result<Outcome, ReconcileError> {
     let keys: Vec<String> = owned.iter().map(|(k, _)| k.clone()).collect();
     let rest = valid.without(&keys);
@@ -392,7 +407,7 @@ async fn sync_unowned(
     let mut message = conflict_message(owned, total);
     let mut left = Some(vec![]);
     if !rest.settings.is_empty() {
-        let outcome = sync(policy, &rest, ctx, oref, redactor, differing).await?;
+        let outcome = sync(policy, &rest, ctx, oref, found).await?;
         message.push_str(&format!(
             ". The other settings: {}",
             outcome.message(rest.settings.len())
@@ -411,7 +426,8 @@ async fn sync_unowned(
 
 /// Resolves the policy's Secrets and gets a client of its identity server. Every secret value
 /// read (and `also_secret`) goes to `redactor`, which the client applies to server texts before
-/// it cuts them, and `decide` to the final message.
+/// it cuts them, and `decide` to the final message. Also returns the versions of the Secrets
+/// the setting values came from (the inputs of [`crate::reconcile::inputs`]).
 async fn connect(
     policy: &IdentitySettingPolicy,
     valid: &ValidPolicy,
@@ -419,19 +435,40 @@ async fn connect(
     oref: &ObjectRef<IdentitySettingPolicy>,
     redactor: &mut Redactor,
     also_secret: &[&str],
-) -> Result<(Resolved, IdentityClient), ReconcileError> {
+) -> Result<(Resolved, IdentityClient, SecretVersions), ReconcileError> {
     let namespace = policy.namespace().unwrap_or_default();
+    let mut versions = SecretVersions::new();
     let resolved = match &valid.server_secrets_namespace {
         // A ClusterIdentityServer: its Secrets are in its own namespace.
         Some(server_namespace) => {
             let server = fetch_secrets(ctx, valid, server_namespace, server_secrets(valid)).await?;
-            let settings = fetch_secrets(ctx, valid, &namespace, setting_secrets(valid)).await?;
+            let settings = fetch_secrets_versioned(
+                ctx,
+                valid,
+                &namespace,
+                setting_secrets(valid),
+                &mut versions,
+            )
+            .await?;
             resolve_from(valid, &server, &settings)?
         }
-        None => resolve(
-            valid,
-            &fetch_secrets(ctx, valid, &namespace, referenced_secrets(valid)).await?,
-        )?,
+        None => {
+            let mut all = SecretVersions::new();
+            let data = fetch_secrets_versioned(
+                ctx,
+                valid,
+                &namespace,
+                referenced_secrets(valid),
+                &mut all,
+            )
+            .await?;
+            let values_from = setting_secrets(valid);
+            versions = all
+                .into_iter()
+                .filter(|((_, name), _)| values_from.contains(name))
+                .collect();
+            resolve(valid, &data)?
+        }
     };
     *redactor = Redactor::new(
         resolved
@@ -450,7 +487,7 @@ async fn connect(
         )
         .await?
         .redacting(redactor.clone());
-    Ok((resolved, client))
+    Ok((resolved, client, versions))
 }
 
 /// The data of each of the Secrets `names` of `namespace` that exists: from the cache while the
@@ -464,6 +501,18 @@ pub(super) async fn fetch_secrets(
     namespace: &str,
     names: BTreeSet<String>,
 ) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
+    let mut versions = SecretVersions::new();
+    fetch_secrets_versioned(ctx, valid, namespace, names, &mut versions).await
+}
+
+/// [`fetch_secrets`], adding each Secret's resourceVersion to `versions`.
+async fn fetch_secrets_versioned(
+    ctx: &Context,
+    valid: &ValidPolicy,
+    namespace: &str,
+    names: BTreeSet<String>,
+    versions: &mut SecretVersions,
+) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let wanted = secret_keys(valid);
     let none = BTreeSet::new();
@@ -471,6 +520,9 @@ pub(super) async fn fetch_secrets(
     for name in names {
         let keys = wanted.get(&name).unwrap_or(&none);
         if let Some(cached) = ctx.secrets.get(namespace, &name, keys) {
+            if let Some(version) = ctx.secrets.version(namespace, &name) {
+                versions.insert((namespace.to_owned(), name.clone()), version);
+            }
             data.insert(name, (*cached).clone());
             continue;
         }
@@ -480,6 +532,9 @@ pub(super) async fn fetch_secrets(
             .map_err(ReconcileError::SecretRead)?;
         if let Some(secret) = secret {
             let version = secret.metadata.resource_version;
+            if let Some(version) = &version {
+                versions.insert((namespace.to_owned(), name.clone()), version.clone());
+            }
             let held = ctx.secrets.insert(
                 namespace,
                 &name,
@@ -544,7 +599,7 @@ async fn cleanup(
                     _ => error::reason::RESTORE_PENDING,
                 };
                 let outcome = Outcome::failed(reason, message);
-                report(ctx, api, &policy, oref, &outcome).await?;
+                report(ctx, api, &policy, oref, &outcome, &Findings::default()).await?;
                 return Err(error);
             }
         }
@@ -623,7 +678,7 @@ async fn restore_saved(
             .flat_map(|r| &r.writes)
             .map(|w| w.value.as_str())
             .collect();
-        let (_, client) = connect(policy, &valid, ctx, oref, redactor, &saved).await?;
+        let (_, client, _) = connect(policy, &valid, ctx, oref, redactor, &saved).await?;
         for restore in &restores {
             if restore.writes.is_empty() {
                 continue;
@@ -715,6 +770,26 @@ async fn publish_note(
     if let Err(e) = ctx.events.publish(&event, &policy.object_ref(&())).await {
         warn!(error = %e, "could not publish event");
     }
+}
+
+/// Announces a write before it is made: a Normal Event with the reason the write will report
+/// (`Applied` or `DriftCorrected`) and the keys it writes.
+async fn publish_write(
+    ctx: &Context,
+    policy: &IdentitySettingPolicy,
+    reason: &'static str,
+    keys: &[String],
+    total: usize,
+) {
+    let note = truncate(
+        format!(
+            "writing {} of {total} settings: {}",
+            keys.len(),
+            keys.join(", ")
+        ),
+        1024,
+    );
+    publish_note(ctx, policy, EventType::Normal, reason, note).await;
 }
 
 /// Publishes the outcome as an Event (Normal when Ready, Warning otherwise).

@@ -110,6 +110,14 @@ impl SecretCache {
             .then(|| cached.data.clone())
     }
 
+    /// The Secret's version as the watch last reported it (the version [`Self::get`] serves).
+    pub fn version(&self, namespace: &str, name: &str) -> Option<String> {
+        self.lock()
+            .versions
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
     /// Keeps `keys` (and the keys asked for before at the same version) of a Secret just read
     /// from the API server at `version`, dropping the rest of `data`; returns what is kept.
     pub fn insert(

@@ -3,6 +3,7 @@
 
 pub mod claims;
 pub mod decide;
+pub mod inputs;
 pub mod plan;
 pub mod resolve;
 pub mod restore;

@@ -226,6 +226,8 @@ pub fn next_status(
         planned_changes,
         // Written by the restore point's own step (another field manager), kept as it is.
         restore_point: old.restore_point.clone(),
+        // What the last settled check acted on: the caller replaces it when this one settled.
+        inputs: old.inputs.clone(),
     };
     if &next != old && !matches!(outcome, Outcome::Failed { .. }) {
         next.last_sync_time = Some(Time(now));

@@ -32,6 +32,7 @@ struct FaultState {
     fail: Option<Failure>,
     fail_token: Option<Failure>,
     latency: Duration,
+    answer_latency: Duration,
     html: u32,
     drop: u32,
 }
@@ -109,6 +110,12 @@ impl Faults {
         self.lock().latency = latency;
     }
 
+    /// Every PUT the store took waits this long before its answer is sent (a slow way back):
+    /// the write is made, the client does not know yet. Zero turns it off.
+    pub fn set_answer_latency(&self, latency: Duration) {
+        self.lock().answer_latency = latency;
+    }
+
     /// The next `n` Setting requests answer 200 with `Content-Type: text/html` and a login page,
     /// as a misconfigured proxy would.
     pub fn html_next(&self, n: u32) {
@@ -135,6 +142,11 @@ impl Faults {
     /// The configured latency for Setting requests.
     pub(crate) fn latency(&self) -> Duration {
         self.lock().latency
+    }
+
+    /// The configured delay of PUT answers (see [`Self::set_answer_latency`]).
+    pub(crate) fn answer_latency(&self) -> Duration {
+        self.lock().answer_latency
     }
 
     /// Consumes the fault the next Setting request gets, if any.

@@ -184,7 +184,12 @@ async fn setting(
     if parts.method == Method::GET {
         get_settings(&app, parts.uri.query())
     } else {
-        put_settings(&app, &parts.headers, &body)
+        let answer = put_settings(&app, &parts.headers, &body);
+        let delay = app.faults.answer_latency();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        answer
     }
 }
 

@@ -1,4 +1,5 @@
-//! The command line: `run` (the operator), `diff` (a preview for CI), `crd` and `api-docs`.
+//! The command line: `run` (the operator), `diff` (a preview for CI), `crd`, `api-docs` and
+//! `reasons-docs`.
 //! (The identity simulator and the no-cluster demo are binaries of their own crates, never part
 //! of the operator.)
 //!
@@ -32,6 +33,8 @@ pub enum Command {
     Crd,
     /// Print the API reference (docs/reference/api.md) generated from the CRD's schema.
     ApiDocs,
+    /// Print the reasons reference (docs/reference/reasons.md) generated from the `Reason` type.
+    ReasonsDocs,
 }
 
 /// Log output formats.

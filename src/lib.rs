@@ -23,4 +23,5 @@ pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod reconcile;
-pub mod semantics;
+/// What values mean, from the kube-free `settings-core` crate.
+pub use settings_core::semantics;

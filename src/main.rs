@@ -33,6 +33,10 @@ async fn main() -> ExitCode {
             print!("{}", apidocs::reference());
             ExitCode::SUCCESS
         }
+        Command::ReasonsDocs => {
+            print!("{}", settings_core::reason::reference());
+            ExitCode::SUCCESS
+        }
         Command::Diff(args) => ExitCode::from(diff::run(&args).await),
         Command::Run(args) => {
             if let Err(problem) = args.check() {

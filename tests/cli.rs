@@ -30,3 +30,21 @@ fn the_committed_api_reference_is_generated_from_the_current_crd() {
         "docs/reference/api.md is stale: run `cargo run -p identity-settings-operator -- api-docs > docs/reference/api.md`"
     );
 }
+
+#[test]
+fn the_committed_reasons_reference_is_generated_from_the_reason_type() {
+    let out = Command::new(BIN)
+        .arg("reasons-docs")
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/reference/reasons.md"
+    ))
+    .expect("docs/reference/reasons.md is committed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "docs/reference/reasons.md is stale: run `cargo run -p identity-settings-operator -- reasons-docs > docs/reference/reasons.md`"
+    );
+}

@@ -7,6 +7,9 @@
 pub mod limits;
 pub mod server;
 
+pub use settings_core::model::SyncMode;
+pub use settings_core::plan::{ChangeKind, PlannedChange};
+
 pub use server::{
     AllowedNamespaces, AllowedPartition, ClusterIdentityServer, ClusterIdentityServerSpec,
     IdentityServer, IdentityServerSpec, IdentityServerStatus, ServerBudget, ServerKind, ServerRef,
@@ -152,21 +155,6 @@ pub enum AuthMethod {
     BearerToken,
     /// Legacy host-administrator login (Secret keys `username`, `password`, optional `tenancyName`).
     Password,
-}
-
-/// `Enforce` (default) writes every difference to the identity service; `Observe` never writes
-/// and reports differences as `Ready=False`, reason `Drifted`; `Plan` never writes and lists
-/// each change it would make in `status.plannedChanges`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum SyncMode {
-    /// Write every difference to the identity service.
-    #[default]
-    Enforce,
-    /// Never write; report differences with `Ready=False`, reason `Drifted`.
-    Observe,
-    /// Never write; list the changes a write would make (key, current → desired; secret values
-    /// never) in `status.plannedChanges`, with `Ready=False`, reason `ChangesPlanned`.
-    Plan,
 }
 
 /// What deleting the policy does to the settings it managed: `Retain` (default) leaves them;
@@ -321,35 +309,6 @@ pub struct DriftedSetting {
     pub key: String,
     /// When a check first found the key differing (kept while it stays so).
     pub detected_at: Time,
-}
-
-/// One change a write would make (`spec.mode: Plan`, and the `diff` command). Values of keys
-/// taken from a Secret (and of `Email.Smtp.Password`) are never shown, not even as a hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PlannedChange {
-    /// The setting key.
-    pub key: String,
-    /// `Create` when the server has no value for the key yet, `Update` otherwise.
-    pub change: ChangeKind,
-    /// The server's value now (at most 256 characters); absent for a new or secret key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<String>,
-    /// The value the policy would write (at most 256 characters); absent for a secret key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub desired: Option<String>,
-    /// True when the key's values are secret: the change is shown as "changed" only.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub secret: bool,
-}
-
-/// Whether a planned change creates a setting or updates one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub enum ChangeKind {
-    /// The server holds no value for the key (in the policy's partition and user).
-    Create,
-    /// The server holds a value that means something else.
-    Update,
 }
 
 /// The server's record of one managed key. Deliberately no value: values may be secret.

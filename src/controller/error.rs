@@ -4,52 +4,46 @@ use crate::identity::error::{ErrorClass, IdentityError};
 use crate::reconcile::resolve::ResolveError;
 use crate::reconcile::server_ref::ServerRefError;
 
-/// Condition reasons for failures; stable strings that users and alerts can match on.
+/// Condition reasons for failures; stable strings that users and alerts can match on. Each is
+/// a [`Reason`] of the kube-free core, which also says how the operator recovers.
 pub mod reason {
+    use settings_core::reason::Reason;
+
     /// The spec is invalid; the message names the field.
-    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const INVALID_SPEC: &str = Reason::InvalidSpec.as_str();
     /// A referenced Secret is missing.
-    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const SECRET_NOT_FOUND: &str = Reason::SecretNotFound.as_str();
     /// A referenced Secret lacks a key, or its content cannot be used.
-    pub const SECRET_INVALID: &str = "SecretInvalid";
+    pub const SECRET_INVALID: &str = Reason::SecretInvalid.as_str();
     /// The identity service refused the credentials (401).
-    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    pub const CREDENTIALS_REJECTED: &str = Reason::CredentialsRejected.as_str();
     /// The credentials lack `PM.Setting` or admin rights (403).
-    pub const FORBIDDEN: &str = "Forbidden";
+    pub const FORBIDDEN: &str = Reason::Forbidden.as_str();
     /// The identity service could not be reached or answered 5xx.
-    pub const SERVER_UNREACHABLE: &str = "ServerUnreachable";
-    /// The identity service answered 429 (for this or another policy of the same server), or
-    /// the server's request budget is used up: waiting, then retried.
-    pub const THROTTLED: &str = "Throttled";
+    pub const SERVER_UNREACHABLE: &str = Reason::ServerUnreachable.as_str();
+    /// The identity service answered 429, or the server's request budget is used up.
+    pub const THROTTLED: &str = Reason::Throttled.as_str();
     /// The identity service refused the request (400): a value in the policy is wrong.
-    pub const SERVER_REJECTED: &str = "ServerRejected";
+    pub const SERVER_REJECTED: &str = Reason::ServerRejected.as_str();
     /// The URL answered 404: the identity base URL is wrong.
-    pub const ENDPOINT_NOT_FOUND: &str = "EndpointNotFound";
-    /// The identity service answered something that is not its API (a proxy login page, say).
-    pub const UNEXPECTED_RESPONSE: &str = "UnexpectedResponse";
+    pub const ENDPOINT_NOT_FOUND: &str = Reason::EndpointNotFound.as_str();
+    /// The identity service answered something that is not its API.
+    pub const UNEXPECTED_RESPONSE: &str = Reason::UnexpectedResponse.as_str();
     /// The server accepted a write but stored a value that does not mean what was sent.
-    pub const VALUE_NOT_ACCEPTED: &str = "ValueNotAccepted";
+    pub const VALUE_NOT_ACCEPTED: &str = Reason::ValueNotAccepted.as_str();
     /// Talking to the Kubernetes API failed.
-    pub const KUBERNETES_ERROR: &str = "KubernetesError";
+    pub const KUBERNETES_ERROR: &str = Reason::KubernetesError.as_str();
     /// `deletionPolicy: Restore`: the restore point Secret cannot be used.
-    pub const RESTORE_POINT_UNUSABLE: &str = "RestorePointUnusable";
-    /// `deletionPolicy: Restore`: the policy is being deleted and the saved values are not
-    /// written back yet; deletion waits.
-    pub const RESTORE_PENDING: &str = "RestorePending";
+    pub const RESTORE_POINT_UNUSABLE: &str = Reason::RestorePointUnusable.as_str();
+    /// `deletionPolicy: Restore`: deletion waits for the saved values to be written back.
+    pub const RESTORE_PENDING: &str = Reason::RestorePending.as_str();
     /// `spec.serverRef` names a server that does not exist.
-    pub const SERVER_NOT_FOUND: &str = "ServerNotFound";
+    pub const SERVER_NOT_FOUND: &str = Reason::ServerNotFound.as_str();
     /// `spec.serverRef` names a `ClusterIdentityServer` that does not allow the namespace.
-    pub const SERVER_NOT_ALLOWED: &str = "ServerNotAllowed";
+    pub const SERVER_NOT_ALLOWED: &str = Reason::ServerNotAllowed.as_str();
 }
 
-/// How the controller reacts to an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recovery {
-    /// Retry with exponential backoff per policy.
-    Backoff,
-    /// Wait for the policy or its Secrets to change (checked again only at the resync interval).
-    NeedsUser,
-}
+pub use settings_core::reason::Recovery;
 
 /// A failed reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -180,25 +174,7 @@ fn throttled(e: &IdentityError) -> bool {
 /// The recovery a failure reason in a policy's status stands for, so that readers of status (the
 /// demo) can tell "retrying" from "waiting for a fix"; `None` for reasons that are not failures.
 pub fn recovery_of_reason(r: &str) -> Option<Recovery> {
-    match r {
-        reason::SERVER_UNREACHABLE
-        | reason::THROTTLED
-        | reason::UNEXPECTED_RESPONSE
-        | reason::KUBERNETES_ERROR => Some(Recovery::Backoff),
-        reason::INVALID_SPEC
-        | reason::SECRET_NOT_FOUND
-        | reason::SECRET_INVALID
-        | reason::CREDENTIALS_REJECTED
-        | reason::FORBIDDEN
-        | reason::SERVER_REJECTED
-        | reason::ENDPOINT_NOT_FOUND
-        | reason::VALUE_NOT_ACCEPTED
-        | reason::RESTORE_POINT_UNUSABLE
-        | reason::SERVER_NOT_FOUND
-        | reason::SERVER_NOT_ALLOWED => Some(Recovery::NeedsUser),
-        reason::RESTORE_PENDING => Some(Recovery::Backoff),
-        _ => None,
-    }
+    settings_core::reason::Reason::parse(r).and_then(|r| r.recovery())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use crate::api::{
 use crate::identity::client::IdentityClient;
 use crate::identity::redact::Redactor;
 use crate::reconcile::claims::{PolicyName, conflict_message};
-use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write, was_in_sync};
+use crate::reconcile::decide::{AfterWrite, BeforeWrite, after_write, before_write};
 use crate::reconcile::inputs::{self, SecretVersions};
 use crate::reconcile::plan::{plan, planned_changes};
 use crate::reconcile::resolve::{
@@ -36,7 +36,7 @@ use crate::reconcile::resolve::{
 use crate::reconcile::restore::{SKIP_RESTORE_ANNOTATION, SavedScope, restore_writes};
 use crate::reconcile::server_ref::{ServerRefError, referenced, scope_allowed};
 use crate::reconcile::status::{
-    Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
+    Outcome, READY, event_action, event_worthy, next_status, reason, truncate, was_in_sync,
 };
 use crate::reconcile::validate::{
     Suspension, ValidPolicy, resync_interval, setting_scope, validate, validate_with,

@@ -2,11 +2,14 @@
 //! status. No Kubernetes or network I/O happens here; the controller does that around them.
 
 pub mod claims;
-pub mod decide;
+/// Before and after a write (pure), from `settings-core`.
+pub use settings_core::decide;
 pub mod inputs;
-pub mod plan;
+/// The plan of a sync (pure), from `settings-core`.
+pub use settings_core::plan;
 pub mod resolve;
-pub mod restore;
+/// Restore points (pure), from `settings-core`.
+pub use settings_core::restore;
 pub mod server_ref;
 pub mod status;
 pub mod validate;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{AppliedSetting, DriftedSetting, IdentitySettingPolicyStatus, PlannedChange};
+use crate::api::{AppliedSetting, DriftedSetting, IdentitySettingPolicyStatus};
 
 /// The condition type that says whether the identity service holds the policy's settings.
 pub const READY: &str = "Ready";
@@ -16,141 +16,18 @@ pub const READY: &str = "Ready";
 /// service and left them so (apart from `Ready`, which also covers errors and writes).
 pub const DRIFTED: &str = "Drifted";
 
-/// Reasons of the `Ready` condition; stable strings users and alerts can match on.
-pub mod reason {
-    /// The server already held every value.
-    pub const IN_SYNC: &str = "InSync";
-    /// Values from a new or changed policy were written.
-    pub const APPLIED: &str = "Applied";
-    /// Values changed on the server behind the operator's back were written back.
-    pub const DRIFT_CORRECTED: &str = "DriftCorrected";
-    /// Observe mode: the server differs from the policy; nothing was written.
-    pub const DRIFTED: &str = "Drifted";
-    /// `spec.suspend` or `spec.suspendUntil`: nothing was read or written.
-    pub const SUSPENDED: &str = "Suspended";
-    /// Plan mode: the server differs; the changes a write would make are in status.
-    pub const CHANGES_PLANNED: &str = "ChangesPlanned";
-    /// Some keys are managed by an older policy for the same server, partition and user: they
-    /// are not written by this one.
-    pub const CONFLICT: &str = "Conflict";
-    /// `Drifted=False`: the last check found every value as the policy says (or wrote it back).
-    pub const NO_DRIFT: &str = "NoDrift";
-}
+pub use settings_core::outcome::{Outcome, reason};
 
-/// What a reconcile found or did, reduced to what status shows.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// The server now holds every desired value.
-    Synced {
-        /// The reason: [`reason::IN_SYNC`], [`reason::APPLIED`] or [`reason::DRIFT_CORRECTED`].
-        reason: &'static str,
-        /// The server's id of every desired key.
-        ids: BTreeMap<String, i64>,
-        /// The keys written in this reconcile.
-        written: Vec<String>,
-    },
-    /// Observe mode found differences.
-    Drifted {
-        /// Ids of the keys the server has.
-        ids: BTreeMap<String, i64>,
-        /// The keys that differ.
-        keys: Vec<String>,
-    },
-    /// Plan mode found differences: what a write would change.
-    Planned {
-        /// Ids of the keys the server has.
-        ids: BTreeMap<String, i64>,
-        /// The changes, without secret values.
-        changes: Vec<PlannedChange>,
-    },
-    /// The reconcile failed; `reason` is a stable name, `message` says what to fix.
-    Failed {
-        /// The condition reason.
-        reason: &'static str,
-        /// A message without secrets.
-        message: String,
-        /// The keys found differing before it failed (a failed or refused write), or `None`
-        /// when it failed before comparing: status then keeps what the last check found.
-        differing: Option<Vec<String>>,
-    },
-}
-
-impl Outcome {
-    /// The `Ready` condition's reason for this outcome.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Outcome::Synced { reason, .. } | Outcome::Failed { reason, .. } => reason,
-            Outcome::Drifted { .. } => reason::DRIFTED,
-            Outcome::Planned { .. } => reason::CHANGES_PLANNED,
-        }
-    }
-
-    /// A failure before anything was compared.
-    pub fn failed(reason: &'static str, message: String) -> Self {
-        Outcome::Failed {
-            reason,
-            message,
-            differing: None,
-        }
-    }
-
-    /// The keys that differ on the server after this reconcile, if it compared at all.
-    pub fn differing(&self) -> Option<Vec<&str>> {
-        match self {
-            Outcome::Synced { .. } => Some(vec![]),
-            Outcome::Drifted { keys, .. } => Some(keys.iter().map(String::as_str).collect()),
-            Outcome::Planned { changes, .. } => {
-                Some(changes.iter().map(|c| c.key.as_str()).collect())
-            }
-            Outcome::Failed { differing, .. } => differing
-                .as_ref()
-                .map(|keys| keys.iter().map(String::as_str).collect()),
-        }
-    }
-
-    /// Whether `Ready` is true.
-    pub fn ready(&self) -> bool {
-        matches!(self, Outcome::Synced { .. })
-    }
-
-    /// The human message for the `Ready` condition.
-    pub fn message(&self, total: usize) -> String {
-        match self {
-            Outcome::Synced { written, .. } if written.is_empty() => {
-                format!("all {total} settings hold the policy's values")
-            }
-            Outcome::Synced {
-                written, reason, ..
-            } => {
-                let why = if *reason == reason::DRIFT_CORRECTED {
-                    "changed on the server; wrote back"
-                } else {
-                    "wrote"
-                };
-                format!(
-                    "{why} {} of {total} settings: {}",
-                    written.len(),
-                    written.join(", ")
-                )
-            }
-            Outcome::Drifted { keys, .. } => format!(
-                "{} of {total} settings differ from the policy (observe mode, not written): {}",
-                keys.len(),
-                keys.join(", ")
-            ),
-            Outcome::Planned { changes, .. } => format!(
-                "{} of {total} settings would change (plan mode, nothing written; see \
-                 status.plannedChanges): {}",
-                changes.len(),
-                changes
-                    .iter()
-                    .map(|c| c.key.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Outcome::Failed { message, .. } => message.clone(),
-        }
-    }
+/// True when `status` says `generation` was already in sync (Ready=True), or was suspended: a
+/// suspension ending is no new policy, so what differs then is drift (when the desired values
+/// are the ones last synced — the caller checks that).
+pub fn was_in_sync(status: Option<&IdentitySettingPolicyStatus>, generation: Option<i64>) -> bool {
+    status.is_some_and(|s| {
+        s.observed_generation == generation
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == READY && (c.status == "True" || c.reason == reason::SUSPENDED))
+    })
 }
 
 /// The status after a reconcile of a policy with `generation` and the desired `keys`.
@@ -665,7 +542,7 @@ mod tests {
 
     #[test]
     fn plan_mode_lists_its_changes_until_a_check_finds_none() {
-        let change = PlannedChange {
+        let change = crate::api::PlannedChange {
             key: "A".into(),
             change: crate::api::ChangeKind::Update,
             current: Some("1".into()),
@@ -708,5 +585,35 @@ mod tests {
             assert!(m.ends_with('…'));
         }
         assert_eq!(truncate("short".into(), 1024), "short");
+    }
+
+    #[test]
+    fn in_sync_means_ready_for_this_very_generation() {
+        let ready = |status: &str| IdentitySettingPolicyStatus {
+            observed_generation: Some(3),
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: status.into(),
+                reason: "InSync".into(),
+                message: String::new(),
+                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: Some(3),
+            }],
+            ..IdentitySettingPolicyStatus::default()
+        };
+        assert!(was_in_sync(Some(&ready("True")), Some(3)));
+        assert!(!was_in_sync(Some(&ready("True")), Some(4)));
+        assert!(!was_in_sync(Some(&ready("False")), Some(3)));
+        assert!(!was_in_sync(None, Some(3)));
+        let mut suspended = ready("False");
+        suspended.conditions[0].reason = reason::SUSPENDED.into();
+        assert!(
+            was_in_sync(Some(&suspended), Some(3)),
+            "a suspension ending finds drift, not a new policy"
+        );
+        assert!(
+            !was_in_sync(Some(&suspended), Some(4)),
+            "unless the spec changed since"
+        );
     }
 }

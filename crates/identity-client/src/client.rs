@@ -369,24 +369,27 @@ impl IdentityClient {
     ) -> Result<T, IdentityError> {
         let refreshed = AtomicBool::new(false);
         let secrets = self.redactor(sent);
+        let call = SettingRequest {
+            method: &method,
+            url,
+            body: &body,
+        };
         let answer = retry::run(&self.connection.inner.retry, |attempt, budget| {
-            self.setting_attempt(&method, url, &body, attempt, budget, &refreshed, &secrets)
+            self.setting_attempt(&call, attempt, budget, &refreshed, &secrets)
         })
         .await?;
         decode_json(Endpoint::Setting, url.as_str(), &answer, &secrets)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn setting_attempt(
         &self,
-        method: &Method,
-        url: &Url,
-        body: &Body<'_>,
+        call: &SettingRequest<'_>,
         attempt: u32,
         budget: Budget,
         refreshed: &AtomicBool,
         secrets: &Redactor,
     ) -> Result<Answer, IdentityError> {
+        let SettingRequest { method, url, body } = *call;
         let token = self.token(None, attempt, budget).await?;
         let mut answer = self
             .send_setting(method, url, body, &token, attempt, budget)
@@ -709,6 +712,14 @@ pub fn is_secret_key(key: &str) -> bool {
     key.rsplit('.')
         .next()
         .is_some_and(|last| last.eq_ignore_ascii_case("password"))
+}
+
+/// What one Setting call sends, the same on every attempt.
+#[derive(Clone, Copy)]
+struct SettingRequest<'a> {
+    method: &'a Method,
+    url: &'a Url,
+    body: &'a Body<'a>,
 }
 
 #[cfg(test)]

@@ -2,9 +2,40 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::{ChangeKind, PlannedChange};
-use crate::identity::types::{SettingScope, SettingValue, StoredSetting, guid_digits};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
 use crate::semantics::same_meaning;
+use crate::values::{SettingScope, SettingValue, StoredSetting, guid_digits};
+
+/// One change a write would make (`spec.mode: Plan`, and the `diff` command). Values of keys
+/// taken from a Secret (and of `Email.Smtp.Password`) are never shown, not even as a hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedChange {
+    /// The setting key.
+    pub key: String,
+    /// `Create` when the server has no value for the key yet, `Update` otherwise.
+    pub change: ChangeKind,
+    /// The server's value now (at most 256 characters); absent for a new or secret key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// The value the policy would write (at most 256 characters); absent for a secret key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<String>,
+    /// True when the key's values are secret: the change is shown as "changed" only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+}
+
+/// Whether a planned change creates a setting or updates one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ChangeKind {
+    /// The server holds no value for the key (in the policy's partition and user).
+    Create,
+    /// The server holds a value that means something else.
+    Update,
+}
 
 /// What one reconcile has to write, and the ids the server already has.
 #[derive(Debug, Default, PartialEq)]

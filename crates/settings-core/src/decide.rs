@@ -2,10 +2,10 @@
 //! to report, refuse or write — and, after a write, what it achieved. The controller only does
 //! the I/O around these two functions: GET before [`before_write`], PUT between them.
 
-use crate::api::{IdentitySettingPolicyStatus, SyncMode};
-use crate::identity::types::{SettingScope, StoredSetting};
-use crate::reconcile::plan::{SyncPlan, not_accepted, written_ids};
-use crate::reconcile::status::{Outcome, READY, reason};
+use crate::model::SyncMode;
+use crate::outcome::{Outcome, reason};
+use crate::plan::{SyncPlan, not_accepted, written_ids};
+use crate::values::{SettingScope, StoredSetting};
 
 /// What to do once the server's values are known.
 #[derive(Debug, PartialEq)]
@@ -88,26 +88,12 @@ pub fn after_write(
     })
 }
 
-/// True when `status` says `generation` was already in sync (Ready=True), or was suspended: a
-/// suspension ending is no new policy, so what differs then is drift (when the desired values
-/// are the ones last synced — the caller checks that).
-pub fn was_in_sync(status: Option<&IdentitySettingPolicyStatus>, generation: Option<i64>) -> bool {
-    status.is_some_and(|s| {
-        s.observed_generation == generation
-            && s.conditions
-                .iter()
-                .any(|c| c.type_ == READY && (c.status == "True" || c.reason == reason::SUSPENDED))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-
     use super::*;
-    use crate::identity::types::SettingValue;
+    use crate::values::SettingValue;
 
     fn scope() -> SettingScope {
         SettingScope::organization("p-1")
@@ -269,35 +255,5 @@ mod tests {
         // No row for the key at all: not accepted either.
         let after = after_write(plan_with_a_write(), &[], &scope(), false);
         assert_eq!(after, AfterWrite::NotAccepted(vec!["A.Write".into()]));
-    }
-
-    #[test]
-    fn in_sync_means_ready_for_this_very_generation() {
-        let ready = |status: &str| IdentitySettingPolicyStatus {
-            observed_generation: Some(3),
-            conditions: vec![Condition {
-                type_: READY.into(),
-                status: status.into(),
-                reason: "InSync".into(),
-                message: String::new(),
-                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
-                observed_generation: Some(3),
-            }],
-            ..IdentitySettingPolicyStatus::default()
-        };
-        assert!(was_in_sync(Some(&ready("True")), Some(3)));
-        assert!(!was_in_sync(Some(&ready("True")), Some(4)));
-        assert!(!was_in_sync(Some(&ready("False")), Some(3)));
-        assert!(!was_in_sync(None, Some(3)));
-        let mut suspended = ready("False");
-        suspended.conditions[0].reason = reason::SUSPENDED.into();
-        assert!(
-            was_in_sync(Some(&suspended), Some(3)),
-            "a suspension ending finds drift, not a new policy"
-        );
-        assert!(
-            !was_in_sync(Some(&suspended), Some(4)),
-            "unless the spec changed since"
-        );
     }
 }

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::types::{SettingScope, SettingValue, guid_digits};
-use crate::identity::urls::server_identity;
-use crate::reconcile::plan::SyncPlan;
+use crate::plan::SyncPlan;
+use crate::urls::server_identity;
+use crate::values::{SettingScope, SettingValue, guid_digits};
 
 /// The Secret key holding the saved values (JSON).
 pub const DATA_KEY: &str = "values.json";

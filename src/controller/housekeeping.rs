@@ -44,8 +44,11 @@ pub fn queue_request(guard: &Guarded) -> Request {
         .as_ref()
         .and_then(|s| s.observed_generation)
         .is_some_and(|g| Some(g) == meta.generation);
+    // Only Restore policies carry the finalizer: one that has it and should not, or should
+    // and has not, is due at once.
     let finalized = meta.finalizers.iter().flatten().any(|f| f == FINALIZER);
-    let urgent = !applied || !finalized || meta.deletion_timestamp.is_some();
+    let restores = valid.spec.deletion_policy == Some(crate::api::DeletionPolicy::Restore);
+    let urgent = !applied || finalized != restores || meta.deletion_timestamp.is_some();
     Request {
         policy,
         server: server_key(&valid.spec, meta.namespace.as_deref().unwrap_or_default()).into(),

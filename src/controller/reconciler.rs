@@ -82,16 +82,35 @@ async fn reconcile_policy(
     let oref = ObjectRef::from_obj(&*policy);
     let namespace = policy.namespace().unwrap_or_default();
     let api: Api<IdentitySettingPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    // A policy whose spec can never be used, and that carries no finalizer yet, has nothing for
-    // a deletion to do: it is reported without one. (The API server also refuses to add one to
-    // an object stored before its schema's rules, which it would fail now.)
+    // Only the deletion of a `Restore` policy has something to do (write the saved values
+    // back), so only such a policy carries the finalizer: a `Retain` one is deleted at once,
+    // whether the operator runs or not. A Restore policy whose spec can never be used, and that
+    // carries no finalizer yet, gets none either (the API server also refuses to add one to an
+    // object stored before its schema's rules, which it would fail now).
     let finalized = policy.finalizers().iter().any(|f| f == FINALIZER);
-    if !finalized
-        && policy.metadata.deletion_timestamp.is_none()
-        && policy.spec.server_ref.is_none()
-        && validate(&policy.spec).is_err()
-    {
+    let deleting = policy.metadata.deletion_timestamp.is_some();
+    let restores = policy.spec.deletion_policy == Some(DeletionPolicy::Restore);
+    let needs_finalizer = restores
+        && (finalized || policy.spec.server_ref.is_some() || validate(&policy.spec).is_ok());
+    if !finalized && deleting {
+        return Ok(Action::await_change());
+    }
+    if !finalized && !needs_finalizer {
         return apply(policy, &ctx, &api, &oref).await;
+    }
+    if finalized && !needs_finalizer && !deleting {
+        // Retain now, or a policy from a version that finalized every policy: neither its
+        // restore point nor the finalizer is needed any more.
+        if policy
+            .status
+            .as_ref()
+            .is_some_and(|s| s.restore_point.is_some())
+        {
+            restore::release(&ctx, &policy).await?;
+        }
+        let released = remove_finalizer(&api, &policy).await?;
+        info!("deletionPolicy Retain: finalizer removed");
+        return apply(Arc::new(released), &ctx, &api, &oref).await;
     }
     // kube's finalizer helper adds our finalizer first (with a JSON-patch test, so a concurrent
     // change by someone else fails and is retried instead of lost), and removes it only after
@@ -104,6 +123,31 @@ async fn reconcile_policy(
     })
     .await
     .map_err(ReconcileError::from)
+}
+
+/// Removes our finalizer, keeping everyone else's; returns the policy as stored after it. The
+/// resourceVersion makes the patch conditional: a concurrent change (someone else's finalizer
+/// added) fails with 409 and is retried, instead of being undone.
+async fn remove_finalizer(
+    api: &Api<IdentitySettingPolicy>,
+    policy: &IdentitySettingPolicy,
+) -> Result<IdentitySettingPolicy, ReconcileError> {
+    let others: Vec<&String> = policy
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch = json!({"metadata": {
+        "finalizers": others,
+        "resourceVersion": policy.resource_version(),
+    }});
+    Ok(api
+        .patch(
+            &policy.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?)
 }
 
 /// Brings the server in line with the policy and reports the outcome in status.
@@ -573,13 +617,14 @@ async fn cleanup(
                 publish_note(ctx, &policy, EventType::Normal, "Restored", note).await;
             }
             Ok(None) => info!("policy deleted; nothing was saved, so nothing to restore"),
-            Err(ReconcileError::RestorePoint(problem)) if namespace_going => {
-                // Nobody can act on it in a namespace being deleted: say so and let it go.
+            Err(error) if namespace_going && give_up_in_deleted_namespace(&policy, &error) => {
+                // Nobody can act on it in a namespace being deleted (its Secrets go with it, and
+                // nothing new may be created there): say so and let it go.
                 let note = truncate(
-                    format!(
+                    redactor.redact(&format!(
                         "not restored, and the namespace is being deleted, so the policy goes \
-                         anyway: {problem}"
-                    ),
+                         anyway: {error}"
+                    )),
                     1024,
                 );
                 warn!(%note, "restore skipped");
@@ -622,6 +667,27 @@ async fn cleanup(
     ctx.forget(oref);
     ctx.metrics.forget_policy(&oref.to_string());
     Ok(Action::await_change())
+}
+
+/// How long a restore in a namespace being deleted is retried after a transient error before
+/// the policy goes without it: the namespace's deletion waits for it, and must not forever.
+const RESTORE_GRACE_IN_DELETED_NAMESPACE: Duration = Duration::from_secs(5 * 60);
+
+/// Whether a restore that failed with `error` in a namespace being deleted is given up: at once
+/// when it needs the user (a missing Secret or restore point cannot come back there), after
+/// [`RESTORE_GRACE_IN_DELETED_NAMESPACE`] since the deletion began when it is transient.
+fn give_up_in_deleted_namespace(policy: &IdentitySettingPolicy, error: &ReconcileError) -> bool {
+    if matches!(error, ReconcileError::RestorePoint(_)) || error.recovery() == Recovery::NeedsUser {
+        return true;
+    }
+    let since = policy
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| jiff::Timestamp::now().duration_since(t.0));
+    since.is_some_and(|d| {
+        Duration::try_from(d).is_ok_and(|d| d >= RESTORE_GRACE_IN_DELETED_NAMESPACE)
+    })
 }
 
 /// Writes the restore point's values back, each scope's into that scope; the note for the

@@ -3,6 +3,7 @@
 
 #[path = "../support/control_plane.rs"]
 mod control_plane;
+mod finalizers;
 mod harness;
 mod hostile;
 mod rbac;
@@ -71,11 +72,12 @@ async fn a_new_policy_becomes_ready_with_the_servers_ids_and_then_stays_quiet() 
     let status = p.status.clone().expect("status");
     assert_eq!(status.observed_generation, p.metadata.generation);
     assert!(
-        p.metadata
+        !p.metadata
             .finalizers
             .as_deref()
             .unwrap_or_default()
-            .contains(&FINALIZER.to_owned())
+            .contains(&FINALIZER.to_owned()),
+        "deletionPolicy Retain: nothing to finalize"
     );
     let stored = world.sim.stored(&world.scope());
     assert_eq!(stored.len(), 3);

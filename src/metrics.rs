@@ -3,8 +3,6 @@
 //! Every label has a small, fixed set of values (a reason, a method, a status code) — never an
 //! object name or an error text — so the series count stays bounded however many policies exist.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
@@ -35,6 +33,17 @@ pub struct RequestLabels {
     pub status: String,
 }
 
+/// How many policies are watched, and how many are (not) ready: what the policy gauges show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicyCounts {
+    /// Every watched policy.
+    pub watched: usize,
+    /// With `Ready=True`.
+    pub ready: usize,
+    /// With a `Ready` condition that is not `True` (a policy never reconciled has none).
+    pub not_ready: usize,
+}
+
 /// Labels of the policies gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReadyLabels {
@@ -52,21 +61,12 @@ pub struct Metrics {
     identity_requests: Family<RequestLabels, Counter>,
     policies: Family<ReadyLabels, Gauge>,
     last_sync: Gauge<f64, AtomicU64>,
-    ready_by_policy: Mutex<ReadyStates>,
     watched: Gauge,
     queue_waiting: Gauge,
     queue_running: Gauge,
     queue_oldest_wait: Gauge<f64, AtomicU64>,
     queue_overdue: Gauge,
     queue_wait: Histogram,
-}
-
-/// Each policy's last Ready state, and how many are ready (kept in step, so a reconcile's
-/// update costs the same with 10 or 10 000 policies).
-#[derive(Default)]
-struct ReadyStates {
-    by_policy: HashMap<String, bool>,
-    ready: usize,
 }
 
 /// The work queue as [`Metrics::record_queue`] is told it.
@@ -174,7 +174,6 @@ impl Default for Metrics {
             identity_requests,
             policies,
             last_sync,
-            ready_by_policy: Mutex::default(),
         }
     }
 }
@@ -196,15 +195,8 @@ impl Metrics {
         }
     }
 
-    /// Counts a finished reconcile and updates the per-state policy gauge.
-    pub fn record_reconcile(
-        &self,
-        policy: &str,
-        reason: &str,
-        ready: bool,
-        drift_corrected: u64,
-        drifted: bool,
-    ) {
+    /// Counts a finished reconcile.
+    pub fn record_reconcile(&self, reason: &str, ready: bool, drift_corrected: u64, drifted: bool) {
         self.reconciles
             .get_or_create(&ResultLabels {
                 result: reason.to_owned(),
@@ -218,55 +210,28 @@ impl Metrics {
             let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
             self.last_sync.set(now);
         }
-        let mut states = self
-            .ready_by_policy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let was_ready = match states.by_policy.get_mut(policy) {
-            Some(state) => std::mem::replace(state, ready),
-            None => {
-                states.by_policy.insert(policy.to_owned(), ready);
-                false
-            }
-        };
-        states.ready = states.ready + usize::from(ready) - usize::from(was_ready);
-        self.publish_states(&states);
     }
 
-    /// Forgets a deleted policy.
-    pub fn forget_policy(&self, policy: &str) {
-        let mut states = self
-            .ready_by_policy
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if states.by_policy.remove(policy) == Some(true) {
-            states.ready -= 1;
-        }
-        self.publish_states(&states);
-    }
-
-    fn publish_states(&self, states: &ReadyStates) {
+    /// Sets the policy gauges from the index: watched, and by their `Ready` condition.
+    pub fn record_policies(&self, counts: PolicyCounts) {
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.policies
-            .get_or_create(&ReadyLabels {
-                ready: "true".into(),
-            })
-            .set(count(states.ready));
-        self.policies
-            .get_or_create(&ReadyLabels {
-                ready: "false".into(),
-            })
-            .set(count(states.by_policy.len() - states.ready));
+        self.watched.set(count(counts.watched));
+        for (ready, n) in [("true", counts.ready), ("false", counts.not_ready)] {
+            self.policies
+                .get_or_create(&ReadyLabels {
+                    ready: ready.into(),
+                })
+                .set(count(n));
+        }
     }
 
-    /// Sets the work queue gauges and the number of watched policies.
-    pub fn record_queue(&self, figures: QueueFigures, watched: usize) {
+    /// Sets the work queue gauges.
+    pub fn record_queue(&self, figures: QueueFigures) {
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.queue_waiting.set(count(figures.waiting));
         self.queue_running.set(count(figures.running));
         self.queue_oldest_wait.set(figures.oldest_wait_seconds);
         self.queue_overdue.set(count(figures.overdue));
-        self.watched.set(count(watched));
     }
 
     /// Records how long an admitted reconcile waited for its slot.
@@ -322,8 +287,13 @@ mod tests {
     #[test]
     fn renders_counters_and_the_policy_gauge() {
         let m = Metrics::default();
-        m.record_reconcile("ns/a", "Applied", true, 2, false);
-        m.record_reconcile("ns/b", "ServerUnreachable", false, 0, false);
+        m.record_reconcile("Applied", true, 2, false);
+        m.record_reconcile("ServerUnreachable", false, 0, false);
+        m.record_policies(PolicyCounts {
+            watched: 3,
+            ready: 1,
+            not_ready: 1,
+        });
         {
             let _t = m.reconcile_timer();
         }
@@ -350,10 +320,9 @@ mod tests {
             text.contains("identity_settings_reconcile_duration_seconds_count 1"),
             "{text}"
         );
-        m.forget_policy("ns/b");
         assert!(
-            m.render()
-                .contains(r#"identity_settings_policies{ready="false"} 0"#)
+            text.contains("identity_settings_policies_watched 3"),
+            "{text}"
         );
     }
 }

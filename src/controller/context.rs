@@ -9,6 +9,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::clients::{ConnectionSettings, IdentityClients};
 use super::events::EventPublisher;
+use super::index::PolicyIndex;
 use super::ownership::Ownership;
 use super::queue::WorkQueue;
 use super::secrets::SecretCache;
@@ -20,6 +21,15 @@ use crate::identity::client::{IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
 use crate::identity::retry::{RetryPolicy, backoff_delay};
 use crate::metrics::Metrics;
+use crate::reconcile::claims::{PolicyName, policy_name};
+
+/// The index's name of a policy.
+fn policy_key(policy: &ObjectRef<IdentitySettingPolicy>) -> PolicyName {
+    policy_name(
+        policy.namespace.as_deref().unwrap_or_default(),
+        &policy.name,
+    )
+}
 
 /// Operator-wide settings that affect reconciles.
 #[derive(Clone, Debug)]
@@ -83,6 +93,8 @@ pub struct Context {
     pub secrets: SecretCache,
     /// Identity connection pools and token caches shared between policies.
     pub clients: IdentityClients,
+    /// The watched policies and what they reference: the one place that knows which exist.
+    pub index: PolicyIndex,
     /// Which policy owns which key when several declare it.
     pub ownership: Ownership,
     /// The server definitions (`IdentityServer`, `ClusterIdentityServer`) policies name.
@@ -150,6 +162,7 @@ impl Context {
             queue: WorkQueue::new(settings.concurrency, settings.concurrency_per_server),
             secrets: SecretCache::default(),
             clients,
+            index: PolicyIndex::default(),
             ownership: Ownership::default(),
             servers: ServerCatalog::default(),
             settings,
@@ -237,47 +250,53 @@ impl Context {
         self.memory.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Forgets every policy `exists` says is gone (a deletion the watch never reported: a
-    /// relist after an outage, a finalizer removed by hand), and the shared clients, Secret data
-    /// and queue marks only they used.
-    pub fn retain(&self, exists: impl Fn(&ObjectRef<IdentitySettingPolicy>) -> bool) -> usize {
+    /// Drops the memory of policies the index does not hold (one whose reconcile was still
+    /// running when it went, and left something behind), and the shared clients only they
+    /// used; returns how many were dropped.
+    pub fn prune(&self) -> usize {
         let gone: Vec<_> = {
-            let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-            let gone = memory.keys().filter(|p| !exists(p)).cloned().collect();
-            memory.retain(|p, _| exists(p));
-            gone
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            memory
+                .keys()
+                .filter(|p| !self.index.contains(&policy_key(p)))
+                .cloned()
+                .collect()
         };
         for policy in &gone {
-            self.metrics.forget_policy(&policy.to_string());
+            self.forget(&policy_key(policy));
         }
-        self.queue.retain(&exists);
         self.clients.prune();
         gone.len()
     }
 
-    /// Drops the expectations the watch cache has met (`current` gives a policy's cached
-    /// resourceVersion), so a policy's memory is a few numbers between reconciles.
-    pub fn drop_met_expectations<'a>(
+    /// Ends the expectation of a policy whose cache now shows `version`, if that is not the
+    /// version our write replaced: a policy's memory is a few numbers between reconciles.
+    pub fn drop_met_expectation(
         &self,
-        current: impl Fn(&ObjectRef<IdentitySettingPolicy>) -> Option<&'a str>,
+        policy: &ObjectRef<IdentitySettingPolicy>,
+        version: Option<&str>,
     ) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        for (policy, m) in memory.iter_mut() {
-            if m.lagging
+        if let Some(m) = memory.get_mut(policy)
+            && m.lagging
                 .as_ref()
-                .is_some_and(|e| current(policy) != Some(e.stale.as_str()))
-            {
-                m.lagging = None;
-            }
+                .is_some_and(|e| version != Some(e.stale.as_str()))
+        {
+            m.lagging = None;
         }
     }
 
-    /// Forgets everything about a deleted policy.
-    pub fn forget(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
+    /// Forgets everything the process keeps for a policy that is gone (`namespace/name`): its
+    /// memory, its urgent mark in the queue, its claim on keys.
+    pub fn forget(&self, policy: &PolicyName) {
+        let (namespace, name) = policy.split_once('/').unwrap_or(("", policy));
+        let oref = ObjectRef::new(name).within(namespace);
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(policy);
+            .remove(&oref);
+        self.queue.forget(&oref);
+        self.ownership.forget(namespace, name);
     }
 
     /// Records a transient failure and returns how long to wait before the next try: exponential
@@ -446,20 +465,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reads_never_create_memory_and_gone_policies_are_pruned() {
+    async fn reads_never_create_memory_and_policies_the_index_lacks_are_pruned() {
         let ctx = context();
         let (a, b, never) = (
             ObjectRef::new("a").within("ns"),
             ObjectRef::new("b").within("ns"),
             ObjectRef::new("never-reconciled").within("ns"),
         );
+        let mut watched = IdentitySettingPolicy::new(
+            "a",
+            crate::api::IdentitySettingPolicySpec::for_tests("https://x/identity_", "c", vec![]),
+        );
+        watched.metadata.namespace = Some("ns".into());
+        ctx.index.apply(&kube::core::DeserializeGuard(Ok(watched)));
         ctx.expect_newer(&a, None, Some("1".into()), Some("2"));
         ctx.expect_newer(&b, None, Some("1".into()), Some("2"));
         assert!(!ctx.cache_lags(&never, None, Some("1")));
         ctx.reset_backoff(&never);
         assert_eq!(ctx.remembered_policies(), 2, "reads created no entry");
-        assert_eq!(ctx.retain(|p| *p == a), 1, "b is gone");
+        assert_eq!(ctx.prune(), 1, "b is not watched");
         assert_eq!(ctx.remembered_policies(), 1);
+        ctx.forget(&policy_key(&a));
+        assert_eq!(ctx.remembered_policies(), 0);
     }
 
     #[tokio::test]
@@ -467,12 +494,12 @@ mod tests {
         let ctx = context();
         let p = ObjectRef::new("p").within("ns");
         ctx.expect_newer(&p, Some("u".into()), Some("1".into()), Some("2"));
-        ctx.drop_met_expectations(|_| Some("1"));
+        ctx.drop_met_expectation(&p, Some("1"));
         assert!(
             ctx.cache_lags(&p, Some("u"), Some("1")),
             "still lagging: kept"
         );
-        ctx.drop_met_expectations(|_| Some("2"));
+        ctx.drop_met_expectation(&p, Some("2"));
         assert!(!ctx.cache_lags(&p, Some("u"), Some("1")), "met: dropped");
     }
 

@@ -2,19 +2,19 @@
 //! that prunes state of policies that are gone, publishes the queue's figures and warns when the
 //! operator cannot keep up with the resync intervals.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, warn};
 
 use super::context::Context;
 use super::queue::{Request, Snapshot, Urgency};
-use super::{Guarded, secret_names};
+use super::watched::Guarded;
+use crate::api::FINALIZER;
 use crate::api::IdentitySettingPolicySpec;
-use crate::api::{FINALIZER, IdentitySettingPolicy};
 use crate::metrics::QueueFigures;
 use crate::reconcile::validate::{DEFAULT_RESYNC, resync_interval};
 
@@ -79,15 +79,15 @@ fn server_key(spec: &IdentitySettingPolicySpec, namespace: &str) -> String {
 }
 
 /// Runs the pass every [`PERIOD`] until aborted.
-pub async fn run(ctx: Arc<Context>, stores: Vec<Store<Guarded>>) {
+pub async fn run(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_warning: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let watched = prune(&ctx, &stores);
+        prune(&ctx);
         let snapshot = ctx.queue.snapshot();
-        ctx.metrics.record_queue(figures(snapshot), watched);
+        ctx.metrics.record_queue(figures(snapshot));
         if snapshot.overdue > 0 && last_warning.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL) {
             warn!(
                 overdue = snapshot.overdue,
@@ -112,46 +112,17 @@ fn figures(snapshot: Snapshot) -> QueueFigures {
     }
 }
 
-/// Drops what the process keeps for policies no store holds, and Secret data no policy reads;
-/// returns how many policies the stores hold. (A store keeps its old content during a relist
-/// and replaces it when the relist is done, so it never looks empty by accident.)
-fn prune(ctx: &Context, stores: &[Store<Guarded>]) -> usize {
-    let policies: Vec<Arc<Guarded>> = stores.iter().flat_map(Store::state).collect();
-    let live: HashMap<ObjectRef<IdentitySettingPolicy>, &Guarded> = policies
-        .iter()
-        .map(|g| {
-            let policy = ObjectRef::new(&g.name_any()).within(&g.namespace().unwrap_or_default());
-            (policy, &**g)
-        })
-        .collect();
-    let forgotten = ctx.retain(|p| live.contains_key(p));
-    let names: HashSet<String> = live
-        .keys()
-        .map(|p| format!("{}/{}", p.namespace.as_deref().unwrap_or_default(), p.name))
-        .collect();
-    ctx.ownership.retain(|name| names.contains(name));
-    ctx.drop_met_expectations(|p| {
-        live.get(p)?
-            .0
-            .as_ref()
-            .ok()?
-            .metadata
-            .resource_version
-            .as_deref()
-    });
+/// Drops what the process still keeps for policies the index does not hold (a reconcile still
+/// running when its policy went may leave some behind), and Secret data nothing reads.
+fn prune(ctx: &Context) {
+    let forgotten = ctx.prune();
     if forgotten > 0 {
         debug!(forgotten, "pruned state of policies that no longer exist");
     }
-    let read: HashSet<(String, &str)> = policies
-        .iter()
-        .filter_map(|g| Some((g.namespace().unwrap_or_default(), g.0.as_ref().ok()?)))
-        .flat_map(|(ns, p)| secret_names(&p.spec).map(move |n| (ns.clone(), n)))
-        .collect();
     // The server definitions' Secrets (credentials, CA) are read too.
     let servers_read: HashSet<(String, String)> = ctx.servers.secrets_read().into_iter().collect();
     ctx.secrets.retain(|ns, name| {
-        read.contains(&(ns.to_owned(), name))
+        ctx.index.is_secret_read(ns, name)
             || servers_read.contains(&(ns.to_owned(), name.to_owned()))
     });
-    live.len()
 }

@@ -6,6 +6,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod housekeeping;
+pub mod index;
 pub mod ownership;
 pub mod queue;
 pub mod reconciler;
@@ -14,6 +15,7 @@ pub mod secrets;
 pub mod server_status;
 pub mod server_watches;
 pub mod servers;
+pub mod watched;
 
 use std::sync::Arc;
 
@@ -29,14 +31,16 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::{IdentitySettingPolicy, IdentitySettingPolicySpec};
+use crate::api::IdentitySettingPolicy;
 use crate::reconcile::status::{event_action, truncate};
 use context::Context;
 use error::ReconcileError;
 use events::{Event, EventType};
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
+use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
+pub use watched::{Guarded, secret_names};
+use watched::{policy_ref, policy_ref_of};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +70,6 @@ pub async fn run(
     };
     let server_scopes = scopes.clone();
     let mut lists = Vec::new();
-    let mut stores = Vec::new();
     // Ownership of keys is known once every policy watch delivered its first list.
     let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     ctx.ownership.listing();
@@ -82,7 +85,6 @@ pub async fn run(
                 unlisted: unlisted.clone(),
             };
             let (reader, writer) = reflector::store::<Guarded>();
-            stores.push(reader.clone());
             run_one(
                 ctx.clone(),
                 namespace,
@@ -106,10 +108,7 @@ pub async fn run(
     let housekeeping = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            supervise("housekeeping", || {
-                housekeeping::run(ctx.clone(), stores.clone())
-            })
-            .await;
+            supervise("housekeeping", || housekeeping::run(ctx.clone())).await;
         })
     };
     let servers = {
@@ -158,56 +157,24 @@ async fn run_one(
             Api::namespaced(ctx.client.clone(), ns),
         ),
     };
-    // The first list is seen on the watch itself: `Store::wait_until_ready` wakes only one of
-    // several waiters, and the controller is already one.
-    let mut policies_listed = Some(listed.policies);
-    let unlisted = listed.unlisted;
-    // Only spec changes (generation), our finalizer arriving and deletion start a reconcile: the
-    // operator's own status writes must not trigger it again. (kube's finalizer helper adds the
-    // finalizer and waits for that change to apply the policy.)
-    let forget_ctx = ctx.clone();
+    // Only spec changes (generation), our finalizer arriving or going and deletion start a
+    // reconcile: the operator's own status writes must not trigger it again.
     let expedite_ctx = ctx.clone();
+    let mut feed = PolicyFeed {
+        ctx: ctx.clone(),
+        namespace: namespace.clone(),
+        listing: None,
+        first_list: Some((listed.policies, listed.unlisted)),
+    };
     let trigger = watcher(policies, watcher::Config::default())
         .default_backoff()
         .modify(slim)
         .reflect(writer)
-        .inspect_ok(move |event| {
-            if matches!(event, watcher::Event::InitDone)
-                && let Some(listed) = policies_listed.take()
-            {
-                let _ = listed.send(());
-                if unlisted.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
-                    forget_ctx.ownership.mark_complete();
-                }
-            }
-            match event {
-                watcher::Event::Apply(guard) | watcher::Event::InitApply(guard) => match &guard.0 {
-                    Ok(policy) => forget_ctx
-                        .ownership
-                        .observe(policy, &forget_ctx.servers.claim_url(policy)),
-                    Err(_) => forget_ctx
-                        .ownership
-                        .forget(&guard.namespace().unwrap_or_default(), &guard.name_any()),
-                },
-                watcher::Event::Delete(gone) => forget_ctx
-                    .ownership
-                    .forget(&gone.namespace().unwrap_or_default(), &gone.name_any()),
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            }
-            // A policy gone without our finalizer step (finalizer removed by hand, or deleted
-            // while another replica led) still releases what this process kept for it.
-            if let watcher::Event::Delete(gone) = event {
-                let oref = ObjectRef::<IdentitySettingPolicy>::new(&gone.name_any())
-                    .within(&gone.namespace().unwrap_or_default());
-                forget_ctx.forget(&oref);
-                forget_ctx.metrics.forget_policy(&oref.to_string());
-            }
-        })
+        .inspect_ok(move |event| feed.observe(event))
         .applied_objects()
         .predicate_filter(spec_or_deletion, Default::default())
         // A user's change goes before routine resyncs, also when its policy already waits.
         .inspect_ok(move |policy| expedite_ctx.queue.expedite(&policy_ref(policy)));
-    let store = reader.clone();
     // Only *that* a Secret changed (and its version) matters here: the watch carries metadata
     // only, and reconciles read the data of the Secrets they use once per version (see
     // `secrets::SecretCache`), so no other Secret's data is ever held in memory.
@@ -226,8 +193,9 @@ async fn run_one(
         .touched_objects();
     let mapper_ctx = ctx.clone();
     let latest = reader.clone();
-    let nudges = ownership_nudges(ctx.clone(), watched_namespace);
-    let server_nudges = server_change_nudges(ctx.clone(), reader.clone());
+    let nudges = ownership_nudges(ctx.clone(), watched_namespace.clone());
+    let server_nudges =
+        server_change_nudges(ctx.clone(), reader.clone(), watched_namespace.clone());
     Controller::for_stream(trigger, reader)
         // Unbounded here: every due policy waits in the work queue, which admits them fairly
         // (kube's own limit would keep the overflow in a hash set, in no useful order).
@@ -240,14 +208,18 @@ async fn run_one(
             {
                 mapper_ctx.servers.announce(change);
             }
-            let using = policies_using(&store, &secret);
-            for policy in &using {
-                mapper_ctx.queue.expedite(
-                    &ObjectRef::new(&policy.name)
-                        .within(policy.namespace.as_deref().unwrap_or_default()),
-                );
-            }
-            using
+            let namespace = secret.namespace().unwrap_or_default();
+            let readers = mapper_ctx
+                .index
+                .reading_secret(&namespace, &secret.name_any());
+            readers
+                .iter()
+                .map(|name| {
+                    let policy = policy_ref_of(name);
+                    mapper_ctx.queue.expedite(&policy);
+                    ObjectRef::new(&policy.name).within(&namespace)
+                })
+                .collect::<Vec<_>>()
         })
         // A policy whose ownership of a key changed reconciles now, not at its next resync.
         .reconcile_on(nudges)
@@ -298,11 +270,13 @@ fn ownership_nudges(
     })
 }
 
-/// The policies of this controller's store that a server change concerns: their claims are
-/// recomputed (the server's URL may have changed) and they are expedited in the work queue.
+/// The policies of this controller's namespace (`None`: all) that a server change concerns:
+/// their claims are recomputed (the server's URL may have changed) and they are expedited in
+/// the work queue.
 fn server_change_nudges(
     ctx: Arc<Context>,
     store: Store<Guarded>,
+    namespace: Option<String>,
 ) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send + 'static {
     let receiver = ctx.servers.changes();
     let changes = futures::stream::unfold(receiver, |mut receiver| async move {
@@ -316,23 +290,93 @@ fn server_change_nudges(
         }
     });
     changes.flat_map(move |change| {
-        let concerned: Vec<ObjectRef<Guarded>> = store
-            .state()
+        let concerned: Vec<ObjectRef<Guarded>> = ctx
+            .index
+            .naming_server(&change)
             .iter()
-            .filter_map(|guard| {
-                let policy = guard.0.as_ref().ok()?;
-                let reference = policy.spec.server_ref.as_ref()?;
-                let namespace = policy.namespace().unwrap_or_default();
-                change.concerns(&namespace, reference).then(|| {
-                    ctx.ownership
-                        .observe(policy, &ctx.servers.claim_url(policy));
-                    ctx.queue.expedite(&policy_ref(guard));
-                    ObjectRef::from_obj(&**guard)
-                })
+            .filter(|name| {
+                namespace
+                    .as_deref()
+                    .is_none_or(|ns| index::namespace_of(name) == ns)
+            })
+            .filter_map(|name| {
+                let policy = policy_ref_of(name);
+                let guard = store.get(
+                    &ObjectRef::new(&policy.name)
+                        .within(policy.namespace.as_deref().unwrap_or_default()),
+                )?;
+                let held = guard.0.as_ref().ok()?;
+                ctx.ownership.observe(held, &ctx.servers.claim_url(held));
+                ctx.queue.expedite(&policy);
+                Some(ObjectRef::from_obj(&*guard))
             })
             .collect();
         futures::stream::iter(concerned)
     })
+}
+
+/// Feeds the one place that follows a policy watch: the [`index::PolicyIndex`], key
+/// ownership, and what the process keeps for a policy, which goes when the index says the
+/// policy is gone (its Delete event, or a relist that no longer shows it).
+struct PolicyFeed {
+    ctx: Arc<Context>,
+    /// The watch's namespace (`None`: every namespace): a relist resets only its own.
+    namespace: Option<String>,
+    /// During a relist: the policies listed so far.
+    listing: Option<std::collections::HashSet<crate::reconcile::claims::PolicyName>>,
+    /// Until the first list is done: whom to tell, and how many policy watches (of all
+    /// controllers) have yet to deliver theirs.
+    first_list: Option<(oneshot::Sender<()>, Arc<std::sync::atomic::AtomicUsize>)>,
+}
+
+impl PolicyFeed {
+    fn observe(&mut self, event: &watcher::Event<Guarded>) {
+        let ctx = &self.ctx;
+        match event {
+            watcher::Event::Init => self.listing = Some(Default::default()),
+            watcher::Event::InitApply(guard) => {
+                if let Some(listing) = &mut self.listing {
+                    listing.insert(watched::name_of(guard));
+                }
+                self.applied(guard);
+            }
+            watcher::Event::Apply(guard) => self.applied(guard),
+            watcher::Event::InitDone => {
+                let listed = self.listing.take().unwrap_or_default();
+                for gone in ctx.index.reset(self.namespace.as_deref(), &listed) {
+                    ctx.forget(&gone);
+                }
+                // The first list is seen on the watch itself: `Store::wait_until_ready` wakes
+                // only one of several waiters, and the controller is already one.
+                if let Some((listed, unlisted)) = self.first_list.take() {
+                    let _ = listed.send(());
+                    if unlisted.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                        ctx.ownership.mark_complete();
+                    }
+                }
+            }
+            watcher::Event::Delete(gone) => {
+                let name = watched::name_of(gone);
+                ctx.index.delete(&name);
+                ctx.forget(&name);
+            }
+        }
+        ctx.metrics.record_policies(ctx.index.counts());
+    }
+
+    fn applied(&self, guard: &Guarded) {
+        let ctx = &self.ctx;
+        ctx.index.apply(guard);
+        match &guard.0 {
+            Ok(policy) => ctx
+                .ownership
+                .observe(policy, &ctx.servers.claim_url(policy)),
+            Err(_) => ctx
+                .ownership
+                .forget(&guard.namespace().unwrap_or_default(), &guard.name_any()),
+        }
+        ctx.drop_met_expectation(&policy_ref(guard), guard.meta().resource_version.as_deref());
+    }
 }
 
 /// Drops what the operator never reads from a cached policy — managed fields and kubectl's
@@ -344,11 +388,6 @@ fn slim(policy: &mut Guarded) {
     if let Some(annotations) = &mut meta.annotations {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-}
-
-/// The policy's reference as the context keys it.
-fn policy_ref(guard: &Guarded) -> ObjectRef<IdentitySettingPolicy> {
-    ObjectRef::new(&guard.name_any()).within(&guard.namespace().unwrap_or_default())
 }
 
 /// Waits in the work queue, then reconciles the policy as it is then (it may have changed or
@@ -399,10 +438,6 @@ where
         }
     }
 }
-
-/// A policy as watched: one that does not deserialize is kept as an error instead of stopping
-/// the watch for every other policy.
-pub type Guarded = DeserializeGuard<IdentitySettingPolicy>;
 
 /// Reconciles a policy, or reports one that does not match the schema.
 async fn reconcile_guarded(
@@ -484,52 +519,11 @@ fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
     )
 }
 
-/// The policies in the Secret's namespace that read it.
-fn policies_using(
-    store: &Store<Guarded>,
-    secret: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<Guarded>> {
-    let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
-        return vec![];
-    };
-    store
-        .state()
-        .iter()
-        .filter(|g| g.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|g| {
-            g.0.as_ref()
-                .is_ok_and(|p| secret_names(&p.spec).any(|n| n == name))
-        })
-        .map(|g| ObjectRef::from_obj(&**g))
-        .collect()
-}
-
-/// Every Secret name a spec mentions, valid or not (those of a referenced server are the
-/// server's: see [`servers::ServerCatalog::using_secret`]).
-pub fn secret_names(spec: &IdentitySettingPolicySpec) -> impl Iterator<Item = &str> {
-    let server = spec.server.as_ref();
-    server
-        .map(|s| s.credentials_secret_ref.name.as_str())
-        .into_iter()
-        .chain(
-            server
-                .and_then(|s| s.ca_secret_ref.as_ref())
-                .map(|r| r.name.as_str()),
-        )
-        .chain(
-            spec.settings
-                .iter()
-                .filter_map(|s| s.value_from.as_ref())
-                .map(|v| v.secret_key_ref.name.as_str()),
-        )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{SecretKeyRef, SettingSpec, ValueSource};
-    use kube::api::ObjectMeta;
-    use kube::core::PartialObjectMetaExt;
+    use crate::api::{IdentitySettingPolicySpec, SecretKeyRef, SettingSpec, ValueSource};
+    use kube::core::DeserializeGuard;
 
     fn policy(
         ns: &str,
@@ -560,15 +554,6 @@ mod tests {
         p
     }
 
-    fn secret(ns: &str, name: &str) -> PartialObjectMeta<Secret> {
-        ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(ns.into()),
-            ..ObjectMeta::default()
-        }
-        .into_response_partial()
-    }
-
     #[test]
     fn the_cache_keeps_no_managed_fields_nor_kubectls_copy_of_the_manifest() {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
@@ -594,30 +579,6 @@ mod tests {
             Some(vec!["team".to_owned()])
         );
         assert!(guard.0.is_ok(), "the policy itself is untouched");
-    }
-
-    #[test]
-    fn a_secret_maps_to_exactly_the_policies_of_its_namespace_that_read_it() {
-        let (reader, mut writer) = reflector::store::<Guarded>();
-        for p in [
-            policy("a", "uses-creds", "creds", None),
-            policy("a", "uses-smtp", "other", Some("smtp")),
-            policy("b", "same-name-elsewhere", "creds", None),
-        ] {
-            writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(p))));
-        }
-        let names = |s: &PartialObjectMeta<Secret>| {
-            let mut n: Vec<String> = policies_using(&reader, s)
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
-            n.sort();
-            n
-        };
-        assert_eq!(names(&secret("a", "creds")), ["uses-creds"]);
-        assert_eq!(names(&secret("a", "smtp")), ["uses-smtp"]);
-        assert_eq!(names(&secret("b", "creds")), ["same-name-elsewhere"]);
-        assert!(names(&secret("a", "unrelated")).is_empty());
     }
 
     #[test]

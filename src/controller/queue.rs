@@ -187,9 +187,9 @@ impl WorkQueue {
         }
     }
 
-    /// Forgets what the queue holds for policies that no longer exist (an urgent mark).
-    pub fn retain(&self, exists: impl Fn(&ObjectRef<IdentitySettingPolicy>) -> bool) {
-        self.lock().marked.retain(|p| exists(p));
+    /// Forgets what the queue holds for a policy that no longer exists (an urgent mark).
+    pub fn forget(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
+        self.lock().marked.remove(policy);
     }
 
     /// Refuses every waiting and future admission (shutdown): waiting reconciles end at once

@@ -21,7 +21,8 @@ use super::error::{ReconcileError, Recovery};
 use super::restore;
 use super::servers::HeldServer;
 use crate::api::{
-    DeletionPolicy, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus, SyncInputs,
+    DeletionPolicy, FIELD_MANAGER, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus,
+    SyncInputs,
 };
 use crate::identity::client::IdentityClient;
 use crate::identity::redact::Redactor;
@@ -42,9 +43,6 @@ use crate::reconcile::validate::{
     Suspension, ValidPolicy, resync_interval, setting_scope, validate, validate_with,
 };
 use crate::secret::SecretString;
-
-/// The field manager name for server-side apply of status.
-pub const FIELD_MANAGER: &str = "identity-settings-operator";
 
 /// Reconciles one policy. Errors from the identity service or Secrets become status conditions
 /// here; only a failed finalizer or status write is returned (and retried with backoff).
@@ -351,13 +349,8 @@ async fn report(
         _ => 0,
     };
     let drifted = matches!(outcome, Outcome::Drifted { .. } | Outcome::Planned { .. });
-    ctx.metrics.record_reconcile(
-        &oref.to_string(),
-        outcome.reason(),
-        outcome.ready(),
-        corrected,
-        drifted,
-    );
+    ctx.metrics
+        .record_reconcile(outcome.reason(), outcome.ready(), corrected, drifted);
     Ok(())
 }
 
@@ -664,8 +657,6 @@ async fn cleanup(
     {
         restore::release(ctx, &policy).await?;
     }
-    ctx.forget(oref);
-    ctx.metrics.forget_policy(&oref.to_string());
     Ok(Action::await_change())
 }
 

@@ -25,8 +25,7 @@ use serde_json::json;
 
 use super::context::Context;
 use super::error::ReconcileError;
-use super::reconciler::FIELD_MANAGER;
-use crate::api::{IdentitySettingPolicy, RestorePointRecord};
+use crate::api::{FIELD_MANAGER, IdentitySettingPolicy, RestorePointRecord};
 use crate::reconcile::plan::SyncPlan;
 use crate::reconcile::restore::{DATA_KEY, RestorePoint, SavedScope, parse, serialize, to_save};
 use crate::reconcile::validate::ValidPolicy;

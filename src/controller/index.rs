@@ -1,0 +1,380 @@
+//! The one index of the watched policies, in the shape of linkerd's policy-controller index: fed
+//! from one place in the policy watch streams ([`PolicyIndex::apply`] and
+//! [`PolicyIndex::delete`] for each event, [`PolicyIndex::reset`] when a watch has listed
+//! again), it answers which policies read a Secret or name a server definition, how many are
+//! ready, and which are gone — so that whatever the process keeps for a policy goes with it,
+//! on its Delete event or on a relist that no longer shows it, and by no other path.
+//!
+//! It holds what the specs and statuses say, nothing a reconcile decided: dropping it and
+//! feeding it a relist rebuilds it exactly.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use kube::ResourceExt;
+
+use super::servers::ServerChange;
+use super::watched::{Guarded, name_of, secret_names};
+use crate::api::{IdentitySettingPolicy, ServerRef};
+pub use crate::metrics::PolicyCounts;
+use crate::reconcile::claims::PolicyName;
+use crate::reconcile::status::READY;
+
+/// The watched policies and what they reference.
+#[derive(Default)]
+pub struct PolicyIndex {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    policies: HashMap<PolicyName, Entry>,
+    /// `namespace/secret` → the policies of that namespace whose spec names the Secret.
+    secret_readers: HashMap<Box<str>, HashSet<PolicyName>>,
+    /// Policies whose `Ready` condition is `True`, and those with one that is not.
+    ready: usize,
+    not_ready: usize,
+}
+
+/// What one policy's spec and status say, as far as the index is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Entry {
+    /// `namespace/secret` of every Secret its spec names (valid or not).
+    secrets: Box<[Box<str>]>,
+    /// The server definition it names, if any.
+    server: Option<ServerRef>,
+    /// Its `Ready` condition: `None` before its first reconcile (and for an object that does
+    /// not match the schema).
+    ready: Option<bool>,
+}
+
+impl Entry {
+    fn of(guard: &Guarded) -> Entry {
+        let Ok(policy) = &guard.0 else {
+            return Entry::default();
+        };
+        let namespace = policy.namespace().unwrap_or_default();
+        let mut secrets: Vec<Box<str>> = secret_names(&policy.spec)
+            .map(|name| format!("{namespace}/{name}").into())
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        Entry {
+            secrets: secrets.into(),
+            server: policy.spec.server_ref.clone(),
+            ready: ready_condition(policy),
+        }
+    }
+}
+
+/// The policy's `Ready` condition, as a bool.
+fn ready_condition(policy: &IdentitySettingPolicy) -> Option<bool> {
+    let ready = policy
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == READY)?;
+    Some(ready.status == "True")
+}
+
+impl PolicyIndex {
+    /// Records a policy as its watch shows it now.
+    pub fn apply(&self, guard: &Guarded) {
+        let name = name_of(guard);
+        let entry = Entry::of(guard);
+        let mut inner = self.lock();
+        if inner.policies.get(&name) == Some(&entry) {
+            return;
+        }
+        inner.remove(&name);
+        inner.insert(name, entry);
+    }
+
+    /// Forgets a deleted policy; false when it was not known.
+    pub fn delete(&self, name: &PolicyName) -> bool {
+        self.lock().remove(name)
+    }
+
+    /// After a watch over `namespace` (`None`: every namespace) listed again: forgets the
+    /// policies of that scope the list did not show (deleted while the watch was down), and
+    /// returns them.
+    pub fn reset(&self, namespace: Option<&str>, listed: &HashSet<PolicyName>) -> Vec<PolicyName> {
+        let mut inner = self.lock();
+        let gone: Vec<PolicyName> = inner
+            .policies
+            .keys()
+            .filter(|name| namespace.is_none_or(|ns| namespace_of(name) == ns))
+            .filter(|name| !listed.contains(*name))
+            .cloned()
+            .collect();
+        for name in &gone {
+            inner.remove(name);
+        }
+        gone
+    }
+
+    /// Whether the policy is watched.
+    pub fn contains(&self, name: &PolicyName) -> bool {
+        self.lock().policies.contains_key(name)
+    }
+
+    /// The policies of `namespace` whose spec names the Secret `name`.
+    pub fn reading_secret(&self, namespace: &str, name: &str) -> Vec<PolicyName> {
+        let key = format!("{namespace}/{name}");
+        self.lock()
+            .secret_readers
+            .get(key.as_str())
+            .map(|readers| readers.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether some policy's spec names the Secret `namespace/name`.
+    pub fn is_secret_read(&self, namespace: &str, name: &str) -> bool {
+        let key = format!("{namespace}/{name}");
+        self.lock().secret_readers.contains_key(key.as_str())
+    }
+
+    /// The policies a change of server definitions concerns.
+    pub fn naming_server(&self, change: &ServerChange) -> Vec<PolicyName> {
+        self.lock()
+            .policies
+            .iter()
+            .filter(|(name, entry)| {
+                entry
+                    .server
+                    .as_ref()
+                    .is_some_and(|r| change.concerns(namespace_of(name), r))
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// How many policies are watched, and ready.
+    pub fn counts(&self) -> PolicyCounts {
+        let inner = self.lock();
+        PolicyCounts {
+            watched: inner.policies.len(),
+            ready: inner.ready,
+            not_ready: inner.not_ready,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn insert(&mut self, name: PolicyName, entry: Entry) {
+        for secret in &entry.secrets {
+            self.secret_readers
+                .entry(secret.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        match entry.ready {
+            Some(true) => self.ready += 1,
+            Some(false) => self.not_ready += 1,
+            None => {}
+        }
+        self.policies.insert(name, entry);
+    }
+
+    fn remove(&mut self, name: &PolicyName) -> bool {
+        let Some(entry) = self.policies.remove(name) else {
+            return false;
+        };
+        for secret in &entry.secrets {
+            if let Some(readers) = self.secret_readers.get_mut(secret) {
+                readers.remove(name);
+                if readers.is_empty() {
+                    self.secret_readers.remove(secret);
+                }
+            }
+        }
+        match entry.ready {
+            Some(true) => self.ready -= 1,
+            Some(false) => self.not_ready -= 1,
+            None => {}
+        }
+        true
+    }
+}
+
+/// The namespace part of `namespace/name`.
+pub fn namespace_of(name: &str) -> &str {
+    name.split_once('/').map_or("", |(ns, _)| ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        IdentitySettingPolicySpec, IdentitySettingPolicyStatus, SecretKeyRef, ServerKind,
+        SettingSpec, ValueSource,
+    };
+    use crate::reconcile::claims::policy_name;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use kube::core::DeserializeGuard;
+
+    fn policy(ns: &str, name: &str, creds: &str, smtp: Option<&str>) -> IdentitySettingPolicy {
+        let mut settings = vec![SettingSpec {
+            key: "A".into(),
+            value: Some("1".into()),
+            value_from: None,
+        }];
+        if let Some(secret) = smtp {
+            settings.push(SettingSpec {
+                key: "Email.Smtp.Password".into(),
+                value: None,
+                value_from: Some(ValueSource {
+                    secret_key_ref: SecretKeyRef {
+                        name: secret.into(),
+                        key: "pw".into(),
+                    },
+                }),
+            });
+        }
+        let spec = IdentitySettingPolicySpec::for_tests("https://x/identity_", creds, settings);
+        let mut p = IdentitySettingPolicy::new(name, spec);
+        p.metadata.namespace = Some(ns.into());
+        p
+    }
+
+    fn guard(p: &IdentitySettingPolicy) -> Guarded {
+        DeserializeGuard(Ok(p.clone()))
+    }
+
+    fn with_ready(mut p: IdentitySettingPolicy, status: &str) -> IdentitySettingPolicy {
+        p.status = Some(IdentitySettingPolicyStatus {
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: status.into(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    jiff::Timestamp::UNIX_EPOCH,
+                ),
+                message: String::new(),
+                observed_generation: None,
+                reason: "Test".into(),
+            }],
+            ..IdentitySettingPolicyStatus::default()
+        });
+        p
+    }
+
+    fn sorted(mut names: Vec<PolicyName>) -> Vec<String> {
+        names.sort();
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_secret_maps_to_exactly_the_policies_of_its_namespace_that_name_it() {
+        let index = PolicyIndex::default();
+        for p in [
+            policy("a", "uses-creds", "creds", None),
+            policy("a", "uses-smtp", "other", Some("smtp")),
+            policy("b", "same-name-elsewhere", "creds", None),
+        ] {
+            index.apply(&guard(&p));
+        }
+        assert_eq!(sorted(index.reading_secret("a", "creds")), ["a/uses-creds"]);
+        assert_eq!(sorted(index.reading_secret("a", "smtp")), ["a/uses-smtp"]);
+        assert_eq!(
+            sorted(index.reading_secret("b", "creds")),
+            ["b/same-name-elsewhere"]
+        );
+        assert!(index.reading_secret("a", "unrelated").is_empty());
+        assert!(!index.is_secret_read("a", "unrelated"));
+    }
+
+    #[test]
+    fn a_changed_spec_moves_its_secret_and_a_deletion_releases_it() {
+        let index = PolicyIndex::default();
+        index.apply(&guard(&policy("a", "p", "old", None)));
+        index.apply(&guard(&policy("a", "p", "new", None)));
+        assert!(
+            !index.is_secret_read("a", "old"),
+            "the old Secret is no longer read"
+        );
+        assert_eq!(sorted(index.reading_secret("a", "new")), ["a/p"]);
+        assert!(index.delete(&policy_name("a", "p")));
+        assert!(!index.is_secret_read("a", "new"));
+        assert!(!index.delete(&policy_name("a", "p")), "already gone");
+        assert_eq!(index.counts(), PolicyCounts::default());
+    }
+
+    #[test]
+    fn a_relist_forgets_exactly_the_unlisted_policies_of_its_scope() {
+        let index = PolicyIndex::default();
+        for (ns, name) in [("a", "kept"), ("a", "gone"), ("b", "other-scope")] {
+            index.apply(&guard(&policy(ns, name, "creds", None)));
+        }
+        let listed: HashSet<PolicyName> = [policy_name("a", "kept")].into_iter().collect();
+        assert_eq!(sorted(index.reset(Some("a"), &listed)), ["a/gone"]);
+        assert!(
+            index.contains(&policy_name("b", "other-scope")),
+            "another watch's"
+        );
+        assert_eq!(sorted(index.reading_secret("a", "creds")), ["a/kept"]);
+        assert_eq!(
+            sorted(index.reset(None, &listed)),
+            ["b/other-scope"],
+            "a watch of every namespace lists them all"
+        );
+        assert_eq!(index.counts().watched, 1);
+    }
+
+    #[test]
+    fn ready_counts_follow_the_ready_condition_and_skip_policies_never_reconciled() {
+        let index = PolicyIndex::default();
+        let p = policy("a", "p", "creds", None);
+        index.apply(&guard(&p));
+        index.apply(&guard(&with_ready(
+            policy("a", "q", "creds", None),
+            "False",
+        )));
+        assert_eq!(
+            index.counts(),
+            PolicyCounts {
+                watched: 2,
+                ready: 0,
+                not_ready: 1
+            }
+        );
+        index.apply(&guard(&with_ready(p.clone(), "True")));
+        index.apply(&guard(&with_ready(p, "True")));
+        assert_eq!(
+            index.counts(),
+            PolicyCounts {
+                watched: 2,
+                ready: 1,
+                not_ready: 1
+            }
+        );
+        index.delete(&policy_name("a", "q"));
+        assert_eq!(index.counts().not_ready, 0);
+    }
+
+    #[test]
+    fn a_server_change_concerns_the_policies_naming_that_server() {
+        let index = PolicyIndex::default();
+        let mut named = policy("a", "named", "creds", None);
+        named.spec.server = None;
+        named.spec.server_ref = Some(ServerRef {
+            kind: ServerKind::IdentityServer,
+            name: "idp".into(),
+        });
+        index.apply(&guard(&named));
+        index.apply(&guard(&policy("a", "inline", "creds", None)));
+        let change = |ns: &str, name: &str| ServerChange::Namespaced {
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        assert_eq!(
+            sorted(index.naming_server(&change("a", "idp"))),
+            ["a/named"]
+        );
+        assert!(index.naming_server(&change("b", "idp")).is_empty());
+        assert_eq!(sorted(index.naming_server(&ServerChange::All)), ["a/named"]);
+    }
+}

@@ -1,0 +1,49 @@
+//! A policy as the watches show it: the type that keeps one that does not deserialize, the
+//! names it goes by, and the Secrets its spec names.
+
+use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::{IdentitySettingPolicy, IdentitySettingPolicySpec};
+use crate::reconcile::claims::{PolicyName, policy_name};
+
+/// A policy as watched: one that does not deserialize is kept as an error instead of stopping
+/// the watch for every other policy.
+pub type Guarded = DeserializeGuard<IdentitySettingPolicy>;
+
+/// The policy's reference as the context keys it.
+pub fn policy_ref(guard: &Guarded) -> ObjectRef<IdentitySettingPolicy> {
+    ObjectRef::new(&guard.name_any()).within(&guard.namespace().unwrap_or_default())
+}
+
+/// The reference of the policy the index calls `namespace/name`.
+pub fn policy_ref_of(name: &str) -> ObjectRef<IdentitySettingPolicy> {
+    let (namespace, name) = name.split_once('/').unwrap_or(("", name));
+    ObjectRef::new(name).within(namespace)
+}
+
+/// The policy's `namespace/name`, as the index and the claims key it.
+pub fn name_of(guard: &Guarded) -> PolicyName {
+    policy_name(&guard.namespace().unwrap_or_default(), &guard.name_any())
+}
+
+/// Every Secret name a spec mentions, valid or not (those of a referenced server are the
+/// server's: see [`super::servers::ServerCatalog::using_secret`]).
+pub fn secret_names(spec: &IdentitySettingPolicySpec) -> impl Iterator<Item = &str> {
+    let server = spec.server.as_ref();
+    server
+        .map(|s| s.credentials_secret_ref.name.as_str())
+        .into_iter()
+        .chain(
+            server
+                .and_then(|s| s.ca_secret_ref.as_ref())
+                .map(|r| r.name.as_str()),
+        )
+        .chain(
+            spec.settings
+                .iter()
+                .filter_map(|s| s.value_from.as_ref())
+                .map(|v| v.secret_key_ref.name.as_str()),
+        )
+}

@@ -8,6 +8,7 @@ use identity_settings_operator::api::{
 };
 use identity_settings_operator::controller::context::{Context, ReconcileSettings};
 use identity_settings_operator::controller::reconciler::reconcile;
+use identity_settings_operator::identity::types::SettingScope;
 use identity_settings_operator::metrics::Metrics;
 use identity_simulator::{Endpoint, Simulator, SimulatorConfig};
 use k8s_openapi::ByteString;
@@ -226,4 +227,189 @@ fn requeue_seconds(action: &kube::runtime::controller::Action) -> f64 {
         .and_then(|rest| rest.split("s)").next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no requeue in {text}"))
+}
+
+/// Identity requests since `before`: (GET, PUT, token POST) on the Setting and token endpoints.
+fn identity_calls(sim: &Simulator, before: (u64, u64, u64)) -> (u64, u64, u64) {
+    let c = sim.counters();
+    (
+        c.count(Endpoint::Setting, "GET") - before.0,
+        c.count(Endpoint::Setting, "PUT") - before.1,
+        c.count(Endpoint::Token, "POST") - before.2,
+    )
+}
+
+fn identity_now(sim: &Simulator) -> (u64, u64, u64) {
+    identity_calls(sim, (0, 0, 0))
+}
+
+/// Creates the policy and reconciles it once as stored; returns the calls it made.
+async fn reconcile_stored(f: &Fixture, name: &str) -> (Vec<String>, (u64, u64, u64)) {
+    let stored = f.policies.get(name).await.expect("get");
+    let before = identity_now(&f.sim);
+    f.kube.clear_requests();
+    reconcile(Arc::new(stored), f.ctx.clone())
+        .await
+        .expect("reconcile");
+    (calls(&f.kube), identity_calls(&f.sim, before))
+}
+
+fn ready(p: &IdentitySettingPolicy) -> (String, String) {
+    let c = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready condition");
+    (c.status.clone(), c.reason.clone())
+}
+
+const STATUS_APPLY: &str =
+    "patch identitysettingpolicies/status (apply) by identity-settings-operator";
+
+/// Gather, observe branch: one GET, no PUT; the write step publishes the `Drifted` Event and
+/// applies status, nothing else.
+#[tokio::test]
+async fn observe_mode_reads_once_and_writes_only_the_event_and_status() {
+    let f = fixture().await;
+    let mut p = policy(&f.sim);
+    p.spec.mode = Some(identity_settings_operator::api::SyncMode::Observe);
+    f.policies
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    let (kube, identity) = reconcile_stored(&f, "lockout").await;
+    assert_eq!(kube, ["get secrets", "create events", STATUS_APPLY]);
+    assert_eq!(identity, (1, 0, 1), "one GET (and the first token), no PUT");
+    let observed = f.policies.get("lockout").await.expect("get");
+    assert_eq!(ready(&observed), ("False".into(), "Drifted".into()));
+}
+
+/// Gather, a missing Secret: no identity request at all; the write step reports
+/// `SecretNotFound`.
+#[tokio::test]
+async fn a_missing_secret_makes_no_identity_request() {
+    let f = fixture().await;
+    let mut p = policy(&f.sim);
+    if let Some(server) = p.spec.server.as_mut() {
+        server.credentials_secret_ref.name = "absent".into();
+    }
+    f.policies
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    let (kube, identity) = reconcile_stored(&f, "lockout").await;
+    assert_eq!(kube, ["get secrets", "create events", STATUS_APPLY]);
+    assert_eq!(identity, (0, 0, 0));
+    let reported = f.policies.get("lockout").await.expect("get");
+    assert_eq!(ready(&reported), ("False".into(), "SecretNotFound".into()));
+}
+
+/// Gather, a suspended policy: nothing read (no Secret, no token, no GET); status says so.
+#[tokio::test]
+async fn a_suspended_policy_reads_nothing() {
+    let f = fixture().await;
+    let mut p = policy(&f.sim);
+    p.spec.suspend = Some(true);
+    f.policies
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    let (kube, identity) = reconcile_stored(&f, "lockout").await;
+    assert_eq!(kube, ["create events", STATUS_APPLY]);
+    assert_eq!(identity, (0, 0, 0));
+}
+
+/// Write, a `Restore` policy: the finalizer first (its own reconcile), then the values the
+/// server had are saved before the announced PUT; deleting it writes them back and lets go.
+#[tokio::test]
+async fn a_restore_policy_saves_before_its_first_put_and_restores_on_delete() {
+    let f = fixture().await;
+    let mut p = policy(&f.sim);
+    p.spec.deletion_policy = Some(identity_settings_operator::api::DeletionPolicy::Restore);
+    f.policies
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    let (kube, identity) = reconcile_stored(&f, "lockout").await;
+    assert_eq!(
+        kube,
+        ["patch identitysettingpolicies (json)"],
+        "the finalizer alone"
+    );
+    assert_eq!(identity, (0, 0, 0));
+
+    let scope = SettingScope::organization("magic-7");
+    let before = f.sim.stored(&scope);
+    let (kube, identity) = reconcile_stored(&f, "lockout").await;
+    assert_eq!(
+        kube,
+        [
+            "get secrets",
+            // The restore point: the policy as stored now, any earlier point, its digest
+            // recorded in status (a field manager of its own) before the Secret is created.
+            "get identitysettingpolicies",
+            "get secrets",
+            "patch identitysettingpolicies/status (apply) by identity-settings-operator-restore-point",
+            "create secrets by identity-settings-operator",
+            // The write announced, then the PUT, then status (no second Event).
+            "create events",
+            STATUS_APPLY,
+        ]
+    );
+    assert_eq!(identity, (1, 1, 1), "one GET, one PUT, the first token");
+    assert_ne!(
+        f.sim.stored(&scope),
+        before,
+        "the policy's values were written"
+    );
+
+    f.policies
+        .delete("lockout", &Default::default())
+        .await
+        .expect("delete");
+    let (kube, identity) = reconcile_stored(&f, "lockout").await;
+    assert_eq!(
+        kube,
+        [
+            "get identitysettingpolicies",
+            // The restore point and the credentials.
+            "get secrets",
+            "get secrets",
+            "create events",
+            // The restore point released, then the policy.
+            "get secrets",
+            "patch secrets (merge)",
+            "patch identitysettingpolicies (json)",
+        ]
+    );
+    assert_eq!(
+        identity,
+        (0, 1, 0),
+        "one PUT of the saved values, nothing read"
+    );
+    assert_eq!(f.sim.stored(&scope), before, "the old values are back");
+    assert!(
+        f.policies.get_opt("lockout").await.expect("get").is_none(),
+        "the policy is gone"
+    );
+}
+
+/// Gather, plan branch: one GET, no PUT; the changes are in status, and only status and the
+/// `ChangesPlanned` Event are written.
+#[tokio::test]
+async fn plan_mode_reads_once_and_writes_only_the_event_and_status() {
+    let f = fixture().await;
+    let mut p = policy(&f.sim);
+    p.spec.mode = Some(identity_settings_operator::api::SyncMode::Plan);
+    f.policies
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create");
+    let (kube, identity) = reconcile_stored(&f, "lockout").await;
+    assert_eq!(kube, ["get secrets", "create events", STATUS_APPLY]);
+    assert_eq!(identity, (1, 0, 1), "one GET (and the first token), no PUT");
+    let planned = f.policies.get("lockout").await.expect("get");
+    assert_eq!(ready(&planned), ("False".into(), "ChangesPlanned".into()));
+    let changes = planned.status.expect("status").planned_changes;
+    assert!(!changes.is_empty(), "the planned changes are listed");
 }

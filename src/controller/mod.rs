@@ -3,8 +3,10 @@
 
 pub mod clients;
 pub mod context;
+mod deletion;
 pub mod error;
 pub mod events;
+mod gather;
 pub mod housekeeping;
 pub mod index;
 pub mod ownership;
@@ -16,6 +18,7 @@ pub mod server_status;
 pub mod server_watches;
 pub mod servers;
 pub mod watched;
+mod write;
 
 use std::sync::Arc;
 

@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::context::Context;
 use super::error::{ReconcileError, Recovery};
-use super::reconciler::fetch_secrets;
+use super::gather::fetch_secrets;
 use crate::api::FIELD_MANAGER;
 use crate::api::{
     ClusterIdentityServer, IdentityServer, IdentityServerStatus, ServerBudget, ServerSpec,

@@ -1,0 +1,183 @@
+//! Every read one reconcile makes before anything is decided: the server definition a policy
+//! names (from the watched ones), the Secrets it reads (from the cache while their version is
+//! current) and a client of its identity server, whose GET is the last read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+
+use super::context::Context;
+use super::error::ReconcileError;
+use super::servers::HeldServer;
+use crate::api::IdentitySettingPolicy;
+use crate::identity::client::IdentityClient;
+use crate::identity::redact::Redactor;
+use crate::reconcile::inputs::SecretVersions;
+use crate::reconcile::resolve::{
+    Resolved, SecretData, referenced_secrets, resolve, resolve_from, secret_keys, server_secrets,
+    setting_secrets,
+};
+use crate::reconcile::server_ref::{ServerRefError, referenced};
+use crate::reconcile::validate::{ValidPolicy, setting_scope, validate, validate_with};
+use crate::secret::SecretString;
+
+/// Checks the policy with the server it uses: its inline `spec.server`, or the server its
+/// `spec.serverRef` names, found in the watched server definitions (waiting for their first
+/// list) and allowed for its namespace.
+pub(super) async fn validate_policy(
+    ctx: &Context,
+    policy: &IdentitySettingPolicy,
+) -> Result<ValidPolicy, ReconcileError> {
+    let Some(reference) = policy
+        .spec
+        .server_ref
+        .as_ref()
+        .filter(|_| policy.spec.server.is_none())
+    else {
+        return validate(&policy.spec).map_err(ReconcileError::InvalidSpec);
+    };
+    if !ctx.servers.wait_listed().await {
+        return Err(ServerRefError::NotListed {
+            kind: reference.kind.as_str(),
+        }
+        .into());
+    }
+    let namespace = policy.namespace().unwrap_or_default();
+    let held = ctx.servers.lookup(&namespace, reference);
+    let labels = ctx.servers.namespace_labels(&namespace);
+    let referenced = referenced(
+        &namespace,
+        &setting_scope(&policy.spec),
+        reference,
+        held.as_ref().map(HeldServer::as_found),
+        labels.as_ref(),
+    )?;
+    validate_with(&policy.spec, Some(referenced)).map_err(ReconcileError::InvalidSpec)
+}
+
+/// Resolves the policy's Secrets and gets a client of its identity server. Every secret value
+/// read (and `also_secret`) goes to `redactor`, which the client applies to server texts before
+/// it cuts them, and `decide` to the final message. Also returns the versions of the Secrets
+/// the setting values came from (the inputs of [`crate::reconcile::inputs`]).
+pub(super) async fn connect(
+    policy: &IdentitySettingPolicy,
+    valid: &ValidPolicy,
+    ctx: &Context,
+    oref: &ObjectRef<IdentitySettingPolicy>,
+    redactor: &mut Redactor,
+    also_secret: &[&str],
+) -> Result<(Resolved, IdentityClient, SecretVersions), ReconcileError> {
+    let namespace = policy.namespace().unwrap_or_default();
+    let mut versions = SecretVersions::new();
+    let resolved = match &valid.server_secrets_namespace {
+        // A ClusterIdentityServer: its Secrets are in its own namespace.
+        Some(server_namespace) => {
+            let server = fetch_secrets(ctx, valid, server_namespace, server_secrets(valid)).await?;
+            let settings = fetch_secrets_versioned(
+                ctx,
+                valid,
+                &namespace,
+                setting_secrets(valid),
+                &mut versions,
+            )
+            .await?;
+            resolve_from(valid, &server, &settings)?
+        }
+        None => {
+            let mut all = SecretVersions::new();
+            let data = fetch_secrets_versioned(
+                ctx,
+                valid,
+                &namespace,
+                referenced_secrets(valid),
+                &mut all,
+            )
+            .await?;
+            let values_from = setting_secrets(valid);
+            versions = all
+                .into_iter()
+                .filter(|((_, name), _)| values_from.contains(name))
+                .collect();
+            resolve(valid, &data)?
+        }
+    };
+    *redactor = Redactor::new(
+        resolved
+            .secret_values
+            .iter()
+            .map(SecretString::expose)
+            .chain(also_secret.iter().copied()),
+    );
+    let client = ctx
+        .identity_client(
+            oref,
+            &valid.base_url,
+            &resolved.credentials,
+            resolved.ca_pem.as_deref(),
+            valid.budget,
+        )
+        .await?
+        .redacting(redactor.clone());
+    Ok((resolved, client, versions))
+}
+
+/// The data of each of the Secrets `names` of `namespace` that exists: from the cache while the
+/// version it was read at is current, else read from the API server (and cached). A failure to
+/// read (RBAC, API server down) becomes a `KubernetesError` condition, retried with backoff.
+/// Only the keys `valid` reads of each Secret (see [`secret_keys`]) are kept, in the cache and
+/// in the answer.
+pub(super) async fn fetch_secrets(
+    ctx: &Context,
+    valid: &ValidPolicy,
+    namespace: &str,
+    names: BTreeSet<String>,
+) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
+    let mut versions = SecretVersions::new();
+    fetch_secrets_versioned(ctx, valid, namespace, names, &mut versions).await
+}
+
+/// [`fetch_secrets`], adding each Secret's resourceVersion to `versions`.
+async fn fetch_secrets_versioned(
+    ctx: &Context,
+    valid: &ValidPolicy,
+    namespace: &str,
+    names: BTreeSet<String>,
+    versions: &mut SecretVersions,
+) -> Result<BTreeMap<String, SecretData>, ReconcileError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let wanted = secret_keys(valid);
+    let none = BTreeSet::new();
+    let mut data = BTreeMap::new();
+    for name in names {
+        let keys = wanted.get(&name).unwrap_or(&none);
+        if let Some(cached) = ctx.secrets.get(namespace, &name, keys) {
+            if let Some(version) = ctx.secrets.version(namespace, &name) {
+                versions.insert((namespace.to_owned(), name.clone()), version);
+            }
+            data.insert(name, (*cached).clone());
+            continue;
+        }
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(ReconcileError::SecretRead)?;
+        if let Some(secret) = secret {
+            let version = secret.metadata.resource_version;
+            if let Some(version) = &version {
+                versions.insert((namespace.to_owned(), name.clone()), version.clone());
+            }
+            let held = ctx.secrets.insert(
+                namespace,
+                &name,
+                version,
+                keys,
+                secret.data.unwrap_or_default(),
+            );
+            data.insert(name, (*held).clone());
+        }
+    }
+    Ok(data)
+}

@@ -28,6 +28,10 @@ pub struct Args {
     /// The budget case's `--identity-max-in-flight`.
     #[arg(long, default_value_t = 4)]
     pub budget_in_flight: u32,
+    /// Also writes the report into this Markdown file, between its benchmark markers (e.g.
+    /// `docs/benchmarks.md`), dated and with the machine and commit.
+    #[arg(long, value_name = "PATH")]
+    pub write: Option<std::path::PathBuf>,
     /// Extra flag for the operator's `run`, repeatable (e.g. `--operator-arg=--concurrency=16`).
     #[arg(long = "operator-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub operator_args: Vec<String>,

@@ -25,6 +25,30 @@ pub fn describe() -> Machine {
     Machine { cpu, cores, os }
 }
 
+/// When and on what code the figures were measured: the UTC time and the checkout's commit
+/// (`unknown` outside a git checkout), with `+dirty` when it has uncommitted changes.
+pub fn measured_at() -> String {
+    let when = jiff::Timestamp::now()
+        .strftime("%Y-%m-%d %H:%M UTC")
+        .to_string();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(crate::binaries::workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    format!(
+        "{when}, commit {commit}{}",
+        if dirty { "+dirty" } else { "" }
+    )
+}
+
 /// The value of the first `name<sep>value` line, trimmed and unquoted.
 fn field(text: &str, name: &str, sep: char) -> Option<String> {
     text.lines().find_map(|line| {

@@ -8,10 +8,12 @@
 //! requests per policy during it, operator memory and CPU, requests per policy per resync in a
 //! quiet steady state, the latency of 200 single edits, and the time to correct drift on every
 //! policy. Then an idle run (10 policies) and a slow-service run (100 ms per Setting request).
+//! `--write docs/benchmarks.md` also puts the report into that document.
 
 mod binaries;
 mod cli;
 mod converge;
+mod doc;
 mod error;
 mod http;
 mod kube;
@@ -86,6 +88,7 @@ async fn main() -> ExitCode {
         || budget.as_ref().is_some_and(Result::is_err);
     let report = Report {
         machine: machine::describe(),
+        measured: machine::measured_at(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         resync: args.resync,
         scale,
@@ -103,7 +106,17 @@ async fn main() -> ExitCode {
             );
         }
     }
-    print!("{}", report.markdown());
+    let markdown = report.markdown();
+    print!("{markdown}");
+    if let Some(path) = &args.write {
+        match doc::write(path, &markdown) {
+            Ok(()) => eprintln!("• wrote the report into {}", path.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if failed {
         ExitCode::FAILURE
     } else {

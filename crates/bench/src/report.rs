@@ -19,6 +19,8 @@ const IDLE_TARGET_MIB: f64 = 32.0;
 pub struct Report {
     /// Where.
     pub machine: Machine,
+    /// When, and on which commit.
+    pub measured: String,
     /// How the benchmark was called.
     pub command: String,
     /// The policies' resync interval in the scale runs.
@@ -61,6 +63,7 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let m = &self.machine;
+        let _ = writeln!(out, "Measured: {}\n", self.measured);
         let _ = writeln!(out, "Machine: {} ({} cores), {}\n", m.cpu, m.cores, m.os);
         let _ = writeln!(out, "Command: `{}`\n", self.command);
         out.push_str(&self.scale_table());

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::identity::budget::WindowLimits;
+
 /// Keeps UiPath Identity Server settings equal to IdentitySettingPolicy resources.
 #[derive(Debug, Parser)]
 #[command(name = "identity-settings-operator", version, about)]
@@ -79,6 +81,26 @@ pub struct RunArgs {
     /// --identity-concurrency.
     #[arg(long, env = "IDENTITY_MAX_IN_FLIGHT", default_value_t = 0)]
     pub identity_max_in_flight: u16,
+    /// Hosts of Automation Cloud, whose identity service publishes per-organization limits:
+    /// requests to an identity URL on one of them (or a subdomain) are held to
+    /// --automation-cloud-share of --automation-cloud-limits per organization, besides the
+    /// limits above. Comma-separated; empty: none.
+    #[arg(
+        long,
+        env = "AUTOMATION_CLOUD_HOSTS",
+        value_delimiter = ',',
+        default_value = "cloud.uipath.com,staging.uipath.com,alpha.uipath.com,govcloud.uipath.us"
+    )]
+    pub automation_cloud_hosts: Vec<String>,
+    /// The limits Automation Cloud publishes for its identity service, per organization:
+    /// `READS,WRITES/WINDOW` — Setting GETs and PUTs per window (UiPath: 300 GET and 160
+    /// PUT/PATCH/DELETE per 5 minutes, 429 beyond).
+    #[arg(long, env = "AUTOMATION_CLOUD_LIMITS", default_value = "300,160/5m", value_parser = parse_window_limits)]
+    pub automation_cloud_limits: WindowLimits,
+    /// The part of --automation-cloud-limits the operator uses (0 to 1), leaving the rest to
+    /// the organization's own users and tools; 0: no per-organization limit.
+    #[arg(long, env = "AUTOMATION_CLOUD_SHARE", default_value_t = 0.5, value_parser = share)]
+    pub automation_cloud_share: f64,
     /// Take part in leader election (required when running more than one replica).
     #[arg(long, env = "LEADER_ELECTION", default_value_t = false)]
     pub leader_election: bool,
@@ -241,6 +263,27 @@ fn non_negative(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A share between 0 and 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if (0.0..=1.0).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a share between 0 and 1")),
+    }
+}
+
+/// `READS,WRITES/WINDOW`, e.g. `300,160/5m`.
+pub fn parse_window_limits(text: &str) -> Result<WindowLimits, String> {
+    let bad = || format!("{text:?} is not READS,WRITES/WINDOW such as 300,160/5m");
+    let (counts, window) = text.trim().split_once('/').ok_or_else(bad)?;
+    let (reads, writes) = counts.split_once(',').ok_or_else(bad)?;
+    let count = |n: &str| n.trim().parse::<u32>().map_err(|_| bad());
+    Ok(WindowLimits {
+        reads: count(reads)?,
+        writes: count(writes)?,
+        window: parse_duration(window.trim())?,
+    })
+}
+
 /// Parses a duration flag (`30s`, `5m`, `1h`, at most 24h), with a message clap shows for a
 /// bad one.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -326,6 +369,28 @@ mod tests {
                 .is_err()
         );
         assert_eq!(MAX_DURATION_FLAG, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn automation_cloud_limits_default_to_half_the_published_ones() {
+        use crate::controller::clients::{
+            AUTOMATION_CLOUD_HOSTS, AUTOMATION_CLOUD_LIMITS, AUTOMATION_CLOUD_SHARE,
+        };
+        let args = run_args(&[]);
+        assert_eq!(args.automation_cloud_limits, AUTOMATION_CLOUD_LIMITS);
+        assert_eq!(args.automation_cloud_share, AUTOMATION_CLOUD_SHARE);
+        assert_eq!(args.automation_cloud_hosts, AUTOMATION_CLOUD_HOSTS);
+        for bad in [
+            &["--automation-cloud-share", "1.5"][..],
+            &["--automation-cloud-limits", "300/5m"],
+            &["--automation-cloud-limits", "300,160"],
+            &["--automation-cloud-limits", "a,b/5m"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["x", "run"].iter().chain(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Wires the pieces of `identity-settings-operator run` together: Kubernetes client, metrics
 //! and health server, leader election, controller, shutdown on SIGTERM/Ctrl-C.
 
+use crate::controller::clients::OrganizationLimits;
 use crate::identity::budget::BudgetLimits;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -74,6 +75,14 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         identity_budget: BudgetLimits {
             requests_per_second: Some(args.identity_requests_per_second).filter(|r| *r > 0.0),
             max_in_flight: Some(usize::from(args.identity_max_in_flight)).filter(|n| *n > 0),
+            per_organization: None,
+        },
+        organization_limits: OrganizationLimits {
+            hosts: args.automation_cloud_hosts.clone(),
+            limits: (args.automation_cloud_share > 0.0).then(|| {
+                args.automation_cloud_limits
+                    .share(args.automation_cloud_share)
+            }),
         },
     };
     let ctx = Context::new(client.clone(), metrics, settings, Some(identity.clone()));

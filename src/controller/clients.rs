@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 
 use crate::api::ServerBudget;
 use crate::identity::auth::{Credentials, TokenCache};
-use crate::identity::budget::BudgetLimits;
+use crate::identity::budget::{BudgetLimits, WindowLimits};
 use crate::identity::client::{ClientConfig, Connection, IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
 use crate::identity::redact::Redactor;
@@ -34,6 +34,62 @@ pub struct ConnectionSettings {
     pub observer: Option<Arc<dyn RequestObserver>>,
     /// Each server's request budget.
     pub budget: BudgetLimits,
+    /// Per-organization limits of the servers that publish them.
+    pub organization_limits: OrganizationLimits,
+}
+
+/// The servers whose identity service limits each organization (Automation Cloud), and the
+/// limits the operator keeps to there.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrganizationLimits {
+    /// Their hosts: an identity URL on one of them, or on a subdomain, has the limits.
+    pub hosts: Vec<String>,
+    /// The operator's share of the published limits; `None`: none kept.
+    pub limits: Option<WindowLimits>,
+}
+
+/// The hosts of Automation Cloud (their subdomains included).
+pub const AUTOMATION_CLOUD_HOSTS: [&str; 4] = [
+    "cloud.uipath.com",
+    "staging.uipath.com",
+    "alpha.uipath.com",
+    "govcloud.uipath.us",
+];
+
+/// What UiPath publishes for Automation Cloud's Identity Server, per organization: 300 GET and
+/// 160 PUT/PATCH/DELETE requests per 5 minutes, 429 beyond.
+pub const AUTOMATION_CLOUD_LIMITS: WindowLimits = WindowLimits {
+    window: Duration::from_secs(300),
+    reads: 300,
+    writes: 160,
+};
+
+/// The part of [`AUTOMATION_CLOUD_LIMITS`] the operator uses by default, leaving the rest to
+/// the organization's own users and tools.
+pub const AUTOMATION_CLOUD_SHARE: f64 = 0.5;
+
+impl OrganizationLimits {
+    /// The defaults: [`AUTOMATION_CLOUD_SHARE`] of [`AUTOMATION_CLOUD_LIMITS`] on
+    /// [`AUTOMATION_CLOUD_HOSTS`].
+    pub fn automation_cloud() -> Self {
+        Self {
+            hosts: AUTOMATION_CLOUD_HOSTS.map(String::from).to_vec(),
+            limits: Some(AUTOMATION_CLOUD_LIMITS.share(AUTOMATION_CLOUD_SHARE)),
+        }
+    }
+
+    /// The limits for a server at `base_url`, if it is one of the hosts.
+    pub fn for_url(&self, base_url: &str) -> Option<WindowLimits> {
+        let limits = self.limits?;
+        let url = url::Url::parse(base_url.trim()).ok()?;
+        let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+        self.hosts
+            .iter()
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .any(|h| host == h || host.ends_with(&format!(".{h}")))
+            .then_some(limits)
+    }
 }
 
 /// What makes two servers the same connection pool (and request budget).
@@ -154,6 +210,7 @@ impl IdentityClients {
         config.ca_certificate_pem = server.ca_pem.clone();
         config.observer = self.settings.observer.clone();
         config.budget = limits(self.settings.budget, server.budget);
+        config.budget.per_organization = self.settings.organization_limits.for_url(base_url);
         tokio::task::spawn_blocking(move || Connection::new(&config))
             .await
             .unwrap_or_else(|e| {
@@ -163,12 +220,17 @@ impl IdentityClients {
             })
     }
 
-    /// Drops connection pools and token caches no client uses any more.
+    /// Drops connection pools and token caches no client uses any more, and idle
+    /// per-organization budgets.
     pub fn prune(&self) {
         self.token_caches()
             .retain(|_, tokens| Arc::strong_count(tokens) > 1);
         self.connections().retain(|_, cell| match cell.get() {
-            Some(Ok(connection)) => connection.handles() > 1,
+            Some(Ok(connection)) => {
+                // Organizations whose spacing has passed hold nothing a fresh budget would not.
+                connection.prune_budgets();
+                connection.handles() > 1
+            }
             // A failed build is retried on next use; one in progress is kept.
             Some(Err(_)) => false,
             None => Arc::strong_count(cell) > 1,
@@ -192,6 +254,7 @@ fn limits(operator: BudgetLimits, server: ServerBudget) -> BudgetLimits {
             .max_in_flight
             .and_then(|n| usize::try_from(n).ok())
             .or(operator.max_in_flight),
+        per_organization: operator.per_organization,
     }
 }
 
@@ -207,7 +270,42 @@ mod tests {
             max_idle_connections: 4,
             observer: None,
             budget: Default::default(),
+            organization_limits: OrganizationLimits::default(),
         })
+    }
+
+    #[test]
+    fn automation_cloud_hosts_and_their_subdomains_have_the_limits_others_do_not() {
+        let limits = WindowLimits {
+            window: Duration::from_secs(300),
+            reads: 150,
+            writes: 80,
+        };
+        let cloud = OrganizationLimits {
+            hosts: vec!["cloud.uipath.com".into(), " Staging.UiPath.com ".into()],
+            limits: Some(limits),
+        };
+        for url in [
+            "https://cloud.uipath.com/acme/identity_",
+            "https://CLOUD.uipath.com./acme/identity_",
+            "https://eu.cloud.uipath.com/acme/identity_",
+            "https://staging.uipath.com/acme/identity_",
+        ] {
+            assert_eq!(cloud.for_url(url), Some(limits), "{url}");
+        }
+        for url in [
+            "https://identity.example.com/identity_",
+            "https://notcloud.uipath.com/acme/identity_",
+            "https://cloud.uipath.com.example.net/identity_",
+            "not a url",
+        ] {
+            assert_eq!(cloud.for_url(url), None, "{url}");
+        }
+        let off = OrganizationLimits {
+            limits: None,
+            ..cloud
+        };
+        assert_eq!(off.for_url("https://cloud.uipath.com/acme/identity_"), None);
     }
 
     fn app(secret: &str) -> Credentials {

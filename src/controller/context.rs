@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::runtime::reflector::ObjectRef;
 
-use super::clients::{ConnectionSettings, IdentityClients};
+use super::clients::{ConnectionSettings, IdentityClients, OrganizationLimits};
 use super::events::EventPublisher;
 use super::index::PolicyIndex;
 use super::ownership::Ownership;
@@ -52,6 +52,8 @@ pub struct ReconcileSettings {
     pub concurrency_per_server: usize,
     /// Each identity server's request budget (rate and in-flight limits).
     pub identity_budget: BudgetLimits,
+    /// Per-organization limits of the servers that publish them (Automation Cloud).
+    pub organization_limits: OrganizationLimits,
 }
 
 /// Default of [`ReconcileSettings::reconcile_deadline`]: two of the identity client's 30 s
@@ -73,6 +75,7 @@ impl Default for ReconcileSettings {
             concurrency: DEFAULT_CONCURRENCY,
             concurrency_per_server: DEFAULT_CONCURRENCY_PER_SERVER,
             identity_budget: BudgetLimits::default(),
+            organization_limits: OrganizationLimits::default(),
         }
     }
 }
@@ -153,6 +156,7 @@ impl Context {
             request_timeout: settings.request_timeout,
             max_idle_connections: settings.concurrency_per_server,
             budget: settings.identity_budget,
+            organization_limits: settings.organization_limits.clone(),
             observer: Some(metrics.clone() as Arc<dyn RequestObserver>),
         });
         Self {

@@ -17,7 +17,7 @@ use std::io::Write as _;
 use futures::StreamExt;
 
 use crate::cli::{DiffArgs, DiffOutput};
-use crate::controller::clients::{ConnectionSettings, IdentityClients};
+use crate::controller::clients::{ConnectionSettings, IdentityClients, OrganizationLimits};
 use report::{EXIT_ERROR, Report};
 use sources::SecretSources;
 
@@ -58,6 +58,8 @@ pub async fn run(args: &DiffArgs) -> u8 {
         max_idle_connections: CONCURRENCY,
         observer: None,
         budget: Default::default(),
+        // A preview reads as the operator would: within Automation Cloud's published limits.
+        organization_limits: OrganizationLimits::automation_cloud(),
     });
     let allowed = check::AllowedServers::new(&args.allow_servers);
     let (servers, allowed, sources, clients) = (&manifests, &allowed, &sources, &clients);

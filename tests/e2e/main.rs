@@ -6,6 +6,7 @@ mod control_plane;
 mod finalizers;
 mod harness;
 mod hostile;
+mod limits;
 mod rbac;
 mod restart;
 mod servers;

@@ -24,7 +24,7 @@ use super::urls;
 use crate::secret::SecretString;
 
 pub use super::budget::BudgetLimits;
-use super::budget::RequestBudget;
+use super::budget::{OrganizationBudgets, RequestBudget, RequestKind};
 pub use super::observe::{Endpoint, RequestObserver, RequestOutcome};
 pub use super::retry::RetryPolicy;
 
@@ -124,6 +124,8 @@ struct ConnectionInner {
     retry: RetryPolicy,
     observer: Option<Arc<dyn RequestObserver>>,
     budget: RequestBudget,
+    /// Per organization and kind of Setting request, when the server has such limits.
+    organizations: Option<OrganizationBudgets>,
 }
 
 impl fmt::Debug for Connection {
@@ -175,6 +177,7 @@ impl Connection {
                 retry: config.retry.clone(),
                 observer: config.observer.clone(),
                 budget: RequestBudget::new(config.budget),
+                organizations: config.budget.per_organization.map(OrganizationBudgets::new),
             }),
         })
     }
@@ -207,6 +210,13 @@ impl Connection {
             }),
             known_secrets: Arc::default(),
         })
+    }
+
+    /// Drops the per-organization budgets that are idle (see [`OrganizationBudgets::prune`]).
+    pub fn prune_budgets(&self) {
+        if let Some(organizations) = &self.inner.organizations {
+            organizations.prune();
+        }
     }
 
     /// How many handles (clients and clones) share this connection pool; 1 means only the
@@ -279,7 +289,13 @@ impl IdentityClient {
         let mut rows = Vec::with_capacity(keys.len().min(256));
         for url in urls::settings_queries(&self.connection.inner.base, scope, keys) {
             let chunk: Vec<StoredSetting> = self
-                .setting_call(Method::GET, &url, Body::None, &[])
+                .setting_call(
+                    Method::GET,
+                    &url,
+                    Body::None,
+                    &[],
+                    &scope.partition_global_id,
+                )
                 .await?;
             rows.extend(
                 chunk
@@ -327,8 +343,14 @@ impl IdentityClient {
             .filter(|s| is_secret_key(&s.key))
             .map(|s| s.value.as_str())
             .collect();
-        self.setting_call(Method::PUT, &url, Body::Json(&json), &sent)
-            .await
+        self.setting_call(
+            Method::PUT,
+            &url,
+            Body::Json(&json),
+            &sent,
+            &scope.partition_global_id,
+        )
+        .await
     }
 
     /// How many token requests (client credentials or ROPC) this client and its clones made.
@@ -359,13 +381,15 @@ impl IdentityClient {
     }
 
     /// One Setting call with retries; a 401 with refreshable credentials gets one refresh and
-    /// one more try within the call. `sent` are secret values in the body, cut out of errors.
+    /// one more try within the call. `sent` are secret values in the body, cut out of errors;
+    /// `organization` is the partition the request is about (for per-organization limits).
     async fn setting_call<T: DeserializeOwned>(
         &self,
         method: Method,
         url: &Url,
         body: Body<'_>,
         sent: &[&str],
+        organization: &str,
     ) -> Result<T, IdentityError> {
         let refreshed = AtomicBool::new(false);
         let secrets = self.redactor(sent);
@@ -373,6 +397,7 @@ impl IdentityClient {
             method: &method,
             url,
             body: &body,
+            organization,
         };
         let answer = retry::run(&self.connection.inner.retry, |attempt, budget| {
             self.setting_attempt(&call, attempt, budget, &refreshed, &secrets)
@@ -389,20 +414,16 @@ impl IdentityClient {
         refreshed: &AtomicBool,
         secrets: &Redactor,
     ) -> Result<Answer, IdentityError> {
-        let SettingRequest { method, url, body } = *call;
+        let url = call.url;
         let token = self.token(None, attempt, budget).await?;
-        let mut answer = self
-            .send_setting(method, url, body, &token, attempt, budget)
-            .await?;
+        let mut answer = self.send_setting(call, &token, attempt, budget).await?;
         if answer.status == 401
             && self.auth.credentials.is_refreshable()
             && !refreshed.swap(true, Ordering::SeqCst)
         {
             tracing::debug!("identity answered 401; refreshing the token once");
             let token = self.token(Some(token.generation), attempt, budget).await?;
-            answer = self
-                .send_setting(method, url, body, &token, attempt, budget)
-                .await?;
+            answer = self.send_setting(call, &token, attempt, budget).await?;
         }
         if answer.is_success() {
             Ok(answer)
@@ -413,15 +434,19 @@ impl IdentityClient {
         }
     }
 
+    /// One Setting request: first within its organization's limits (when the server has
+    /// them), then the server's budget (in [`Self::send`]).
     async fn send_setting(
         &self,
-        method: &Method,
-        url: &Url,
-        body: &Body<'_>,
+        call: &SettingRequest<'_>,
         token: &Token,
         attempt: u32,
         budget: Budget,
     ) -> Result<Answer, IdentityError> {
+        let SettingRequest {
+            method, url, body, ..
+        } = *call;
+        self.admit_for_organization(call, budget).await?;
         let mut request = self
             .connection
             .inner
@@ -443,6 +468,36 @@ impl IdentityClient {
             budget,
         )
         .await
+    }
+
+    /// Waits for the organization's budget of this kind of request, if the server has one:
+    /// fails `Throttled` when it would not allow the request within the call's budget.
+    async fn admit_for_organization(
+        &self,
+        call: &SettingRequest<'_>,
+        budget: Budget,
+    ) -> Result<(), IdentityError> {
+        let Some(organizations) = &self.connection.inner.organizations else {
+            return Ok(());
+        };
+        let kind = if *call.method == Method::GET {
+            RequestKind::Read
+        } else {
+            RequestKind::Write
+        };
+        let Some(organization) = organizations.of(call.organization, kind) else {
+            return Ok(());
+        };
+        organization
+            .admit(budget.deadline(), self.connection.inner.retry.max_backoff)
+            .await
+            .map(drop)
+            .map_err(|over| IdentityError::Throttled {
+                endpoint: Endpoint::Setting,
+                url: call.url.to_string(),
+                wait: over.wait,
+                server_asked: false,
+            })
     }
 
     /// One attempt of `request`, timed out at the attempt timeout and reported to the observer.
@@ -720,6 +775,8 @@ struct SettingRequest<'a> {
     method: &'a Method,
     url: &'a Url,
     body: &'a Body<'a>,
+    /// The partition the request is about.
+    organization: &'a str,
 }
 
 #[cfg(test)]

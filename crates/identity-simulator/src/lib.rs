@@ -48,6 +48,7 @@ mod counters;
 mod faults;
 pub mod load;
 pub mod normalize;
+pub mod org_limits;
 mod responses;
 pub mod server;
 mod store;
@@ -278,6 +279,11 @@ impl Simulator {
     /// Peak identity requests in flight and per second (reset with the counters).
     pub fn load(&self) -> load::Load {
         self.shared.load.clone()
+    }
+
+    /// The published per-organization limits, enforced with 429s when a test turns them on.
+    pub fn organization_limits(&self) -> org_limits::OrganizationLimiter {
+        self.shared.organization_limits.clone()
     }
 
     /// Answered GETs per scope (reset with the counters by `DELETE /_simulator/counters`).

@@ -25,6 +25,7 @@
 //!   `Content-Type`.
 
 use super::load::Load;
+use super::org_limits::{Kind, OrganizationLimiter};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -69,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) checks: Checks,
     /// Peak requests in flight and per second.
     pub(crate) load: Load,
+    /// Per-organization limits (off unless a test sets them).
+    pub(crate) organization_limits: OrganizationLimiter,
     clients: Vec<ClientApp>,
     ropc_users: Vec<RopcUser>,
     token_lifetime: Duration,
@@ -94,6 +97,7 @@ impl Shared {
             counters: Counters::default(),
             checks: Checks::default(),
             load: Load::default(),
+            organization_limits: OrganizationLimiter::default(),
             clients: config.clients.clone(),
             ropc_users: config.ropc_users.clone(),
             token_lifetime: config.token_lifetime,
@@ -238,6 +242,9 @@ fn get_settings(app: &Shared, query: Option<&str>) -> Response {
     let Some(partition) = partition.filter(|p| !p.is_empty()) else {
         return validation_problem("partitionGlobalId", "partitionGlobalId is required");
     };
+    if let Err(retry_after) = app.organization_limits.admit(&partition, Kind::Read) {
+        return injected_failure(429, Some(retry_after));
+    }
     let scope = SettingScope {
         partition_global_id: partition,
         user_id: user.filter(|u| !u.is_empty()),
@@ -283,6 +290,12 @@ fn put_settings(app: &Shared, headers: &HeaderMap, body: &[u8]) -> Response {
         Ok(parsed) => parsed,
         Err(e) => return validation_problem(&e.field, &e.detail),
     };
+    if let Err(retry_after) = app
+        .organization_limits
+        .admit(&scope.partition_global_id, Kind::Write)
+    {
+        return injected_failure(429, Some(retry_after));
+    }
     let mut normalised = Vec::with_capacity(settings.len());
     for (i, (key, value)) in settings.into_iter().enumerate() {
         match try_normalize_value(&key, &value) {

@@ -1,0 +1,68 @@
+//! The identity service's published per-organization limits (issue 21, item 3): Automation
+//! Cloud allows about 300 GET and 160 PUT of one organization per 5 minutes and answers 429
+//! beyond. Against an Automation Cloud host the operator keeps to a share of those limits by
+//! default, so the service never has to refuse it.
+
+use std::time::Duration;
+
+use crate::harness::*;
+use identity_simulator::org_limits::Limits;
+
+/// The simulator enforces limits of the published shape, in a window short enough for a test
+/// (4 GETs and 3 PUTs of one organization per 4 s, 429 beyond), and the operator is told the
+/// simulator is an Automation Cloud host with those limits, of which it uses three quarters (3
+/// GETs and 2 PUTs per 4 s). Six new policies of one organization converge without one 429:
+/// reads and writes of the organization are spaced to its share, whatever the operator's
+/// concurrency (without the share, the six PUTs go out at once and three are refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_of_one_organization_keep_to_its_published_limits() {
+    const POLICIES: usize = 6;
+    // E2E_LIMITS_SHARE=0 shows the test failing without the operator's limits.
+    let share = std::env::var("E2E_LIMITS_SHARE").unwrap_or_else(|_| "0.75".into());
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    world.sim.organization_limits().set(Some(Limits {
+        window: Duration::from_secs(4),
+        reads: 4,
+        writes: 3,
+    }));
+    for i in 0..POLICIES {
+        world
+            .create_policy(&policy(
+                &world,
+                &format!("p{i}"),
+                "admin",
+                vec![setting(&format!("Custom.Limits.K{i}"), "v")],
+            ))
+            .await;
+    }
+    world
+        .spawn_operator(&[
+            "--automation-cloud-hosts",
+            "127.0.0.1",
+            "--automation-cloud-limits",
+            "4,3/4s",
+            "--automation-cloud-share",
+            &share,
+        ])
+        .await;
+    let started = tokio::time::Instant::now();
+    for i in 0..POLICIES {
+        world
+            .wait_reason(&format!("p{i}"), "Applied", Duration::from_secs(60))
+            .await;
+    }
+    let load = world.sim.organization_limits().load();
+    assert_eq!(
+        load.refused,
+        0,
+        "the service had to refuse the operator: {load:?}\n{}",
+        world.logs()
+    );
+    assert!(load.peak_reads <= 4 && load.peak_writes <= 3, "{load:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(8),
+        "six writes 2 s apart take 10 s, not {:?}",
+        started.elapsed()
+    );
+}

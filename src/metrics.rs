@@ -66,6 +66,8 @@ pub struct Metrics {
     queue_running: Gauge,
     queue_oldest_wait: Gauge<f64, AtomicU64>,
     queue_overdue: Gauge,
+    organizations_over_budget: Gauge,
+    budget_fitting_resync: Gauge<f64, AtomicU64>,
     queue_wait: Histogram,
 }
 
@@ -153,6 +155,18 @@ impl Default for Metrics {
             "Due resyncs that have waited longer than their policy's resync interval: the operator is not keeping up",
             queue_overdue.clone(),
         );
+        let organizations_over_budget = Gauge::default();
+        registry.register(
+            "organizations_over_budget",
+            "Organizations whose per-organization request budget (Automation Cloud's published limits) cannot check all of their policies within their resyncInterval",
+            organizations_over_budget.clone(),
+        );
+        let budget_fitting_resync = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "budget_fitting_resync_seconds",
+            "The resyncInterval that would fit the organization furthest over its budget (0 when all fit)",
+            budget_fitting_resync.clone(),
+        );
         let queue_wait = Histogram::new(exponential_buckets(0.001, 4.0, 10));
         registry.register(
             "queue_wait_seconds",
@@ -165,6 +179,8 @@ impl Default for Metrics {
             queue_running,
             queue_oldest_wait,
             queue_overdue,
+            organizations_over_budget,
+            budget_fitting_resync,
             queue_wait,
             registry,
             reconciles,
@@ -232,6 +248,14 @@ impl Metrics {
         self.queue_running.set(count(figures.running));
         self.queue_oldest_wait.set(figures.oldest_wait_seconds);
         self.queue_overdue.set(count(figures.overdue));
+    }
+
+    /// Sets the budget gauges: how many organizations are over their budget, and the interval
+    /// that would fit the one furthest over.
+    pub fn record_budget(&self, over: usize, fits: std::time::Duration) {
+        self.organizations_over_budget
+            .set(i64::try_from(over).unwrap_or(i64::MAX));
+        self.budget_fitting_resync.set(fits.as_secs_f64());
     }
 
     /// Records how long an admitted reconcile waited for its slot.

@@ -481,7 +481,10 @@ mod tests {
             crate::api::IdentitySettingPolicySpec::for_tests("https://x/identity_", "c", vec![]),
         );
         watched.metadata.namespace = Some("ns".into());
-        ctx.index.apply(&kube::core::DeserializeGuard(Ok(watched)));
+        ctx.index.apply(
+            &kube::core::DeserializeGuard(Ok(watched)),
+            "https://x/identity_",
+        );
         ctx.expect_newer(&a, None, Some("1".into()), Some("2"));
         ctx.expect_newer(&b, None, Some("1".into()), Some("2"));
         assert!(!ctx.cache_lags(&never, None, Some("1")));

@@ -83,9 +83,32 @@ pub async fn run(ctx: Arc<Context>) {
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_warning: Option<Instant> = None;
+    let mut last_budget_warning: Option<Instant> = None;
     loop {
         tick.tick().await;
         prune(&ctx);
+        let shortfalls = ctx
+            .index
+            .shortfalls(|server| ctx.settings.organization_limits.for_url(server));
+        ctx.metrics.record_budget(
+            shortfalls.len(),
+            shortfalls.first().map(|s| s.fits).unwrap_or_default(),
+        );
+        if let Some(worst) = shortfalls.first()
+            && last_budget_warning.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL)
+        {
+            warn!(
+                organizations = shortfalls.len(),
+                server = %worst.server,
+                organization = %worst.organization,
+                policies = worst.policies,
+                fitting_resync_seconds = worst.fits.as_secs(),
+                "the per-organization request budget (Automation Cloud's published limits, \
+                 --automation-cloud-share) cannot check every policy within its resyncInterval; \
+                 raise the policies' resyncInterval to the one that fits, or the share"
+            );
+            last_budget_warning = Some(Instant::now());
+        }
         let snapshot = ctx.queue.snapshot();
         ctx.metrics.record_queue(figures(snapshot));
         if snapshot.overdue > 0 && last_warning.is_none_or(|at| at.elapsed() >= WARNING_INTERVAL) {

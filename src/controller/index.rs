@@ -10,15 +10,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use settings_core::demand::Demand;
 
 use kube::ResourceExt;
 
 use super::servers::ServerChange;
 use super::watched::{Guarded, name_of, secret_names};
 use crate::api::{IdentitySettingPolicy, ServerRef};
+use crate::identity::budget::WindowLimits;
+use crate::identity::types::guid_digits;
 pub use crate::metrics::PolicyCounts;
 use crate::reconcile::claims::PolicyName;
 use crate::reconcile::status::READY;
+use crate::reconcile::validate::resync_interval;
 
 /// The watched policies and what they reference.
 #[derive(Default)]
@@ -46,13 +52,46 @@ struct Entry {
     /// Its `Ready` condition: `None` before its first reconcile (and for an object that does
     /// not match the schema).
     ready: Option<bool>,
+    /// The server (its URL as [`crate::identity::urls::server_identity`] writes it) and the
+    /// organization (GUID digits, or the value in lower case) it reads, and how often.
+    reads: Option<Reads>,
+}
+
+/// Where and how often a policy reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reads {
+    server: Box<str>,
+    organization: Box<str>,
+    every: Duration,
+}
+
+/// An organization whose request budget cannot check all of its policies within their
+/// `resyncInterval`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shortfall {
+    /// The server, as [`crate::identity::urls::server_identity`] writes its URL.
+    pub server: String,
+    /// The organization.
+    pub organization: String,
+    /// Its policies on that server.
+    pub policies: usize,
+    /// The shortest `resyncInterval`, the same for all of them, that the budget would allow.
+    pub fits: Duration,
 }
 
 impl Entry {
-    fn of(guard: &Guarded) -> Entry {
+    fn of(guard: &Guarded, server_url: &str) -> Entry {
         let Ok(policy) = &guard.0 else {
             return Entry::default();
         };
+        let partition = policy.spec.partition_global_id.trim();
+        let reads = (!server_url.is_empty()).then(|| Reads {
+            server: crate::identity::urls::server_identity(server_url).into(),
+            organization: guid_digits(partition)
+                .unwrap_or_else(|| partition.to_ascii_lowercase())
+                .into(),
+            every: resync_interval(&policy.spec),
+        });
         let namespace = policy.namespace().unwrap_or_default();
         let mut secrets: Vec<Box<str>> = secret_names(&policy.spec)
             .map(|name| format!("{namespace}/{name}").into())
@@ -63,6 +102,7 @@ impl Entry {
             secrets: secrets.into(),
             server: policy.spec.server_ref.clone(),
             ready: ready_condition(policy),
+            reads,
         }
     }
 }
@@ -78,10 +118,11 @@ fn ready_condition(policy: &IdentitySettingPolicy) -> Option<bool> {
 }
 
 impl PolicyIndex {
-    /// Records a policy as its watch shows it now.
-    pub fn apply(&self, guard: &Guarded) {
+    /// Records a policy as its watch shows it now, its server being at `server_url` (empty
+    /// while unknown).
+    pub fn apply(&self, guard: &Guarded, server_url: &str) {
         let name = name_of(guard);
-        let entry = Entry::of(guard);
+        let entry = Entry::of(guard, server_url);
         let mut inner = self.lock();
         if inner.policies.get(&name) == Some(&entry) {
             return;
@@ -147,6 +188,37 @@ impl PolicyIndex {
             })
             .map(|(name, _)| name.clone())
             .collect()
+    }
+
+    /// The organizations whose budget (`limits_for` a server URL, if it has per-organization
+    /// limits) cannot check all of their policies within their `resyncInterval`, largest
+    /// shortfall first.
+    pub fn shortfalls(&self, limits_for: impl Fn(&str) -> Option<WindowLimits>) -> Vec<Shortfall> {
+        let inner = self.lock();
+        let mut demand: HashMap<(&str, &str), Demand> = HashMap::new();
+        for reads in inner.policies.values().filter_map(|e| e.reads.as_ref()) {
+            demand
+                .entry((&reads.server, &reads.organization))
+                .or_default()
+                .add(reads.every);
+        }
+        let mut found: Vec<Shortfall> = demand
+            .into_iter()
+            .filter_map(|((server, organization), demand)| {
+                let limits = limits_for(server)?;
+                let fits = demand.shortfall(limits.reads, limits.window)?;
+                Some(Shortfall {
+                    server: server.to_owned(),
+                    organization: organization.to_owned(),
+                    policies: demand.policies,
+                    fits,
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| {
+            (b.fits, &a.server, &a.organization).cmp(&(a.fits, &b.server, &b.organization))
+        });
+        found
     }
 
     /// How many policies are watched, and ready.
@@ -262,6 +334,12 @@ mod tests {
         p
     }
 
+    impl PolicyIndex {
+        fn apply_for_tests(&self, guard: &Guarded) {
+            self.apply(guard, "https://x/identity_");
+        }
+    }
+
     fn sorted(mut names: Vec<PolicyName>) -> Vec<String> {
         names.sort();
         names.iter().map(|n| n.to_string()).collect()
@@ -275,7 +353,7 @@ mod tests {
             policy("a", "uses-smtp", "other", Some("smtp")),
             policy("b", "same-name-elsewhere", "creds", None),
         ] {
-            index.apply(&guard(&p));
+            index.apply_for_tests(&guard(&p));
         }
         assert_eq!(sorted(index.reading_secret("a", "creds")), ["a/uses-creds"]);
         assert_eq!(sorted(index.reading_secret("a", "smtp")), ["a/uses-smtp"]);
@@ -290,8 +368,8 @@ mod tests {
     #[test]
     fn a_changed_spec_moves_its_secret_and_a_deletion_releases_it() {
         let index = PolicyIndex::default();
-        index.apply(&guard(&policy("a", "p", "old", None)));
-        index.apply(&guard(&policy("a", "p", "new", None)));
+        index.apply_for_tests(&guard(&policy("a", "p", "old", None)));
+        index.apply_for_tests(&guard(&policy("a", "p", "new", None)));
         assert!(
             !index.is_secret_read("a", "old"),
             "the old Secret is no longer read"
@@ -307,7 +385,7 @@ mod tests {
     fn a_relist_forgets_exactly_the_unlisted_policies_of_its_scope() {
         let index = PolicyIndex::default();
         for (ns, name) in [("a", "kept"), ("a", "gone"), ("b", "other-scope")] {
-            index.apply(&guard(&policy(ns, name, "creds", None)));
+            index.apply_for_tests(&guard(&policy(ns, name, "creds", None)));
         }
         let listed: HashSet<PolicyName> = [policy_name("a", "kept")].into_iter().collect();
         assert_eq!(sorted(index.reset(Some("a"), &listed)), ["a/gone"]);
@@ -328,8 +406,8 @@ mod tests {
     fn ready_counts_follow_the_ready_condition_and_skip_policies_never_reconciled() {
         let index = PolicyIndex::default();
         let p = policy("a", "p", "creds", None);
-        index.apply(&guard(&p));
-        index.apply(&guard(&with_ready(
+        index.apply_for_tests(&guard(&p));
+        index.apply_for_tests(&guard(&with_ready(
             policy("a", "q", "creds", None),
             "False",
         )));
@@ -341,8 +419,8 @@ mod tests {
                 not_ready: 1
             }
         );
-        index.apply(&guard(&with_ready(p.clone(), "True")));
-        index.apply(&guard(&with_ready(p, "True")));
+        index.apply_for_tests(&guard(&with_ready(p.clone(), "True")));
+        index.apply_for_tests(&guard(&with_ready(p, "True")));
         assert_eq!(
             index.counts(),
             PolicyCounts {
@@ -364,8 +442,8 @@ mod tests {
             kind: ServerKind::IdentityServer,
             name: "idp".into(),
         });
-        index.apply(&guard(&named));
-        index.apply(&guard(&policy("a", "inline", "creds", None)));
+        index.apply_for_tests(&guard(&named));
+        index.apply_for_tests(&guard(&policy("a", "inline", "creds", None)));
         let change = |ns: &str, name: &str| ServerChange::Namespaced {
             namespace: ns.into(),
             name: name.into(),

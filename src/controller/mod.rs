@@ -274,8 +274,8 @@ fn ownership_nudges(
 }
 
 /// The policies of this controller's namespace (`None`: all) that a server change concerns:
-/// their claims are recomputed (the server's URL may have changed) and they are expedited in
-/// the work queue.
+/// they are observed again (the server's URL may have changed) and expedited in the work
+/// queue.
 fn server_change_nudges(
     ctx: Arc<Context>,
     store: Store<Guarded>,
@@ -308,8 +308,8 @@ fn server_change_nudges(
                     &ObjectRef::new(&policy.name)
                         .within(policy.namespace.as_deref().unwrap_or_default()),
                 )?;
-                let held = guard.0.as_ref().ok()?;
-                ctx.ownership.observe(held, &ctx.servers.claim_url(held));
+                guard.0.as_ref().ok()?;
+                observe(&ctx, &guard);
                 ctx.queue.expedite(&policy);
                 Some(ObjectRef::from_obj(&*guard))
             })
@@ -368,17 +368,26 @@ impl PolicyFeed {
     }
 
     fn applied(&self, guard: &Guarded) {
-        let ctx = &self.ctx;
-        ctx.index.apply(guard);
-        match &guard.0 {
-            Ok(policy) => ctx
-                .ownership
-                .observe(policy, &ctx.servers.claim_url(policy)),
-            Err(_) => ctx
-                .ownership
-                .forget(&guard.namespace().unwrap_or_default(), &guard.name_any()),
+        observe(&self.ctx, guard);
+        self.ctx
+            .drop_met_expectation(&policy_ref(guard), guard.meta().resource_version.as_deref());
+    }
+}
+
+/// Records a policy as it is now, with its server's URL as known now (a server definition's
+/// may change): in the index, and its claim on keys.
+fn observe(ctx: &Context, guard: &Guarded) {
+    match &guard.0 {
+        Ok(policy) => {
+            let url = ctx.servers.claim_url(policy);
+            ctx.index.apply(guard, &url);
+            ctx.ownership.observe(policy, &url);
         }
-        ctx.drop_met_expectation(&policy_ref(guard), guard.meta().resource_version.as_deref());
+        Err(_) => {
+            ctx.index.apply(guard, "");
+            ctx.ownership
+                .forget(&guard.namespace().unwrap_or_default(), &guard.name_any());
+        }
     }
 }
 

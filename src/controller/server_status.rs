@@ -37,6 +37,61 @@ pub mod reason {
     pub const TOKEN_ISSUED: &str = "TokenIssued";
     /// A `BearerToken` cannot be checked without a settings call.
     pub const NOT_CHECKABLE: &str = "NotCheckable";
+    /// `RequestBudget`: every organization's policies fit its per-organization budget.
+    pub const WITHIN_BUDGET: &str = "WithinBudget";
+    /// `RequestBudget`: some organization has more policies than its budget can check within
+    /// their `resyncInterval`.
+    pub const OVER_BUDGET: &str = "OverBudget";
+}
+
+/// The condition saying whether the server's per-organization request budget (Automation
+/// Cloud's published limits) can check all of its policies within their `resyncInterval`.
+pub const REQUEST_BUDGET: &str = "RequestBudget";
+
+/// The `RequestBudget` condition of a server at `url`: `None` when the server has no
+/// per-organization limits.
+fn budget_check(ctx: &Context, url: &str) -> Option<CheckResult> {
+    let limits = ctx.settings.organization_limits.for_url(url)?;
+    let server = crate::identity::urls::server_identity(url);
+    let over: Vec<_> = ctx
+        .index
+        .shortfalls(|s| (s == server).then_some(limits))
+        .into_iter()
+        .filter(|s| s.server == server)
+        .collect();
+    let per = |n: u32| {
+        let every = limits.window.as_secs_f64() / f64::from(n.max(1));
+        format!(
+            "{n} per {}s (one every {every:.2}s)",
+            limits.window.as_secs()
+        )
+    };
+    Some(match over.as_slice() {
+        [] => CheckResult {
+            status: "True",
+            reason: reason::WITHIN_BUDGET,
+            message: format!(
+                "the per-organization budget of {} Setting reads checks every policy within its \
+                 resyncInterval",
+                per(limits.reads)
+            ),
+        },
+        [worst, ..] => CheckResult {
+            status: "False",
+            reason: reason::OVER_BUDGET,
+            message: format!(
+                "{} organization(s) have more policies than the per-organization budget of {} \
+                 Setting reads can check within their resyncInterval; the furthest over, {}, \
+                 has {} policies: a resyncInterval of at least {}s for them would fit (or raise \
+                 --automation-cloud-share)",
+                over.len(),
+                per(limits.reads),
+                worst.organization,
+                worst.policies,
+                worst.fits.as_secs()
+            ),
+        },
+    })
 }
 
 /// The shortest time between two checks of a server whose token is fine.
@@ -47,6 +102,10 @@ const UNCHECKABLE_INTERVAL: Duration = Duration::from_secs(3600);
 const NEEDS_USER_INTERVAL: Duration = Duration::from_secs(120);
 /// After a transient failure (server unreachable).
 const TRANSIENT_INTERVAL: Duration = Duration::from_secs(30);
+/// How often, at most, a server with per-organization limits is checked again, so that its
+/// `RequestBudget` condition follows its policies (a check while the shared token is fresh
+/// sends no request).
+const BUDGET_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What the two server kinds have in common for a check.
 pub trait ServerDefinition:
@@ -164,7 +223,14 @@ pub async fn check<S: ServerDefinition>(
         }
     };
     let now = jiff::Timestamp::now();
-    let status = next_server_status(server.status(), server.meta().generation, &result, now);
+    let budget = budget_check(&ctx, &server.connection().url);
+    let status = next_server_status(
+        server.status(),
+        server.meta().generation,
+        &result,
+        budget.as_ref(),
+        now,
+    );
     if server.status() != Some(&status) {
         let api = S::api(ctx.client.clone(), server.namespace().as_deref());
         let body = json!({
@@ -182,6 +248,11 @@ pub async fn check<S: ServerDefinition>(
     } else {
         debug!(server = %server.name_any(), reason = result.reason, "server checked; no change");
     }
+    let next = if budget.is_some() {
+        next.min(BUDGET_INTERVAL)
+    } else {
+        next
+    };
     Ok(Action::requeue(next))
 }
 
@@ -211,50 +282,76 @@ async fn token_check<S: ServerDefinition>(
     Ok(client.check_token().await?)
 }
 
-/// The server's status after a check: `Ready` keeps its transition time while its status
-/// stays the same; `lastCheckedTime` is the check's time when the check reached the server.
+/// The server's status after a check: each condition keeps its transition time while its
+/// status stays the same (and stays as it was when nothing about it changed);
+/// `lastCheckedTime` is the check's time when the check reached the server. `budget` is the
+/// `RequestBudget` condition, for a server with per-organization limits.
 pub fn next_server_status(
     old: Option<&IdentityServerStatus>,
     generation: Option<i64>,
     result: &CheckResult,
+    budget: Option<&CheckResult>,
     now: jiff::Timestamp,
 ) -> IdentityServerStatus {
-    let old_ready = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == READY));
+    let old_conditions = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let mut conditions = vec![condition(old_conditions, READY, result, generation, now)];
+    if let Some(budget) = budget {
+        conditions.push(condition(
+            old_conditions,
+            REQUEST_BUDGET,
+            budget,
+            generation,
+            now,
+        ));
+    }
+    let checked = result.reason == reason::TOKEN_ISSUED;
+    IdentityServerStatus {
+        observed_generation: generation,
+        conditions,
+        last_checked_time: if checked {
+            Some(Time(now))
+        } else {
+            old.and_then(|s| s.last_checked_time.clone())
+        },
+    }
+}
+
+/// The condition `type_` says `result`: the old one when nothing about it changed, else a new
+/// one whose transition time moves only when its status does.
+fn condition(
+    old: &[Condition],
+    type_: &str,
+    result: &CheckResult,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> Condition {
+    let previous = old.iter().find(|c| c.type_ == type_);
     let message = truncate(result.message.clone(), 1024);
-    let last_transition_time = match old_ready {
+    let last_transition_time = match previous {
         Some(c) if c.status == result.status => c.last_transition_time.clone(),
         _ => Time(now),
     };
-    let ready = Condition {
-        type_: READY.to_owned(),
+    let next = Condition {
+        type_: type_.to_owned(),
         status: result.status.to_owned(),
         reason: result.reason.to_owned(),
         message,
         observed_generation: generation,
         last_transition_time,
     };
-    let unchanged = old_ready.is_some_and(|c| {
-        (&c.status, &c.reason, &c.message, c.observed_generation)
-            == (
-                &ready.status,
-                &ready.reason,
-                &ready.message,
-                ready.observed_generation,
-            )
-    });
-    let checked = result.reason == reason::TOKEN_ISSUED;
-    IdentityServerStatus {
-        observed_generation: generation,
-        conditions: vec![if unchanged {
-            old_ready.cloned().unwrap_or(ready)
-        } else {
-            ready
-        }],
-        last_checked_time: if checked {
-            Some(Time(now))
-        } else {
-            old.and_then(|s| s.last_checked_time.clone())
-        },
+    match previous {
+        Some(c)
+            if (&c.status, &c.reason, &c.message, c.observed_generation)
+                == (
+                    &next.status,
+                    &next.reason,
+                    &next.message,
+                    next.observed_generation,
+                ) =>
+        {
+            c.clone()
+        }
+        _ => next,
     }
 }
 
@@ -273,13 +370,14 @@ mod tests {
             reason: reason::TOKEN_ISSUED,
             message: "fine".into(),
         };
-        let first = next_server_status(None, Some(1), &ok, at("2026-11-28T05:00:00Z"));
+        let first = next_server_status(None, Some(1), &ok, None, at("2026-11-28T05:00:00Z"));
         let ready = &first.conditions[0];
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
             ("True", "TokenIssued")
         );
-        let again = next_server_status(Some(&first), Some(1), &ok, at("2026-11-28T06:00:00Z"));
+        let again =
+            next_server_status(Some(&first), Some(1), &ok, None, at("2026-11-28T06:00:00Z"));
         assert_eq!(
             again.conditions[0].last_transition_time,
             ready.last_transition_time
@@ -293,8 +391,13 @@ mod tests {
             reason: "CredentialsRejected",
             message: "401".into(),
         };
-        let failed =
-            next_server_status(Some(&again), Some(2), &refused, at("2026-11-28T06:01:00Z"));
+        let failed = next_server_status(
+            Some(&again),
+            Some(2),
+            &refused,
+            None,
+            at("2026-11-28T06:01:00Z"),
+        );
         assert_eq!(failed.conditions[0].status, "False");
         assert_eq!(failed.observed_generation, Some(2));
         assert_eq!(
@@ -304,6 +407,54 @@ mod tests {
         assert_eq!(
             failed.last_checked_time, again.last_checked_time,
             "a failed check keeps the time of the last good one"
+        );
+    }
+
+    #[test]
+    fn the_budget_condition_sits_beside_ready_and_moves_on_its_own() {
+        let ok = CheckResult {
+            status: "True",
+            reason: reason::TOKEN_ISSUED,
+            message: "fine".into(),
+        };
+        let within = CheckResult {
+            status: "True",
+            reason: reason::WITHIN_BUDGET,
+            message: "fits".into(),
+        };
+        let first = next_server_status(
+            None,
+            Some(1),
+            &ok,
+            Some(&within),
+            at("2026-11-28T05:00:00Z"),
+        );
+        let types: Vec<&str> = first.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [READY, REQUEST_BUDGET]);
+        let over = CheckResult {
+            status: "False",
+            reason: reason::OVER_BUDGET,
+            message: "a resyncInterval of at least 1000s would fit".into(),
+        };
+        let later = next_server_status(
+            Some(&first),
+            Some(1),
+            &ok,
+            Some(&over),
+            at("2026-11-28T06:00:00Z"),
+        );
+        assert_eq!(later.conditions[0], first.conditions[0], "Ready unchanged");
+        assert_eq!(later.conditions[1].reason, "OverBudget");
+        assert_eq!(
+            later.conditions[1].last_transition_time,
+            Time(at("2026-11-28T06:00:00Z"))
+        );
+        let no_limits =
+            next_server_status(Some(&later), Some(1), &ok, None, at("2026-11-28T07:00:00Z"));
+        assert_eq!(
+            no_limits.conditions.len(),
+            1,
+            "no limits, no budget condition"
         );
     }
 }

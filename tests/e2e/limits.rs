@@ -66,3 +66,53 @@ async fn policies_of_one_organization_keep_to_its_published_limits() {
         started.elapsed()
     );
 }
+
+/// When an organization has more policies than its budget can check within their
+/// `resyncInterval`, the operator says so: a metric with the interval that would fit, and a
+/// warning naming the organization (here 3 policies every 10 s need 18 reads a minute; the
+/// budget allows 4, so 45 s would fit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_over_its_budget_is_reported_with_the_interval_that_fits() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    for i in 0..3 {
+        let mut p = policy(
+            &world,
+            &format!("p{i}"),
+            "admin",
+            vec![setting(&format!("Custom.Limits.Over{i}"), "v")],
+        );
+        p.spec.resync_interval = Some("10s".into());
+        world.create_policy(&p).await;
+    }
+    let operator = world
+        .spawn_operator(&[
+            "--automation-cloud-hosts",
+            "127.0.0.1",
+            "--automation-cloud-limits",
+            "4,4/60s",
+            "--automation-cloud-share",
+            "1",
+        ])
+        .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = world.operator(operator).http_get("/metrics").await;
+        if metrics.contains("identity_settings_organizations_over_budget 1")
+            && metrics.contains("identity_settings_budget_fitting_resync_seconds 45")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not reported:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let logs = world.logs();
+    assert!(
+        logs.contains("cannot check every policy within its resyncInterval")
+            && logs.contains("fitting_resync_seconds=45"),
+        "no warning:\n{logs}"
+    );
+}

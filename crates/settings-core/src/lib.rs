@@ -4,6 +4,7 @@
 //! settings-core` shows it): everything here is plain data and pure functions, tested alone.
 
 pub mod decide;
+pub mod demand;
 pub mod model;
 pub mod outcome;
 pub mod plan;

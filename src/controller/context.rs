@@ -12,8 +12,10 @@ use super::events::EventPublisher;
 use super::index::PolicyIndex;
 use super::ownership::Ownership;
 use super::queue::WorkQueue;
+use super::reads::SharedReads;
 use super::secrets::SecretCache;
 use super::servers::ServerCatalog;
+use super::watched::{Guarded, policy_ref_of};
 use crate::api::{IdentitySettingPolicy, ServerBudget};
 use crate::identity::auth::Credentials;
 use crate::identity::budget::BudgetLimits;
@@ -22,6 +24,7 @@ use crate::identity::error::IdentityError;
 use crate::identity::retry::{RetryPolicy, backoff_delay};
 use crate::metrics::Metrics;
 use crate::reconcile::claims::{PolicyName, policy_name};
+use kube::runtime::reflector::Store;
 
 /// The index's name of a policy.
 fn policy_key(policy: &ObjectRef<IdentitySettingPolicy>) -> PolicyName {
@@ -98,6 +101,10 @@ pub struct Context {
     pub clients: IdentityClients,
     /// The watched policies and what they reference: the one place that knows which exist.
     pub index: PolicyIndex,
+    /// Reads shared by the policies of one read group (see [`super::reads`]).
+    pub reads: SharedReads,
+    /// The policy caches of the running controllers (one per watched namespace, or one).
+    stores: std::sync::RwLock<Vec<Store<Guarded>>>,
     /// Which policy owns which key when several declare it.
     pub ownership: Ownership,
     /// The server definitions (`IdentityServer`, `ClusterIdentityServer`) policies name.
@@ -167,6 +174,8 @@ impl Context {
             secrets: SecretCache::default(),
             clients,
             index: PolicyIndex::default(),
+            reads: SharedReads::default(),
+            stores: std::sync::RwLock::default(),
             ownership: Ownership::default(),
             servers: ServerCatalog::default(),
             settings,
@@ -181,6 +190,29 @@ impl Context {
     pub fn with_leadership(mut self, leading: tokio::sync::watch::Receiver<Option<bool>>) -> Self {
         self.leadership = Some(leading);
         self
+    }
+
+    /// Tells the context where the controllers' policy caches are.
+    pub fn set_stores(&self, stores: Vec<Store<Guarded>>) {
+        *self.stores.write().unwrap_or_else(|e| e.into_inner()) = stores;
+    }
+
+    /// The policy `namespace/name` as the controllers' cache holds it now.
+    pub fn watched(&self, name: &str) -> Option<Arc<Guarded>> {
+        let reference = policy_ref_of(name);
+        let reference = ObjectRef::<Guarded>::new(&reference.name)
+            .within(reference.namespace.as_deref().unwrap_or_default());
+        self.stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find_map(|store| store.get(&reference))
+    }
+
+    /// Asks the controllers to reconcile the policy `namespace/name` now (the channel a change
+    /// of key ownership uses too).
+    pub fn check_now(&self, name: &str) {
+        self.ownership.nudge(policy_ref_of(name));
     }
 
     /// Whether this replica may write now.

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::context::Context;
 use super::error::{self, ReconcileError, Recovery};
 use super::events::EventType;
-use super::gather::{connect, validate_policy};
+use super::gather::{connect, forget_shared_read, validate_policy};
 use super::restore;
 use super::servers::HeldServer;
 use super::write::{publish_note, report};
@@ -184,6 +184,7 @@ async fn restore_saved(
             if !ctx.leading() {
                 return Err(ReconcileError::NotLeading);
             }
+            forget_shared_read(ctx, policy);
             client.put_settings(&restore.scope, &restore.writes).await?;
             restored.extend(restore.writes.iter().map(|w| w.key.clone()));
         }

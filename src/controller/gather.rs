@@ -11,10 +11,13 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
 use super::error::ReconcileError;
+use super::reads::group_read;
 use super::servers::HeldServer;
 use crate::api::IdentitySettingPolicy;
 use crate::identity::client::IdentityClient;
 use crate::identity::redact::Redactor;
+use crate::identity::types::StoredSetting;
+use crate::reconcile::claims::policy_name;
 use crate::reconcile::inputs::SecretVersions;
 use crate::reconcile::resolve::{
     Resolved, SecretData, referenced_secrets, resolve, resolve_from, secret_keys, server_secrets,
@@ -180,4 +183,73 @@ async fn fetch_secrets_versioned(
         }
     }
     Ok(data)
+}
+
+/// The server's current rows of `keys` for the policy: from the answer its read group shared
+/// moments ago, or from one GET that also asks for the keys of the group's other policies
+/// (while they fit one request) — shared with them, who are then told to check now. A policy
+/// alone in its group just reads its own keys.
+pub(super) async fn read_current(
+    ctx: &Context,
+    policy: &IdentitySettingPolicy,
+    valid: &ValidPolicy,
+    client: &IdentityClient,
+    keys: &[String],
+) -> Result<Vec<StoredSetting>, ReconcileError> {
+    let name = policy_name(&policy.namespace().unwrap_or_default(), &policy.name_any());
+    let Some((group, others)) = ctx.index.read_group(&name) else {
+        return Ok(client.get_settings(&valid.scope, keys).await?);
+    };
+    if let Some(rows) = ctx.reads.take(group, keys) {
+        return Ok(rows);
+    }
+    if others.is_empty() {
+        return Ok(client.get_settings(&valid.scope, keys).await?);
+    }
+    // Others not yet applied are reconciling anyway (a cold start): they are neither waited
+    // for nor told; only a check of an applied policy (a resync) tells applied others.
+    let resync = applied(policy);
+    let theirs = others.iter().filter_map(|other| {
+        let guard = ctx.watched(other)?;
+        let other_policy = guard.0.as_ref().ok()?;
+        let keys = other_policy
+            .spec
+            .settings
+            .iter()
+            .map(|s| s.key.clone())
+            .collect();
+        Some(((other, applied(other_policy)), keys))
+    });
+    let (asked, covered) = group_read(keys, theirs, |k| {
+        client.reads_in_one_request(&valid.scope, k)
+    });
+    let rows = client.get_settings(&valid.scope, &asked).await?;
+    if !covered.is_empty() {
+        ctx.reads.share(group, &asked, &rows);
+        for (other, other_applied) in covered {
+            if resync && other_applied {
+                ctx.check_now(other);
+            }
+        }
+    }
+    let wanted: BTreeSet<String> = keys.iter().map(|k| k.to_ascii_lowercase()).collect();
+    Ok(rows
+        .into_iter()
+        .filter(|r| wanted.contains(&r.key.to_ascii_lowercase()))
+        .collect())
+}
+
+/// Whether the policy's current generation was applied (a check of it now is a resync).
+fn applied(policy: &IdentitySettingPolicy) -> bool {
+    policy.status.as_ref().and_then(|s| s.observed_generation) == policy.metadata.generation
+        && policy.metadata.generation.is_some()
+}
+
+/// A write to the policy's server, organization and user is about to be made: the answer its
+/// read group shared no longer holds.
+pub(super) fn forget_shared_read(ctx: &Context, policy: &IdentitySettingPolicy) {
+    let name = policy_name(&policy.namespace().unwrap_or_default(), &policy.name_any());
+    if let Some((group, _)) = ctx.index.read_group(&name) {
+        ctx.reads.forget(group);
+    }
 }

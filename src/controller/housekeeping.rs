@@ -138,6 +138,7 @@ fn figures(snapshot: Snapshot) -> QueueFigures {
 /// Drops what the process still keeps for policies the index does not hold (a reconcile still
 /// running when its policy went may leave some behind), and Secret data nothing reads.
 fn prune(ctx: &Context) {
+    ctx.reads.prune();
     let forgotten = ctx.prune();
     if forgotten > 0 {
         debug!(forgotten, "pruned state of policies that no longer exist");

@@ -26,6 +26,10 @@ use crate::reconcile::claims::PolicyName;
 use crate::reconcile::status::READY;
 use crate::reconcile::validate::resync_interval;
 
+/// The most other policies of its group a read is offered for: a GET's URL holds a few dozen
+/// keys at most, so more would only cost time.
+pub const GROUP_READ_MAX: usize = 64;
+
 /// The watched policies and what they reference.
 #[derive(Default)]
 pub struct PolicyIndex {
@@ -37,6 +41,10 @@ struct Inner {
     policies: HashMap<PolicyName, Entry>,
     /// `namespace/secret` → the policies of that namespace whose spec names the Secret.
     secret_readers: HashMap<Box<str>, HashSet<PolicyName>>,
+    /// Read group → its policies, for groups of more than one (most have one).
+    groups: HashMap<u64, Vec<PolicyName>>,
+    /// Read group → how many policies, for every group.
+    group_sizes: HashMap<u64, usize>,
     /// Policies whose `Ready` condition is `True`, and those with one that is not.
     ready: usize,
     not_ready: usize,
@@ -63,6 +71,9 @@ struct Reads {
     server: Box<str>,
     organization: Box<str>,
     every: Duration,
+    /// Policies with the same group read the same server, organization and user with the same
+    /// credentials: one GET can serve them all (a hash of those, never shown).
+    group: u64,
 }
 
 /// An organization whose request budget cannot check all of its policies within their
@@ -85,12 +96,16 @@ impl Entry {
             return Entry::default();
         };
         let partition = policy.spec.partition_global_id.trim();
-        let reads = (!server_url.is_empty()).then(|| Reads {
-            server: crate::identity::urls::server_identity(server_url).into(),
-            organization: guid_digits(partition)
-                .unwrap_or_else(|| partition.to_ascii_lowercase())
-                .into(),
-            every: resync_interval(&policy.spec),
+        let reads = (!server_url.is_empty()).then(|| {
+            let server = crate::identity::urls::server_identity(server_url);
+            let organization =
+                guid_digits(partition).unwrap_or_else(|| partition.to_ascii_lowercase());
+            Reads {
+                group: read_group(policy, &server, &organization),
+                server: server.into(),
+                organization: organization.into(),
+                every: resync_interval(&policy.spec),
+            }
         });
         let namespace = policy.namespace().unwrap_or_default();
         let mut secrets: Vec<Box<str>> = secret_names(&policy.spec)
@@ -105,6 +120,34 @@ impl Entry {
             reads,
         }
     }
+}
+
+/// What makes two policies' reads the same: the server, the credentials (an inline server's
+/// Secret and how it is used, or the server definition named), the organization and the user.
+fn read_group(policy: &IdentitySettingPolicy, server: &str, organization: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let namespace = policy.metadata.namespace.as_deref().unwrap_or_default();
+    let spec = &policy.spec;
+    let user = spec
+        .user_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| guid_digits(u).unwrap_or_else(|| u.to_ascii_lowercase()));
+    let credentials = match (&spec.server, &spec.server_ref) {
+        (Some(inline), _) => format!(
+            "inline/{namespace}/{}/{:?}/{:?}/{:?}",
+            inline.credentials_secret_ref.name, inline.auth, inline.scopes, inline.authenticate_url
+        ),
+        (None, Some(r)) => match r.kind {
+            crate::api::ServerKind::IdentityServer => format!("isrv/{namespace}/{}", r.name),
+            crate::api::ServerKind::ClusterIdentityServer => format!("cisrv/{}", r.name),
+        },
+        (None, None) => String::new(),
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (server, credentials, organization, user).hash(&mut h);
+    h.finish()
 }
 
 /// The policy's `Ready` condition, as a bool.
@@ -221,6 +264,26 @@ impl PolicyIndex {
         found
     }
 
+    /// The policy's read group and up to [`GROUP_READ_MAX`] other policies in it (none for
+    /// most policies): one GET can serve them all (as many as fit one request).
+    pub fn read_group(&self, name: &PolicyName) -> Option<(u64, Vec<PolicyName>)> {
+        let inner = self.lock();
+        let group = inner.policies.get(name)?.reads.as_ref()?.group;
+        let others = inner
+            .groups
+            .get(&group)
+            .map(|members| {
+                members
+                    .iter()
+                    .filter(|m| *m != name)
+                    .take(GROUP_READ_MAX)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((group, others))
+    }
+
     /// How many policies are watched, and ready.
     pub fn counts(&self) -> PolicyCounts {
         let inner = self.lock();
@@ -238,6 +301,9 @@ impl PolicyIndex {
 
 impl Inner {
     fn insert(&mut self, name: PolicyName, entry: Entry) {
+        if let Some(reads) = &entry.reads {
+            self.join(reads.group, &name);
+        }
         for secret in &entry.secrets {
             self.secret_readers
                 .entry(secret.clone())
@@ -256,6 +322,9 @@ impl Inner {
         let Some(entry) = self.policies.remove(name) else {
             return false;
         };
+        if let Some(reads) = &entry.reads {
+            self.leave(reads.group, name);
+        }
         for secret in &entry.secrets {
             if let Some(readers) = self.secret_readers.get_mut(secret) {
                 readers.remove(name);
@@ -270,6 +339,47 @@ impl Inner {
             None => {}
         }
         true
+    }
+}
+
+impl Inner {
+    /// Adds `name` to a read group; members are listed once a group has two.
+    fn join(&mut self, group: u64, name: &PolicyName) {
+        let size = self.group_sizes.entry(group).or_default();
+        *size += 1;
+        if *size == 1 {
+            return;
+        }
+        let members = self.groups.entry(group).or_default();
+        if *size == 2 {
+            // The first member was not listed: find it.
+            let first = self
+                .policies
+                .iter()
+                .find(|(other, e)| {
+                    *other != name && e.reads.as_ref().is_some_and(|r| r.group == group)
+                })
+                .map(|(other, _)| other.clone());
+            members.extend(first);
+        }
+        members.push(name.clone());
+    }
+
+    /// Removes `name` from its read group.
+    fn leave(&mut self, group: u64, name: &PolicyName) {
+        let Some(size) = self.group_sizes.get_mut(&group) else {
+            return;
+        };
+        *size -= 1;
+        if *size == 0 {
+            self.group_sizes.remove(&group);
+        }
+        if let Some(members) = self.groups.get_mut(&group) {
+            members.retain(|m| m != name);
+            if members.len() < 2 {
+                self.groups.remove(&group);
+            }
+        }
     }
 }
 
@@ -454,5 +564,37 @@ mod tests {
         );
         assert!(index.naming_server(&change("b", "idp")).is_empty());
         assert_eq!(sorted(index.naming_server(&ServerChange::All)), ["a/named"]);
+    }
+
+    #[test]
+    fn policies_reading_the_same_organization_with_the_same_credentials_form_a_group() {
+        let index = PolicyIndex::default();
+        let a = policy("a", "one", "creds", None);
+        let mut b = policy("a", "two", "creds", None);
+        b.spec.partition_global_id = b.spec.partition_global_id.to_uppercase();
+        let other_creds = policy("a", "three", "other", None);
+        let mut other_org = policy("a", "four", "creds", None);
+        other_org.spec.partition_global_id = "another-org".into();
+        let elsewhere = policy("b", "five", "creds", None);
+        for p in [&a, &b, &other_creds, &other_org, &elsewhere] {
+            index.apply_for_tests(&guard(p));
+        }
+        let (group, others) = index.read_group(&policy_name("a", "one")).expect("indexed");
+        assert_eq!(
+            sorted(others),
+            ["a/two"],
+            "same org (any case), same Secret"
+        );
+        let (same, _) = index.read_group(&policy_name("a", "two")).expect("indexed");
+        assert_eq!(group, same);
+        for alone in [("a", "three"), ("a", "four"), ("b", "five")] {
+            let (_, others) = index
+                .read_group(&policy_name(alone.0, alone.1))
+                .expect("indexed");
+            assert!(others.is_empty(), "{alone:?} reads alone");
+        }
+        index.delete(&policy_name("a", "two"));
+        let (_, others) = index.read_group(&policy_name("a", "one")).expect("indexed");
+        assert!(others.is_empty(), "the group shrank");
     }
 }

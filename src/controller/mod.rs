@@ -11,6 +11,7 @@ pub mod housekeeping;
 pub mod index;
 pub mod ownership;
 pub mod queue;
+pub mod reads;
 pub mod reconciler;
 pub mod restore;
 pub mod secrets;
@@ -76,6 +77,7 @@ pub async fn run(
     // Ownership of keys is known once every policy watch delivered its first list.
     let unlisted = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     ctx.ownership.listing();
+    let mut stores = Vec::new();
     let runs: Vec<_> = scopes
         .into_iter()
         .map(|namespace| {
@@ -88,6 +90,7 @@ pub async fn run(
                 unlisted: unlisted.clone(),
             };
             let (reader, writer) = reflector::store::<Guarded>();
+            stores.push(reader.clone());
             run_one(
                 ctx.clone(),
                 namespace,
@@ -97,6 +100,7 @@ pub async fn run(
             )
         })
         .collect();
+    ctx.set_stores(stores);
     tokio::spawn(async move {
         // A sender dropped without sending (the controller stopped first) is no first list.
         if futures::future::join_all(lists)

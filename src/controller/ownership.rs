@@ -113,7 +113,13 @@ impl Ownership {
         self.complete.send_replace(true);
     }
 
-    /// The policies to reconcile because their ownership changed.
+    /// Asks the controllers to reconcile `policy` now (no receiver, no controller: nothing to
+    /// do).
+    pub fn nudge(&self, policy: ObjectRef<IdentitySettingPolicy>) {
+        let _ = self.nudges.send(policy);
+    }
+
+    /// The policies to reconcile because their ownership changed (or [`Ownership::nudge`]).
     pub fn nudges(&self) -> broadcast::Receiver<ObjectRef<IdentitySettingPolicy>> {
         self.nudges.subscribe()
     }

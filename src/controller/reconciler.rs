@@ -17,7 +17,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::context::{Context, jittered};
 use super::deletion::cleanup;
 use super::error::{ReconcileError, Recovery};
-use super::gather::{connect, validate_policy};
+use super::gather::{connect, forget_shared_read, read_current, validate_policy};
 use super::restore;
 use super::write::{publish_write, remove_finalizer, report};
 use crate::api::{DeletionPolicy, FINALIZER, IdentitySettingPolicy, SyncInputs};
@@ -251,7 +251,7 @@ async fn sync(
     let (resolved, client, versions) =
         connect(policy, valid, ctx, oref, &mut found.redactor, &[]).await?;
     let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
-    let actual = client.get_settings(&valid.scope, &keys).await?;
+    let actual = read_current(ctx, policy, valid, &client, &keys).await?;
     let plan = plan(&resolved.desired, &actual, &valid.scope);
     found.differing = Some(plan.keys());
     let status = policy.status.as_ref();
@@ -294,6 +294,7 @@ async fn sync(
     };
     publish_write(ctx, policy, announced, &plan.keys(), valid.settings.len()).await;
     found.announced = Some(announced);
+    forget_shared_read(ctx, policy);
     let returned = client.put_settings(&valid.scope, &plan.writes).await?;
     let keys = plan.keys();
     match after_write(plan, &returned, &valid.scope, server_changed) {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::harness::*;
+use identity_simulator::Endpoint;
 use identity_simulator::org_limits::Limits;
 
 /// The simulator enforces limits of the published shape, in a window short enough for a test
@@ -114,5 +115,53 @@ async fn an_organization_over_its_budget_is_reported_with_the_interval_that_fits
         logs.contains("cannot check every policy within its resyncInterval")
             && logs.contains("fitting_resync_seconds=45"),
         "no warning:\n{logs}"
+    );
+}
+
+/// Four policies of one organization (same server, credentials and user) cost one read per
+/// check, not four: the first to be checked reads all their keys in one GET and the others,
+/// told to check at once, take their rows from it. A drift on the third policy's key is still
+/// found and corrected within its resync interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_of_one_organization_share_one_read_per_check() {
+    let mut world = World::start().await;
+    world.put_good_credentials("admin").await;
+    for i in 0..4 {
+        let mut p = policy(
+            &world,
+            &format!("p{i}"),
+            "admin",
+            vec![setting(&format!("Custom.Shared.K{i}"), "v")],
+        );
+        p.spec.resync_interval = Some("10s".into());
+        world.create_policy(&p).await;
+    }
+    world.spawn_operator(&[]).await;
+    for i in 0..4 {
+        world
+            .wait_reason(&format!("p{i}"), "Applied", Duration::from_secs(20))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let gets = || world.sim.counters().count(Endpoint::Setting, "GET");
+    let before = gets();
+    world
+        .sim
+        .set_directly(&world.scope(), "Custom.Shared.K2", "drifted");
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let read = gets() - before;
+    assert_eq!(
+        world.stored_value("Custom.Shared.K2").as_deref(),
+        Some("v"),
+        "the drift was not corrected:\n{}",
+        world.logs()
+    );
+    // Two or three checks of the group in 25 s (10 s + up to 10 % each), one GET each, and one
+    // or two more when the drift's correction made the group read again. Four policies reading
+    // on their own would make eight to ten.
+    assert!(
+        (2..=5).contains(&read),
+        "{read} GETs in 25 s for four policies every 10 s\n{}",
+        world.logs()
     );
 }

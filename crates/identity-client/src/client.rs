@@ -306,6 +306,12 @@ impl IdentityClient {
         Ok(rows)
     }
 
+    /// Whether one GET reads all of `keys` in `scope` (its URL stays within the length the
+    /// client allows itself).
+    pub fn reads_in_one_request(&self, scope: &SettingScope, keys: &[String]) -> bool {
+        urls::settings_queries(&self.connection.inner.base, scope, keys).len() <= 1
+    }
+
     /// Checks that the credentials get a token: the cached one while fresh, else one from the
     /// token endpoint (so at most one request per token lifetime, shared with every other
     /// client of these credentials). Answers how long until the token is due for refresh, or

@@ -382,9 +382,17 @@ impl Call<'_> {
                     .patch_kind
                     .ok_or_else(|| ApiError::unsupported_media_type(&self.content_type))?;
                 self.check_patch_options(kind)?;
-                let written = shared
-                    .store()
-                    .patch(def, ns, name, kind, &self.body, target, opts)?;
+                let written = shared.store().patch(
+                    def,
+                    ns,
+                    name,
+                    store::Patching {
+                        kind,
+                        body: &self.body,
+                        target,
+                    },
+                    opts,
+                )?;
                 written_response(written)
             }
             ("delete", Some(name)) if target == Target::Main => {

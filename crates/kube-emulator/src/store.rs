@@ -65,6 +65,18 @@ pub(crate) enum Deleted {
     Removed(Value),
 }
 
+/// What a PATCH request carries besides the object it names: its patch type, its body, and
+/// whether it is for the object or its `/status`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Patching<'a> {
+    /// The patch type (from the Content-Type).
+    pub kind: PatchKind,
+    /// The patch.
+    pub body: &'a [u8],
+    /// The object or its `/status`.
+    pub target: Target,
+}
+
 /// Per-request write options.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WriteOptions<'a> {
@@ -404,17 +416,15 @@ impl Store {
     /// PATCH of the object or its `/status`.
     ///
     /// Server-side apply creates a missing object, as the real server does.
-    #[allow(clippy::too_many_arguments)] // mirrors the request: resource, object, subresource, body
     pub fn patch(
         &mut self,
         def: &ResourceDef,
         ns: Option<&str>,
         name: &str,
-        kind: PatchKind,
-        body: &[u8],
-        target: Target,
+        request: Patching<'_>,
         opts: WriteOptions<'_>,
     ) -> Result<Written, ApiError> {
+        let Patching { kind, body, target } = request;
         if kind == PatchKind::Strategic && def.custom {
             return Err(ApiError::unsupported_media_type(
                 "application/strategic-merge-patch+json",
@@ -700,9 +710,11 @@ mod tests {
                 secrets,
                 Some("ns"),
                 "a",
-                PatchKind::Merge,
-                br#"{"data":{"k":"dg=="}}"#,
-                Target::Main,
+                Patching {
+                    kind: PatchKind::Merge,
+                    body: br#"{"data":{"k":"dg=="}}"#,
+                    target: Target::Main,
+                },
                 OPTS,
             )
             .unwrap()
@@ -809,9 +821,11 @@ mod tests {
                 widgets,
                 Some("ns"),
                 "w",
-                PatchKind::Merge,
-                br#"{"metadata":{"finalizers":null}}"#,
-                Target::Main,
+                Patching {
+                    kind: PatchKind::Merge,
+                    body: br#"{"metadata":{"finalizers":null}}"#,
+                    target: Target::Main,
+                },
                 OPTS,
             )
             .unwrap()
@@ -833,9 +847,11 @@ mod tests {
                 widgets,
                 Some("ns"),
                 "w",
-                PatchKind::Strategic,
-                b"{}",
-                Target::Main,
+                Patching {
+                    kind: PatchKind::Strategic,
+                    body: b"{}",
+                    target: Target::Main,
+                },
                 OPTS,
             )
             .unwrap_err();
@@ -853,9 +869,11 @@ mod tests {
                 widgets,
                 Some("ns"),
                 "w",
-                PatchKind::Apply,
-                body,
-                Target::Main,
+                Patching {
+                    kind: PatchKind::Apply,
+                    body,
+                    target: Target::Main,
+                },
                 OPTS,
             )
             .unwrap()

@@ -185,7 +185,9 @@ async fn restore_saved(
                 return Err(ReconcileError::NotLeading);
             }
             forget_shared_read(ctx, policy);
-            client.put_settings(&restore.scope, &restore.writes).await?;
+            let put = client.put_settings(&restore.scope, &restore.writes).await;
+            forget_shared_read(ctx, policy);
+            put?;
             restored.extend(restore.writes.iter().map(|w| w.key.clone()));
         }
     }

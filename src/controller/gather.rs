@@ -212,6 +212,11 @@ pub(super) async fn read_current(
     let theirs = others.iter().filter_map(|other| {
         let guard = ctx.watched(other)?;
         let other_policy = guard.0.as_ref().ok()?;
+        // Not for a policy its author must fix first (a server its namespace may not use, a
+        // missing Secret, suspension...): it reads nothing itself.
+        if stopped(other_policy) {
+            return None;
+        }
         let keys = other_policy
             .spec
             .settings
@@ -223,9 +228,10 @@ pub(super) async fn read_current(
     let (asked, covered) = group_read(keys, theirs, |k| {
         client.reads_in_one_request(&valid.scope, k)
     });
+    let writes_seen = ctx.reads.writes_seen();
     let rows = client.get_settings(&valid.scope, &asked).await?;
     if !covered.is_empty() {
-        ctx.reads.share(group, &asked, &rows);
+        ctx.reads.share(group, writes_seen, &asked, &rows);
         for (other, other_applied) in covered {
             if resync && other_applied {
                 ctx.check_now(other);
@@ -239,14 +245,24 @@ pub(super) async fn read_current(
         .collect())
 }
 
+/// Whether the policy's last reconcile stopped at something only its author can fix.
+fn stopped(policy: &IdentitySettingPolicy) -> bool {
+    policy
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .find(|c| c.type_ == crate::reconcile::status::READY)
+        .is_some_and(|c| super::ownership::CANNOT_WRITE.contains(&c.reason.as_str()))
+}
+
 /// Whether the policy's current generation was applied (a check of it now is a resync).
 fn applied(policy: &IdentitySettingPolicy) -> bool {
     policy.status.as_ref().and_then(|s| s.observed_generation) == policy.metadata.generation
         && policy.metadata.generation.is_some()
 }
 
-/// A write to the policy's server, organization and user is about to be made: the answer its
-/// read group shared no longer holds.
+/// A write to the policy's server, organization and user is about to be made, or has been
+/// (call both): the answer its read group shared no longer holds.
 pub(super) fn forget_shared_read(ctx: &Context, policy: &IdentitySettingPolicy) {
     let name = policy_name(&policy.namespace().unwrap_or_default(), &policy.name_any());
     if let Some((group, _)) = ctx.index.read_group(&name) {

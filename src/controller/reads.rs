@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::identity::types::StoredSetting;
@@ -21,6 +22,9 @@ pub const FRESH_FOR: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct SharedReads {
     snapshots: Mutex<HashMap<u64, Snapshot>>,
+    /// Bumped by every write (before and after it): an answer read while a write was under way
+    /// may predate it, and is not shared.
+    writes: AtomicU64,
 }
 
 struct Snapshot {
@@ -52,9 +56,19 @@ impl SharedReads {
         )
     }
 
-    /// Leaves a GET's answer (`rows` for `asked`) for the group's other policies.
-    pub fn share(&self, group: u64, asked: &[String], rows: &[StoredSetting]) {
-        self.lock().insert(
+    /// Where the writes stand: take it before a GET whose answer may be shared.
+    pub fn writes_seen(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Leaves a GET's answer (`rows` for `asked`) for the group's other policies — unless a
+    /// write began or ended since `writes_seen` was taken before the GET.
+    pub fn share(&self, group: u64, writes_seen: u64, asked: &[String], rows: &[StoredSetting]) {
+        let mut snapshots = self.lock();
+        if self.writes.load(Ordering::SeqCst) != writes_seen {
+            return;
+        }
+        snapshots.insert(
             group,
             Snapshot {
                 at: Instant::now(),
@@ -64,9 +78,12 @@ impl SharedReads {
         );
     }
 
-    /// A write to the group (or an attempt): its answer is no longer what the server holds.
+    /// A write to the group is about to start, or has ended (call both): its answer is no
+    /// longer what the server holds, and no answer read meanwhile is shared.
     pub fn forget(&self, group: u64) {
-        self.lock().remove(&group);
+        let mut snapshots = self.lock();
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        snapshots.remove(&group);
     }
 
     /// Drops the answers no longer fresh.
@@ -130,7 +147,13 @@ mod tests {
     #[test]
     fn a_fresh_answer_serves_only_keys_it_asked_for_in_its_group() {
         let reads = SharedReads::default();
-        reads.share(7, &keys(&["A", "B", "C"]), &[row("a", "1"), row("B", "2")]);
+        let seen = reads.writes_seen();
+        reads.share(
+            7,
+            seen,
+            &keys(&["A", "B", "C"]),
+            &[row("a", "1"), row("B", "2")],
+        );
         let got = reads.take(7, &keys(&["b", "c"])).expect("asked for both");
         assert_eq!(got, [row("B", "2")], "c was asked and has no value");
         assert!(
@@ -140,6 +163,19 @@ mod tests {
         assert!(reads.take(8, &keys(&["A"])).is_none(), "another group");
         reads.forget(7);
         assert!(reads.take(7, &keys(&["A"])).is_none(), "written since");
+    }
+
+    #[test]
+    fn an_answer_read_while_a_write_was_under_way_is_not_shared() {
+        let reads = SharedReads::default();
+        let seen = reads.writes_seen();
+        // Another policy of the group writes while this GET is on its way.
+        reads.forget(7);
+        reads.share(7, seen, &keys(&["A"]), &[row("A", "old")]);
+        assert!(
+            reads.take(7, &keys(&["A"])).is_none(),
+            "it may predate the write"
+        );
     }
 
     #[test]

@@ -295,7 +295,9 @@ async fn sync(
     publish_write(ctx, policy, announced, &plan.keys(), valid.settings.len()).await;
     found.announced = Some(announced);
     forget_shared_read(ctx, policy);
-    let returned = client.put_settings(&valid.scope, &plan.writes).await?;
+    let put = client.put_settings(&valid.scope, &plan.writes).await;
+    forget_shared_read(ctx, policy);
+    let returned = put?;
     let keys = plan.keys();
     match after_write(plan, &returned, &valid.scope, server_changed) {
         AfterWrite::NotAccepted(rejected) => {

@@ -266,22 +266,42 @@ fn ready(p: &IdentitySettingPolicy) -> (String, String) {
 const STATUS_APPLY: &str =
     "patch identitysettingpolicies/status (apply) by identity-settings-operator";
 
-/// Gather, observe branch: one GET, no PUT; the write step publishes the `Drifted` Event and
-/// applies status, nothing else.
+/// Gather, observe and plan branches: one GET, no PUT; the write step publishes the Event and
+/// applies status, nothing else (plan mode lists the changes there).
 #[tokio::test]
-async fn observe_mode_reads_once_and_writes_only_the_event_and_status() {
-    let f = fixture().await;
-    let mut p = policy(&f.sim);
-    p.spec.mode = Some(identity_settings_operator::api::SyncMode::Observe);
-    f.policies
-        .create(&PostParams::default(), &p)
-        .await
-        .expect("create");
-    let (kube, identity) = reconcile_stored(&f, "lockout").await;
-    assert_eq!(kube, ["get secrets", "create events", STATUS_APPLY]);
-    assert_eq!(identity, (1, 0, 1), "one GET (and the first token), no PUT");
-    let observed = f.policies.get("lockout").await.expect("get");
-    assert_eq!(ready(&observed), ("False".into(), "Drifted".into()));
+async fn observe_and_plan_modes_read_once_and_write_only_the_event_and_status() {
+    use identity_settings_operator::api::SyncMode;
+    for (mode, reason) in [
+        (SyncMode::Observe, "Drifted"),
+        (SyncMode::Plan, "ChangesPlanned"),
+    ] {
+        let f = fixture().await;
+        let mut p = policy(&f.sim);
+        p.spec.mode = Some(mode);
+        f.policies
+            .create(&PostParams::default(), &p)
+            .await
+            .expect("create");
+        let (kube, identity) = reconcile_stored(&f, "lockout").await;
+        assert_eq!(
+            kube,
+            ["get secrets", "create events", STATUS_APPLY],
+            "{mode:?}"
+        );
+        assert_eq!(
+            identity,
+            (1, 0, 1),
+            "{mode:?}: one GET (and the first token), no PUT"
+        );
+        let reported = f.policies.get("lockout").await.expect("get");
+        assert_eq!(ready(&reported), ("False".into(), reason.into()));
+        let planned = reported.status.expect("status").planned_changes;
+        assert_eq!(
+            !planned.is_empty(),
+            mode == SyncMode::Plan,
+            "{mode:?}: the changes are listed in plan mode only"
+        );
+    }
 }
 
 /// Gather, a missing Secret: no identity request at all; the write step reports
@@ -392,24 +412,4 @@ async fn a_restore_policy_saves_before_its_first_put_and_restores_on_delete() {
         f.policies.get_opt("lockout").await.expect("get").is_none(),
         "the policy is gone"
     );
-}
-
-/// Gather, plan branch: one GET, no PUT; the changes are in status, and only status and the
-/// `ChangesPlanned` Event are written.
-#[tokio::test]
-async fn plan_mode_reads_once_and_writes_only_the_event_and_status() {
-    let f = fixture().await;
-    let mut p = policy(&f.sim);
-    p.spec.mode = Some(identity_settings_operator::api::SyncMode::Plan);
-    f.policies
-        .create(&PostParams::default(), &p)
-        .await
-        .expect("create");
-    let (kube, identity) = reconcile_stored(&f, "lockout").await;
-    assert_eq!(kube, ["get secrets", "create events", STATUS_APPLY]);
-    assert_eq!(identity, (1, 0, 1), "one GET (and the first token), no PUT");
-    let planned = f.policies.get("lockout").await.expect("get");
-    assert_eq!(ready(&planned), ("False".into(), "ChangesPlanned".into()));
-    let changes = planned.status.expect("status").planned_changes;
-    assert!(!changes.is_empty(), "the planned changes are listed");
 }

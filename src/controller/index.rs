@@ -391,36 +391,13 @@ pub fn namespace_of(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
-        IdentitySettingPolicySpec, IdentitySettingPolicyStatus, SecretKeyRef, ServerKind,
-        SettingSpec, ValueSource,
-    };
+    use crate::api::{IdentitySettingPolicyStatus, ServerKind};
     use crate::reconcile::claims::policy_name;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use kube::core::DeserializeGuard;
 
     fn policy(ns: &str, name: &str, creds: &str, smtp: Option<&str>) -> IdentitySettingPolicy {
-        let mut settings = vec![SettingSpec {
-            key: "A".into(),
-            value: Some("1".into()),
-            value_from: None,
-        }];
-        if let Some(secret) = smtp {
-            settings.push(SettingSpec {
-                key: "Email.Smtp.Password".into(),
-                value: None,
-                value_from: Some(ValueSource {
-                    secret_key_ref: SecretKeyRef {
-                        name: secret.into(),
-                        key: "pw".into(),
-                    },
-                }),
-            });
-        }
-        let spec = IdentitySettingPolicySpec::for_tests("https://x/identity_", creds, settings);
-        let mut p = IdentitySettingPolicy::new(name, spec);
-        p.metadata.namespace = Some(ns.into());
-        p
+        crate::controller::watched::test_policy(ns, name, creds, smtp)
     }
 
     fn guard(p: &IdentitySettingPolicy) -> Guarded {

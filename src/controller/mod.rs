@@ -538,36 +538,11 @@ fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{IdentitySettingPolicySpec, SecretKeyRef, SettingSpec, ValueSource};
+    use crate::api::SecretKeyRef;
     use kube::core::DeserializeGuard;
 
-    fn policy(
-        ns: &str,
-        name: &str,
-        creds: &str,
-        value_secret: Option<&str>,
-    ) -> IdentitySettingPolicy {
-        let mut settings = vec![SettingSpec {
-            key: "A".into(),
-            value: Some("1".into()),
-            value_from: None,
-        }];
-        if let Some(secret) = value_secret {
-            settings.push(SettingSpec {
-                key: "Email.Smtp.Password".into(),
-                value: None,
-                value_from: Some(ValueSource {
-                    secret_key_ref: SecretKeyRef {
-                        name: secret.into(),
-                        key: "pw".into(),
-                    },
-                }),
-            });
-        }
-        let spec = IdentitySettingPolicySpec::for_tests("https://x/identity_", creds, settings);
-        let mut p = IdentitySettingPolicy::new(name, spec);
-        p.metadata.namespace = Some(ns.into());
-        p
+    fn policy(ns: &str, name: &str, creds: &str, smtp: Option<&str>) -> IdentitySettingPolicy {
+        crate::controller::watched::test_policy(ns, name, creds, smtp)
     }
 
     #[test]

@@ -47,3 +47,37 @@ pub fn secret_names(spec: &IdentitySettingPolicySpec) -> impl Iterator<Item = &s
                 .map(|v| v.secret_key_ref.name.as_str()),
         )
 }
+
+/// A policy for unit tests: namespace `ns`, inline server `https://x/identity_` with the
+/// credentials Secret `creds`, a literal setting `A`, and `Email.Smtp.Password` from the Secret
+/// `value_secret` when given.
+#[cfg(test)]
+pub(crate) fn test_policy(
+    ns: &str,
+    name: &str,
+    creds: &str,
+    value_secret: Option<&str>,
+) -> IdentitySettingPolicy {
+    use crate::api::{SecretKeyRef, SettingSpec, ValueSource};
+    let mut settings = vec![SettingSpec {
+        key: "A".into(),
+        value: Some("1".into()),
+        value_from: None,
+    }];
+    if let Some(secret) = value_secret {
+        settings.push(SettingSpec {
+            key: "Email.Smtp.Password".into(),
+            value: None,
+            value_from: Some(ValueSource {
+                secret_key_ref: SecretKeyRef {
+                    name: secret.into(),
+                    key: "pw".into(),
+                },
+            }),
+        });
+    }
+    let spec = IdentitySettingPolicySpec::for_tests("https://x/identity_", creds, settings);
+    let mut p = IdentitySettingPolicy::new(name, spec);
+    p.metadata.namespace = Some(ns.into());
+    p
+}

@@ -85,20 +85,14 @@ async fn deleting_a_retain_policy_while_the_operator_is_stopped_does_not_hang() 
         .delete("stopped", &DeleteParams::default())
         .await
         .expect("delete");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while world
-        .policies()
-        .get_opt("stopped")
-        .await
-        .expect("get")
-        .is_some()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "a Retain policy waits for a stopped operator to be deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    world
+        .wait_gone(
+            &world.policies(),
+            "stopped",
+            Duration::from_secs(5),
+            "a Retain policy waits for a stopped operator to be deleted",
+        )
+        .await;
     assert_eq!(
         world.stored_value(key).as_deref(),
         Some("policy"),

@@ -522,6 +522,24 @@ impl World {
         .await
     }
 
+    /// Waits until the object `name` of `api` is gone, polling; fails with `what` and the
+    /// operator's log after `timeout`.
+    pub async fn wait_gone<K>(&self, api: &Api<K>, name: &str, timeout: Duration, what: &str)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A failed read (an API server restarting) is not "gone": look again.
+        while !matches!(api.get_opt(name).await, Ok(None)) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} (still there after {timeout:?})\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits for an arbitrary condition, polling.
     pub async fn eventually(&self, what: &str, timeout: Duration, check: impl Fn() -> bool) {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -340,15 +340,14 @@ fn value_in(world: &World, partition: &str, key: &str) -> Option<String> {
 }
 
 async fn wait_gone_policy(world: &World, name: &str) {
-    let deadline = tokio::time::Instant::now() + SECS_20;
-    while !matches!(world.policies().get_opt(name).await, Ok(None)) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} is still there:\n{}",
-            world.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    world
+        .wait_gone(
+            &world.policies(),
+            name,
+            SECS_20,
+            &format!("{name} is still there"),
+        )
+        .await;
 }
 
 /// Item 8: a Restore policy moved from organization P1 to P2 restores each one's own values
@@ -785,20 +784,14 @@ async fn a_foreground_deletion_still_restores() {
         Some("before"),
         "restored although the garbage collector deleted the restore point first"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while world
-        .secrets()
-        .get_opt("foreground-restore")
-        .await
-        .expect("get")
-        .is_some()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the restore point stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    world
+        .wait_gone(
+            &world.secrets(),
+            "foreground-restore",
+            Duration::from_secs(30),
+            "the restore point stayed",
+        )
+        .await;
 }
 
 /// Item 3: a tarpit server that answers each request just inside the request timeout cannot
@@ -867,20 +860,14 @@ async fn deleting_the_namespace_of_a_restore_policy_does_not_hang() {
         .delete(NS, &DeleteParams::default())
         .await
         .expect("delete the namespace");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while world
-        .secrets()
-        .get_opt("admin")
-        .await
-        .expect("get")
-        .is_some()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the namespace controller did not delete the credentials"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    world
+        .wait_gone(
+            &world.secrets(),
+            "admin",
+            Duration::from_secs(60),
+            "the namespace controller did not delete the credentials",
+        )
+        .await;
     world.spawn_operator_watching(None, &[]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while namespaces

@@ -908,21 +908,14 @@ async fn deleting_a_policy_keeps_the_settings_even_with_the_server_down() {
         .delete("password", &DeleteParams::default())
         .await
         .expect("delete policy");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while world
-        .policies()
-        .get_opt("password")
-        .await
-        .expect("get")
-        .is_some()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the policy is stuck in deletion\n{}",
-            world.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    world
+        .wait_gone(
+            &world.policies(),
+            "password",
+            Duration::from_secs(5),
+            "the policy is stuck in deletion",
+        )
+        .await;
     world.sim.faults().clear();
     assert_eq!(
         world.sim.stored(&world.scope()),

@@ -184,9 +184,10 @@ async fn restore_saved(
             if !ctx.leading() {
                 return Err(ReconcileError::NotLeading);
             }
-            forget_shared_read(ctx, policy);
+            let keys: Vec<String> = restore.writes.iter().map(|w| w.key.clone()).collect();
+            forget_shared_read(ctx, policy, &keys);
             let put = client.put_settings(&restore.scope, &restore.writes).await;
-            forget_shared_read(ctx, policy);
+            forget_shared_read(ctx, policy, &keys);
             put?;
             restored.extend(restore.writes.iter().map(|w| w.key.clone()));
         }

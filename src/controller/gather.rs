@@ -228,10 +228,10 @@ pub(super) async fn read_current(
     let (asked, covered) = group_read(keys, theirs, |k| {
         client.reads_in_one_request(&valid.scope, k)
     });
-    let writes_seen = ctx.reads.writes_seen();
+    let pending = ctx.reads.begin(group);
     let rows = client.get_settings(&valid.scope, &asked).await?;
     if !covered.is_empty() {
-        ctx.reads.share(group, writes_seen, &asked, &rows);
+        pending.share(&asked, &rows);
         for (other, other_applied) in covered {
             if resync && other_applied {
                 ctx.check_now(other);
@@ -261,11 +261,11 @@ fn applied(policy: &IdentitySettingPolicy) -> bool {
         && policy.metadata.generation.is_some()
 }
 
-/// A write to the policy's server, organization and user is about to be made, or has been
-/// (call both): the answer its read group shared no longer holds.
-pub(super) fn forget_shared_read(ctx: &Context, policy: &IdentitySettingPolicy) {
+/// A write of `keys` to the policy's server, organization and user is about to be made, or has
+/// been (call both): the answer its read group shared no longer holds for those keys.
+pub(super) fn forget_shared_read(ctx: &Context, policy: &IdentitySettingPolicy, keys: &[String]) {
     let name = policy_name(&policy.namespace().unwrap_or_default(), &policy.name_any());
     if let Some((group, _)) = ctx.index.read_group(&name) {
-        ctx.reads.forget(group);
+        ctx.reads.written(group, keys);
     }
 }

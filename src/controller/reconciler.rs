@@ -294,11 +294,11 @@ async fn sync(
     };
     publish_write(ctx, policy, announced, &plan.keys(), valid.settings.len()).await;
     found.announced = Some(announced);
-    forget_shared_read(ctx, policy);
-    let put = client.put_settings(&valid.scope, &plan.writes).await;
-    forget_shared_read(ctx, policy);
-    let returned = put?;
     let keys = plan.keys();
+    forget_shared_read(ctx, policy, &keys);
+    let put = client.put_settings(&valid.scope, &plan.writes).await;
+    forget_shared_read(ctx, policy, &keys);
+    let returned = put?;
     match after_write(plan, &returned, &valid.scope, server_changed) {
         AfterWrite::NotAccepted(rejected) => {
             found.settled = Some(inputs::settled(digest, rejected.clone()));

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 
-use crate::control_plane::{self, ControlPlane, RELEASE_NAMESPACE};
+use control_plane::{self, ControlPlane, RELEASE_NAMESPACE};
 
 /// The partition every test policy manages.
 pub const PARTITION: &str = "3fa85f64-5717-4562-b3fc-2c963f66afa6";

@@ -1,8 +1,6 @@
 //! End-to-end: the real operator binary, as its own process, against the Kubernetes API
 //! emulator and the identity service simulator. Each test builds its own world.
 
-#[path = "../support/control_plane.rs"]
-mod control_plane;
 mod finalizers;
 mod harness;
 mod hostile;

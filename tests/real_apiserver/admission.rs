@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::control_plane::{self, ControlPlane};
+use control_plane::{self, ControlPlane};
 
 const NS: &str = "identity";
 

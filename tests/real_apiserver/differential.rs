@@ -10,7 +10,7 @@ use kube::client::Body;
 use kube_emulator::{EmulatorConfig, KubeEmulator, ResourceKind};
 use serde_json::{Value, json};
 
-use crate::control_plane::{self, ControlPlane};
+use control_plane::{self, ControlPlane};
 
 const NS: &str = "diff";
 const POLICIES: &str =

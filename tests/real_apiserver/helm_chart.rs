@@ -3,7 +3,7 @@
 //! checked, and the real authorizer says what its ServiceAccount may do. (The Deployment's pod
 //! never runs: there is no scheduler or kubelet.)
 
-use crate::control_plane::{self, CHART, ControlPlane, OPERATOR_USER, RELEASE, RELEASE_NAMESPACE};
+use control_plane::{self, CHART, ControlPlane, OPERATOR_USER, RELEASE, RELEASE_NAMESPACE};
 
 const CRD: &str = "crd/identitysettingpolicies.identitysettings.dev";
 

@@ -10,8 +10,6 @@
 //! A small runner instead of libtest, so that an unselected run reports "not selected" rather
 //! than a list of tests that passed without doing anything.
 
-#[path = "../support/control_plane.rs"]
-mod control_plane;
 #[allow(dead_code)]
 #[path = "../e2e/harness.rs"]
 mod harness;

@@ -70,3 +70,40 @@ pub fn build() -> Result<Binaries> {
         simulator: find("identity-simulator")?,
     })
 }
+
+/// The control-plane binaries: `CONTROL_PLANE_BIN`, else what `tests/control-plane/build`
+/// builds (cached; its last line is the directory).
+pub fn control_plane() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CONTROL_PLANE_BIN").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir));
+    }
+    let script = workspace_root().join("tests/control-plane/build");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| BenchError::process("tests/control-plane/build", e))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    match stdout.lines().last() {
+        Some(dir) if out.status.success() => Ok(PathBuf::from(dir.trim())),
+        _ => Err(BenchError::process(
+            "tests/control-plane/build",
+            format!("failed ({})", out.status),
+        )),
+    }
+}
+
+/// `<binary> --version`'s last word (e.g. `v1.34.4`), or `unknown`.
+pub fn version_of(binary: &Path) -> String {
+    std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .last()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -32,9 +32,24 @@ pub struct Args {
     /// `docs/benchmarks.md`), dated and with the machine and commit.
     #[arg(long, value_name = "PATH")]
     pub write: Option<std::path::PathBuf>,
+    /// The Kubernetes API to measure against: the emulator, or a real kube-apiserver and etcd
+    /// (`CONTROL_PLANE_BIN`, else built by `tests/control-plane/build`), where each policy count
+    /// runs the reference client and the operator's cold start and restart (see
+    /// docs/benchmarks.md).
+    #[arg(long, value_enum, default_value = "emulator")]
+    pub api_server: ApiServerKind,
     /// Extra flag for the operator's `run`, repeatable (e.g. `--operator-arg=--concurrency=16`).
     #[arg(long = "operator-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub operator_args: Vec<String>,
+}
+
+/// `--api-server`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiServerKind {
+    /// The repository's Kubernetes API emulator.
+    Emulator,
+    /// A real kube-apiserver and etcd.
+    Real,
 }
 
 impl Args {

@@ -11,10 +11,29 @@ use crate::error::{BenchError, Result};
 /// A client with a generous per-request timeout (a list of 10 000 policies is large), so no
 /// request hangs forever.
 pub fn client() -> Result<Client> {
-    Client::builder()
-        .timeout(Duration::from_secs(120))
+    builder()
         .build()
         .map_err(|e| BenchError::http("HTTP client", e))
+}
+
+/// A client of a real API server: trusting its serving certificate (`ca_pem`) and sending
+/// `token` as the bearer on every request.
+pub fn client_of_api_server(ca_pem: &[u8], token: &str) -> Result<Client> {
+    let ca = reqwest::Certificate::from_pem(ca_pem)
+        .map_err(|e| BenchError::http("API server certificate", e))?;
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| BenchError::http("API server token", e))?;
+    bearer.set_sensitive(true);
+    let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, bearer)]);
+    builder()
+        .add_root_certificate(ca)
+        .default_headers(headers)
+        .build()
+        .map_err(|e| BenchError::http("HTTP client", e))
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    Client::builder().timeout(Duration::from_secs(120))
 }
 
 /// Sends `request`; its body when answered `wanted`, else an error naming `what`, the status

@@ -1,7 +1,12 @@
-//! The benchmark's own calls to the Kubernetes API emulator (plain HTTP, no authentication):
-//! creating the objects, listing and reading policies, editing one, and the request counters.
+//! The benchmark's own calls to the Kubernetes API — the emulator (plain HTTP, no
+//! authentication) or a real API server (as its admin): creating the objects, listing and
+//! reading policies, editing one, and the request counters (the emulator's, or the operator's
+//! requests in the real server's audit log).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -38,11 +43,25 @@ struct Counters {
     by_resource: BTreeMap<String, u64>,
 }
 
-/// A client of one emulator.
+/// Where the request counts come from.
+#[derive(Clone)]
+enum Counting {
+    /// The emulator's admin route: every client's requests.
+    Emulator,
+    /// A real API server's audit log: the requests of `user` after byte `from`.
+    Audit {
+        log: PathBuf,
+        user: String,
+        from: Arc<AtomicU64>,
+    },
+}
+
+/// A client of one emulator or API server.
 #[derive(Clone)]
 pub struct Kube {
     http: Client,
     base: String,
+    counting: Counting,
 }
 
 impl Kube {
@@ -51,10 +70,51 @@ impl Kube {
         Ok(Self {
             http: http::client()?,
             base: base.trim_end_matches('/').to_owned(),
+            counting: Counting::Emulator,
         })
     }
 
-    fn policies_url(&self) -> String {
+    /// A client of the real API server at `base`, trusting `ca_pem` and authenticating with
+    /// `token`; its counts are `user`'s requests in the audit log `log`.
+    pub fn of_api_server(
+        base: &str,
+        ca_pem: &[u8],
+        token: &str,
+        log: PathBuf,
+        user: &str,
+    ) -> Result<Self> {
+        Ok(Self {
+            http: http::client_of_api_server(ca_pem, token)?,
+            base: base.trim_end_matches('/').to_owned(),
+            counting: Counting::Audit {
+                from: Arc::new(AtomicU64::new(crate::audit::end_of(&log))),
+                log,
+                user: user.to_owned(),
+            },
+        })
+    }
+
+    /// The same server, with `token` instead of this client's credentials (the reference
+    /// client writes as the operator's user).
+    pub fn as_user(&self, ca_pem: &[u8], token: &str) -> Result<Self> {
+        Ok(Self {
+            http: http::client_of_api_server(ca_pem, token)?,
+            ..self.clone()
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The HTTP client, authenticated as this client's user.
+    pub fn http(&self) -> &Client {
+        &self.http
+    }
+
+    /// The URL of the benchmark namespace's policies.
+    pub fn policies_url(&self) -> String {
         format!(
             "{}/apis/identitysettings.dev/v1alpha1/namespaces/{NAMESPACE}/identitysettingpolicies",
             self.base
@@ -71,11 +131,21 @@ impl Kube {
             .map(drop)
     }
 
-    /// Creates the namespace, the Secret and `count` policies pointed at `server`.
+    /// Creates the namespace (unless it exists), the Secret and `count` policies pointed at
+    /// `server`.
     pub async fn set_up(&self, count: usize, server: &str, resync: Duration) -> Result<()> {
-        let namespaces = format!("{}/api/v1/namespaces", self.base);
-        self.create(namespaces, &manifests::namespace(), "create namespace")
-            .await?;
+        let namespace = format!("{}/api/v1/namespaces/{NAMESPACE}", self.base);
+        let exists = self
+            .http
+            .get(namespace)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if !exists {
+            let namespaces = format!("{}/api/v1/namespaces", self.base);
+            self.create(namespaces, &manifests::namespace(), "create namespace")
+                .await?;
+        }
         let secrets = format!("{}/api/v1/namespaces/{NAMESPACE}/secrets", self.base);
         self.create(secrets, &manifests::secret(), "create Secret")
             .await?;
@@ -127,6 +197,9 @@ impl Kube {
 
     /// Reads and writes counted since the last reset (watches excluded).
     pub async fn api_calls(&self) -> Result<ApiCalls> {
+        if let Counting::Audit { log, user, from } = &self.counting {
+            return Ok(crate::audit::count(log, from.load(Ordering::SeqCst), user)?.0);
+        }
         let what = "emulator counters";
         let body = send(self.http.get(self.counters_url()), StatusCode::OK, what).await?;
         let counters: Counters = http::json(&body, what)?;
@@ -150,6 +223,10 @@ impl Kube {
 
     /// Sets the emulator's counters back to zero.
     pub async fn reset_counters(&self) -> Result<()> {
+        if let Counting::Audit { log, from, .. } = &self.counting {
+            from.store(crate::audit::end_of(log), Ordering::SeqCst);
+            return Ok(());
+        }
         let what = "reset emulator counters";
         send(
             self.http.delete(self.counters_url()),

@@ -9,7 +9,13 @@
 //! quiet steady state, the latency of 200 single edits, and the time to correct drift on every
 //! policy. Then an idle run (10 policies) and a slow-service run (100 ms per Setting request).
 //! `--write docs/benchmarks.md` also puts the report into that document.
+//!
+//! `--api-server real` measures against a real kube-apiserver and etcd instead: per policy
+//! count, the cold start of a minimal reference client (the floor) and the operator's, their
+//! Kubernetes requests from the API server's audit log, the API server's CPU, and an operator
+//! restart over policies in sync.
 
+mod audit;
 mod binaries;
 mod cli;
 mod converge;
@@ -23,6 +29,8 @@ mod measure;
 mod policy;
 mod process;
 mod procfs;
+mod real_report;
+mod reference;
 mod report;
 mod run;
 mod sim;
@@ -32,8 +40,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use real_report::RealReport;
 use report::Report;
 use run::Setup;
+use world::ApiServer;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -49,13 +59,27 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let api = match args.api_server {
+        cli::ApiServerKind::Emulator => ApiServer::Emulator,
+        cli::ApiServerKind::Real => match binaries::control_plane() {
+            Ok(bin) => ApiServer::Real(bin),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let root = std::env::temp_dir().join(format!("identity-settings-bench-{}", std::process::id()));
     eprintln!("• run directory (kubeconfigs, logs): {}", root.display());
     let setup = Setup {
         bins: &bins,
         operator_args: &args.operator_args,
         root: &root,
+        api: &api,
     };
+    if let ApiServer::Real(bin) = &api {
+        return real(&args, &setup, bin).await;
+    }
 
     let mut scale = Vec::new();
     for &count in &args.policies {
@@ -109,7 +133,51 @@ async fn main() -> ExitCode {
     let markdown = report.markdown();
     print!("{markdown}");
     if let Some(path) = &args.write {
-        match doc::write(path, &markdown) {
+        match doc::write(path, &markdown, doc::EMULATOR) {
+            Ok(()) => eprintln!("• wrote the report into {}", path.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The real-apiserver mode: one [`run::real_scale`] per policy count, and its report.
+async fn real(args: &cli::Args, setup: &Setup<'_>, bin: &std::path::Path) -> ExitCode {
+    let mut rows = Vec::new();
+    for &count in &args.policies {
+        let row = run::real_scale(setup, count, args.resync).await;
+        if let Err(e) = &row {
+            eprintln!("  ! {count} policies: {e}");
+        }
+        rows.push((count, row.map_err(|e| e.to_string())));
+    }
+    for row in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
+        eprintln!(
+            "• operator log of {} policies: {}",
+            row.count,
+            row.log.display()
+        );
+    }
+    let failed = rows.iter().any(|(_, r)| r.is_err());
+    let report = RealReport {
+        machine: machine::describe(),
+        measured: machine::measured_at(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        resync: args.resync,
+        api_server: binaries::version_of(&bin.join("kube-apiserver")),
+        rows,
+    };
+    let markdown = report.markdown();
+    print!("{markdown}");
+    if let Some(path) = &args.write {
+        match doc::write(path, &markdown, doc::REAL) {
             Ok(()) => eprintln!("• wrote the report into {}", path.display()),
             Err(e) => {
                 eprintln!("error: {e}");

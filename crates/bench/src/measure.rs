@@ -138,7 +138,7 @@ pub async fn drift(
         limit: resync.mul_f64(1.5) + Duration::from_secs(120),
         interval: Duration::from_secs(1),
     };
-    wait_all(&world.kube, operator, wait, |p| {
+    wait_all(&world.kube, Some(operator), wait, |p| {
         p.ready_with(DRIFT_CORRECTED)
     })
     .await

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 use crate::binaries::Binaries;
 use crate::converge::{Wait, Waited, wait_all};
 use crate::error::Result;
+use crate::kube::ApiCalls;
 use crate::measure::{self, Latency, Steady};
 use crate::policy::Policy;
 use crate::procfs::{self, Usage};
 use crate::sim::IdentityCalls;
-use crate::world::{self, Operator, STOP_LIMIT, World};
+use crate::world::{self, ApiServer, Operator, STOP_LIMIT, World};
 
 /// The longest cold start waited for.
 const COLD_START_LIMIT: Duration = Duration::from_secs(300);
@@ -37,6 +38,8 @@ pub struct Setup<'a> {
     pub operator_args: &'a [String],
     /// Where each run's directory goes.
     pub root: &'a Path,
+    /// The Kubernetes API the runs measure against.
+    pub api: &'a ApiServer,
 }
 
 /// The figures of one scale run; steps after a failed cold start are `None`.
@@ -78,7 +81,27 @@ async fn prepare(
     latency_ms: u64,
     extra_args: &[String],
 ) -> Result<(World, Operator, Instant)> {
-    let world = World::start(setup.bins, &setup.root.join(label), latency_ms).await?;
+    let world = populated_world(setup, label, count, resync, latency_ms).await?;
+    let args: Vec<String> = setup
+        .operator_args
+        .iter()
+        .chain(extra_args)
+        .cloned()
+        .collect();
+    let operator = world.spawn_operator(setup.bins, &args)?;
+    eprintln!("  operator log: {}", operator.log.display());
+    Ok((world, operator, Instant::now()))
+}
+
+/// Starts a world and creates `count` policies; the counters reset right after.
+async fn populated_world(
+    setup: &Setup<'_>,
+    label: &str,
+    count: usize,
+    resync: Duration,
+    latency_ms: u64,
+) -> Result<World> {
+    let world = World::start(setup.bins, setup.api, &setup.root.join(label), latency_ms).await?;
     let creating = Instant::now();
     world
         .kube
@@ -89,15 +112,8 @@ async fn prepare(
         creating.elapsed().as_secs_f64()
     );
     world.sim.reset().await?;
-    let args: Vec<String> = setup
-        .operator_args
-        .iter()
-        .chain(extra_args)
-        .cloned()
-        .collect();
-    let operator = world.spawn_operator(setup.bins, &args)?;
-    eprintln!("  operator log: {}", operator.log.display());
-    Ok((world, operator, Instant::now()))
+    world.kube.reset_counters().await?;
+    Ok(world)
 }
 
 /// Waits until every policy is Ready for its generation (at most 5 minutes).
@@ -114,7 +130,13 @@ async fn cold_start(
         limit: COLD_START_LIMIT,
         interval: COLD_START_POLL,
     };
-    let waited = wait_all(&world.kube, &mut operator.process, wait, Policy::converged).await?;
+    let waited = wait_all(
+        &world.kube,
+        Some(&mut operator.process),
+        wait,
+        Policy::converged,
+    )
+    .await?;
     if waited.all {
         eprintln!(
             "  cold start: all {count} converged in {:.1} s",
@@ -319,5 +341,162 @@ pub async fn budget(
         cold,
         load,
         warn_lines: world::warn_lines(&log),
+    })
+}
+
+/// How long a restarted operator may take to check every policy once.
+const RESTART_LIMIT: Duration = Duration::from_secs(300);
+/// How long the restart step keeps counting after every policy was checked.
+const RESTART_SETTLE: Duration = Duration::from_secs(3);
+
+/// One side of a real-apiserver cold start: how long, and what it cost the API server.
+#[derive(Clone, Debug)]
+pub struct ColdStart {
+    /// Until every policy was Ready for its generation.
+    pub waited: Waited,
+    /// The client's requests to the API server (from its audit log).
+    pub calls: ApiCalls,
+    /// CPU seconds of kube-apiserver and etcd together.
+    pub api_server_cpu: f64,
+}
+
+/// The figures of one real-apiserver run: the operator's cold start beside the reference
+/// client's, and an operator restart over policies in sync.
+#[derive(Clone, Debug)]
+pub struct RealRow {
+    /// Policies.
+    pub count: usize,
+    /// The reference client (the floor).
+    pub reference: ColdStart,
+    /// The operator.
+    pub operator: ColdStart,
+    /// Operator memory and CPU right after convergence.
+    pub at_convergence: Option<Usage>,
+    /// The restarted operator's requests until it had checked every policy once (and a few
+    /// seconds more); `None` when it did not check them all in time.
+    pub restart: Option<ApiCalls>,
+    /// WARN lines in the operator's log.
+    pub warn_lines: Option<usize>,
+    /// The operator's log.
+    pub log: PathBuf,
+}
+
+/// CPU seconds of the world's kube-apiserver and etcd so far.
+fn api_server_cpu(world: &World) -> f64 {
+    world.api_server_pids().map_or(0.0, |(apiserver, etcd)| {
+        [apiserver, etcd]
+            .into_iter()
+            .filter_map(procfs::usage)
+            .map(|u| u.cpu_seconds)
+            .sum()
+    })
+}
+
+/// The reference client's cold start over `count` new policies, on a fresh control plane.
+async fn reference_cold_start(
+    setup: &Setup<'_>,
+    count: usize,
+    resync: Duration,
+) -> Result<ColdStart> {
+    let world = populated_world(setup, &format!("reference{count}"), count, resync, 0).await?;
+    let kubeconfig = std::fs::read_to_string(world.operator_kubeconfig()).map_err(|source| {
+        crate::error::BenchError::File {
+            path: world.operator_kubeconfig().display().to_string(),
+            source,
+        }
+    })?;
+    let token = crate::reference::kubeconfig_token(&kubeconfig)?;
+    let ca = world.api_server_ca().unwrap_or_default();
+    let client = world.kube.as_user(&ca, &token)?;
+    let cpu_before = api_server_cpu(&world);
+    let since = Instant::now();
+    let identity = world.identity_url.clone();
+    let applying =
+        tokio::spawn(async move { crate::reference::apply_all(&client, &identity).await });
+    let wait = Wait {
+        what: "reference client",
+        count,
+        since,
+        limit: COLD_START_LIMIT,
+        interval: COLD_START_POLL,
+    };
+    let waited = wait_all(&world.kube, None, wait, Policy::converged).await?;
+    applying
+        .await
+        .map_err(|e| crate::error::BenchError::process("reference client", e))??;
+    eprintln!(
+        "  reference client: {}/{count} Ready in {:.1} s",
+        waited.done,
+        waited.elapsed.as_secs_f64()
+    );
+    let calls = world.kube.api_calls().await?;
+    let api_server_cpu = api_server_cpu(&world) - cpu_before;
+    world.stop().await;
+    Ok(ColdStart {
+        waited,
+        calls,
+        api_server_cpu,
+    })
+}
+
+/// One real-apiserver run with `count` policies: the reference client's cold start, then the
+/// operator's on a fresh control plane, then an operator restart over the policies in sync.
+pub async fn real_scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Result<RealRow> {
+    eprintln!("• real API server: {count} policies, reference client");
+    let reference = reference_cold_start(setup, count, resync).await?;
+    eprintln!("• real API server: {count} policies, operator");
+    let world = populated_world(setup, &format!("real{count}"), count, resync, 0).await?;
+    let cpu_before = api_server_cpu(&world);
+    let mut operator = world.spawn_operator(setup.bins, setup.operator_args)?;
+    eprintln!("  operator log: {}", operator.log.display());
+    let waited = cold_start(&world, &mut operator, count, Instant::now()).await?;
+    let calls = world.kube.api_calls().await?;
+    eprintln!("  operator's requests: {}", calls.by_resource);
+    let operator_cold = ColdStart {
+        waited,
+        calls,
+        api_server_cpu: api_server_cpu(&world) - cpu_before,
+    };
+    let at_convergence = procfs::usage(operator.process.pid()?);
+    let log = operator.log.clone();
+    let mut restart = None;
+    if waited.all {
+        operator.process.terminate(STOP_LIMIT).await;
+        world.kube.reset_counters().await?;
+        world.sim.reset().await?;
+        let mut again =
+            world.spawn_operator_named("operator-restarted", setup.bins, setup.operator_args)?;
+        eprintln!("  restarted operator log: {}", again.log.display());
+        let started = Instant::now();
+        loop {
+            again.process.check_running()?;
+            if world.sim.calls().await?.get >= count as u64 {
+                tokio::time::sleep(RESTART_SETTLE).await;
+                let calls = world.kube.api_calls().await?;
+                eprintln!(
+                    "  restart: every policy checked in {:.1} s; requests: {}",
+                    started.elapsed().as_secs_f64(),
+                    calls.by_resource
+                );
+                restart = Some(calls);
+                break;
+            }
+            if started.elapsed() > RESTART_LIMIT {
+                eprintln!("  ! restart: not every policy checked in {RESTART_LIMIT:?}");
+                break;
+            }
+            tokio::time::sleep(COLD_START_POLL).await;
+        }
+        operator = again;
+    }
+    finish(world, operator).await;
+    Ok(RealRow {
+        count,
+        reference,
+        operator: operator_cold,
+        at_convergence,
+        restart,
+        warn_lines: world::warn_lines(&log),
+        log,
     })
 }

@@ -1,5 +1,7 @@
-//! One fresh set of processes: the Kubernetes API emulator (serving the repository's CRD), the
-//! identity simulator, and later the operator pointed at both through a kubeconfig.
+//! One fresh set of processes: the Kubernetes API — the emulator (serving the repository's
+//! CRD) or a real control plane (etcd and kube-apiserver with an audit log, the CRD and the
+//! chart's RBAC installed) — the identity simulator, and later the operator pointed at both
+//! through a kubeconfig (on the real server, as the chart's ServiceAccount).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +27,21 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// The CRD the emulator serves, relative to the workspace root.
 const CRD: &str = "crds/identitysettings.dev.yaml";
 
+/// The Kubernetes API a run measures against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApiServer {
+    /// The repository's emulator.
+    Emulator,
+    /// A real kube-apiserver and etcd, built by `tests/control-plane/build` into this directory.
+    Real(PathBuf),
+}
+
+/// What serves the Kubernetes API of a run.
+enum Backend {
+    Emulator(Process),
+    Real(control_plane::ControlPlane),
+}
+
 /// The stand-ins of one run, and clients of them.
 pub struct World {
     /// The run's directory (kubeconfig, logs).
@@ -36,7 +53,7 @@ pub struct World {
     /// The identity base URL policies name.
     pub identity_url: String,
     kubeconfig: PathBuf,
-    emulator: Process,
+    backend: Backend,
     simulator: Process,
 }
 
@@ -51,11 +68,56 @@ pub struct Operator {
 impl World {
     /// Starts an emulator and a simulator (`latency_ms` per Setting request) with their logs in
     /// `dir`, which is created.
-    pub async fn start(bins: &Binaries, dir: &Path, latency_ms: u64) -> Result<World> {
+    pub async fn start(
+        bins: &Binaries,
+        api: &ApiServer,
+        dir: &Path,
+        latency_ms: u64,
+    ) -> Result<World> {
         std::fs::create_dir_all(dir).map_err(|source| BenchError::File {
             path: dir.display().to_string(),
             source,
         })?;
+        let (backend, kube, kubeconfig) = match api {
+            ApiServer::Emulator => Self::start_emulator(bins, dir).await?,
+            ApiServer::Real(bin) => Self::start_control_plane(bin).await?,
+        };
+        let (simulator, identity_url, admin_url) =
+            Self::start_simulator(bins, dir, latency_ms).await?;
+        Ok(World {
+            dir: dir.to_owned(),
+            kube,
+            sim: Sim::new(&admin_url)?,
+            identity_url,
+            kubeconfig,
+            backend,
+            simulator,
+        })
+    }
+
+    /// A real control plane with an audit log, the CRD, the benchmark namespace and the
+    /// chart's RBAC for an operator watching it; the operator's kubeconfig.
+    async fn start_control_plane(bin: &Path) -> Result<(Backend, Kube, PathBuf)> {
+        use control_plane::{Audit, ControlPlane, OPERATOR_USER};
+        let plane = ControlPlane::start_with(bin, &[NAMESPACE], Audit::Log).await;
+        plane.apply_chart_rbac(Some(&[NAMESPACE]), false).await;
+        let log = plane
+            .audit_log()
+            .ok_or_else(|| BenchError::process("kube-apiserver", "no audit log"))?
+            .to_owned();
+        let kube = Kube::of_api_server(
+            &plane.url,
+            &plane.ca_pem(),
+            plane.admin_token(),
+            log,
+            OPERATOR_USER,
+        )?;
+        let kubeconfig = plane.operator_kubeconfig();
+        Ok((Backend::Real(plane), kube, kubeconfig))
+    }
+
+    /// The emulator, serving the repository's CRD; a kubeconfig for it.
+    async fn start_emulator(bins: &Binaries, dir: &Path) -> Result<(Backend, Kube, PathBuf)> {
         let mut command = Command::new(&bins.emulator);
         // A window as long as a real API server's (about 75 s of changes) at 10 000 policies:
         // with the emulator's default of 1000 events, watches fall behind and relist.
@@ -75,7 +137,28 @@ impl World {
                     .then(|| line.trim().to_owned())
             })
             .await?;
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            kube_emulator::kubeconfig_yaml(&kube_url, NAMESPACE),
+        )
+        .map_err(|source| BenchError::File {
+            path: kubeconfig.display().to_string(),
+            source,
+        })?;
+        Ok((
+            Backend::Emulator(emulator),
+            Kube::new(&kube_url)?,
+            kubeconfig,
+        ))
+    }
 
+    /// The simulator; its identity base URL and admin URL.
+    async fn start_simulator(
+        bins: &Binaries,
+        dir: &Path,
+        latency_ms: u64,
+    ) -> Result<(Process, String, String)> {
         let mut command = Command::new(&bins.simulator);
         command
             .args(["--port", "0", "--latency-ms", &latency_ms.to_string()])
@@ -99,25 +182,28 @@ impl World {
         let identity_url = identity_url.ok_or_else(|| {
             BenchError::process("identity-simulator", "printed no identity base URL")
         })?;
+        Ok((simulator, identity_url, admin_url))
+    }
 
-        let kubeconfig = dir.join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            kube_emulator::kubeconfig_yaml(&kube_url, NAMESPACE),
-        )
-        .map_err(|source| BenchError::File {
-            path: kubeconfig.display().to_string(),
-            source,
-        })?;
-        Ok(World {
-            dir: dir.to_owned(),
-            kube: Kube::new(&kube_url)?,
-            sim: Sim::new(&admin_url)?,
-            identity_url,
-            kubeconfig,
-            emulator,
-            simulator,
-        })
+    /// The operator's kubeconfig (on the real server: the chart ServiceAccount's identity).
+    pub fn operator_kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The process ids of kube-apiserver and etcd, on the real server.
+    pub fn api_server_pids(&self) -> Option<(u32, u32)> {
+        match &self.backend {
+            Backend::Emulator(_) => None,
+            Backend::Real(plane) => Some(plane.pids()),
+        }
+    }
+
+    /// The API server's serving certificate, on the real server.
+    pub fn api_server_ca(&self) -> Option<Vec<u8>> {
+        match &self.backend {
+            Backend::Emulator(_) => None,
+            Backend::Real(plane) => Some(plane.ca_pem()),
+        }
     }
 
     /// Starts the operator watching the benchmark namespace, with `extra` flags, logging at
@@ -125,7 +211,18 @@ impl World {
     /// (e.g. `heaptrack -o /tmp/operator`) is put before the operator's command line; memory and
     /// CPU figures are then the wrapper's.
     pub fn spawn_operator(&self, bins: &Binaries, extra: &[String]) -> Result<Operator> {
-        let log = log_path(&self.dir, "operator");
+        self.spawn_operator_named("operator", bins, extra)
+    }
+
+    /// [`World::spawn_operator`], logging to `<name>.log` (a restarted operator's log beside the
+    /// first one's).
+    pub fn spawn_operator_named(
+        &self,
+        name: &str,
+        bins: &Binaries,
+        extra: &[String],
+    ) -> Result<Operator> {
+        let log = log_path(&self.dir, name);
         let wrapper = std::env::var("BENCH_OPERATOR_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
         let mut command = match words.next() {
@@ -153,16 +250,27 @@ impl World {
 
     /// Fails when a stand-in has exited.
     pub fn check_running(&mut self) -> Result<()> {
-        self.emulator.check_running()?;
+        if let Backend::Emulator(emulator) = &mut self.backend {
+            emulator.check_running()?;
+        }
         self.simulator.check_running()
     }
 
-    /// Stops both stand-ins (SIGTERM, killed after [`STOP_LIMIT`]).
+    /// Stops both stand-ins (SIGTERM, killed after [`STOP_LIMIT`]); a real control plane is
+    /// killed.
     pub async fn stop(self) {
-        let (_, _) = tokio::join!(
-            self.emulator.terminate(STOP_LIMIT),
-            self.simulator.terminate(STOP_LIMIT)
-        );
+        match self.backend {
+            Backend::Emulator(emulator) => {
+                let (_, _) = tokio::join!(
+                    emulator.terminate(STOP_LIMIT),
+                    self.simulator.terminate(STOP_LIMIT)
+                );
+            }
+            Backend::Real(plane) => {
+                drop(plane);
+                self.simulator.terminate(STOP_LIMIT).await;
+            }
+        }
     }
 }
 

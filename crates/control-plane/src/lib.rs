@@ -4,9 +4,10 @@
 //! static token file, RBAC authorization and service-account signing keys. Everything it starts
 //! is stopped when the value is dropped, also when the test panicked.
 //!
-//! The backend is chosen by one switch: `CONTROL_PLANE_BIN` names the directory holding
-//! `etcd`, `kube-apiserver`, `kubectl` and `helm` (the last line `build` prints). Unset, the
-//! tests run against the Kubernetes API emulator and need no Go.
+//! A crate of its own so that the real-apiserver suite and the benchmark's real-apiserver mode
+//! start the same control plane. The backend is chosen by one switch: `CONTROL_PLANE_BIN` names
+//! the directory holding `etcd`, `kube-apiserver`, `kubectl` and `helm` (the last line `build`
+//! prints). Unset, the tests run against the Kubernetes API emulator and need no Go.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,12 +25,12 @@ pub const RELEASE: &str = "identity-settings-operator";
 /// The chart, in the repository.
 pub const CHART: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/charts/identity-settings-operator"
+    "/../../charts/identity-settings-operator"
 );
 /// The generated CRD, in the repository.
 pub const CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/crds/identitysettings.dev.yaml"
+    "/../../crds/identitysettings.dev.yaml"
 );
 
 /// The restricted user the operator runs as. The static token file gives it the name and
@@ -60,7 +61,27 @@ pub struct ControlPlane {
     pub url: String,
     /// The server's version, e.g. `v1.34.4` (what `helm template` is told it renders for).
     pub version: String,
+    /// The audit log, when started with [`Audit::Log`].
+    audit_log: Option<PathBuf>,
 }
+
+/// Whether kube-apiserver writes an audit log: every request's user, verb and object, once
+/// complete (the benchmark counts the operator's requests from it, as a cluster admin would).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audit {
+    /// No audit log (the suite).
+    Off,
+    /// `audit.log` in the plane's directory, at level Metadata, one line per completed request.
+    Log,
+}
+
+/// The audit policy of [`Audit::Log`]: metadata of every request, once, when complete.
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: Metadata
+";
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
@@ -105,7 +126,12 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver from `bin`, waits for `/readyz`, installs the CRD and
     /// creates `namespaces` (and the release namespace).
     pub async fn start(bin: &Path, namespaces: &[&str]) -> ControlPlane {
-        let plane = Self::start_bare(bin).await;
+        Self::start_with(bin, namespaces, Audit::Off).await
+    }
+
+    /// [`ControlPlane::start`], with or without an audit log.
+    pub async fn start_with(bin: &Path, namespaces: &[&str], audit: Audit) -> ControlPlane {
+        let plane = Self::start_bare_with(bin, audit).await;
         plane.create_namespace(RELEASE_NAMESPACE).await;
         for ns in namespaces {
             plane.create_namespace(ns).await;
@@ -126,6 +152,11 @@ impl ControlPlane {
 
     /// Starts etcd and kube-apiserver from `bin` and waits for `/readyz`; nothing installed.
     pub async fn start_bare(bin: &Path) -> ControlPlane {
+        Self::start_bare_with(bin, Audit::Off).await
+    }
+
+    /// [`ControlPlane::start_bare`], with or without an audit log.
+    pub async fn start_bare_with(bin: &Path, audit: Audit) -> ControlPlane {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = |name: &str| dir.path().join(name);
         let (client_port, peer_port, secure_port) = (free_port(), free_port(), free_port());
@@ -164,7 +195,7 @@ impl ControlPlane {
         )
         .expect("token file");
 
-        let apiserver_args = vec![
+        let mut apiserver_args = vec![
             format!("--etcd-servers=http://127.0.0.1:{client_port}"),
             format!("--cert-dir={}", path("certs").display()),
             format!("--secure-port={secure_port}"),
@@ -180,6 +211,18 @@ impl ControlPlane {
                 path("sa.key").display()
             ),
         ];
+        let audit_log = (audit == Audit::Log).then(|| path("audit.log"));
+        if let Some(log) = &audit_log {
+            std::fs::write(path("audit-policy.yaml"), AUDIT_POLICY).expect("audit policy");
+            apiserver_args.extend([
+                format!(
+                    "--audit-policy-file={}",
+                    path("audit-policy.yaml").display()
+                ),
+                format!("--audit-log-path={}", log.display()),
+                "--audit-log-maxsize=0".into(),
+            ]);
+        }
         let apiserver = spawn_logged(
             &bin.join("kube-apiserver"),
             &apiserver_args,
@@ -196,6 +239,7 @@ impl ControlPlane {
             admin_token: admin_token.clone(),
             url,
             version: String::new(),
+            audit_log,
         };
         plane.wait_ready(&admin_token).await;
         plane.version = plane
@@ -321,6 +365,27 @@ impl ControlPlane {
     /// The restricted operator user's kubeconfig ([`OPERATOR_USER`]).
     pub fn operator_kubeconfig(&self) -> PathBuf {
         self.dir.path().join("operator.kubeconfig")
+    }
+
+    /// The audit log, when started with [`Audit::Log`].
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
+    }
+
+    /// The process ids of kube-apiserver and etcd (for their CPU time).
+    pub fn pids(&self) -> (u32, u32) {
+        (self.apiserver.id(), self.etcd.id())
+    }
+
+    /// The admin's bearer token (for a client of the benchmark's own).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The apiserver's serving certificate, PEM (the CA its clients trust).
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.dir.path().join("certs").join("apiserver.crt"))
+            .expect("the apiserver's certificate")
     }
 
     /// A control-plane binary.

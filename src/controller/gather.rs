@@ -156,11 +156,20 @@ async fn fetch_secrets_versioned(
     let mut data = BTreeMap::new();
     for name in names {
         let keys = wanted.get(&name).unwrap_or(&none);
-        if let Some(cached) = ctx.secrets.get(namespace, &name, keys) {
+        let from_cache = |versions: &mut SecretVersions| {
+            let cached = ctx.secrets.get(namespace, &name, keys)?;
             if let Some(version) = ctx.secrets.version(namespace, &name) {
                 versions.insert((namespace.to_owned(), name.clone()), version);
             }
-            data.insert(name, (*cached).clone());
+            Some((*cached).clone())
+        };
+        if let Some(cached) = from_cache(versions) {
+            data.insert(name, cached);
+            continue;
+        }
+        let _turn = ctx.secrets.read_turn(namespace, &name).await;
+        if let Some(cached) = from_cache(versions) {
+            data.insert(name, cached);
             continue;
         }
         let secret = api

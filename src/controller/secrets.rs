@@ -27,6 +27,9 @@ type SecretKey = (String, String);
 #[derive(Default)]
 pub struct SecretCache {
     state: Mutex<State>,
+    /// One turn per Secret for reading it from the API server: reconciles that find its data
+    /// missing at the same moment (a cold start: 32 at once) read it once, not once each.
+    turns: Mutex<HashMap<SecretKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -150,6 +153,21 @@ impl SecretCache {
         kept
     }
 
+    /// Waits for the turn to read the Secret from the API server; look in the cache again
+    /// once it is yours (whoever had it before may have just read it).
+    pub async fn read_turn(&self, namespace: &str, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+            // Turns nobody holds or waits for go, so the map holds only Secrets being read.
+            turns.retain(|_, t| Arc::strong_count(t) > 1);
+            turns
+                .entry((namespace.to_owned(), name.to_owned()))
+                .or_default()
+                .clone()
+        };
+        turn.lock_owned().await
+    }
+
     /// Drops the data of Secrets no policy references any more.
     pub fn retain(&self, referenced: impl Fn(&str, &str) -> bool) {
         self.lock()
@@ -172,6 +190,25 @@ impl SecretCache {
 mod tests {
     use super::*;
     use kube::api::ObjectMeta;
+
+    #[tokio::test]
+    async fn one_reader_at_a_time_per_secret_and_no_turn_kept_once_done() {
+        let cache = SecretCache::default();
+        let first = cache.read_turn("ns", "a").await;
+        let other = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            cache.read_turn("ns", "a"),
+        )
+        .await;
+        assert!(other.is_err(), "a second reader of the same Secret waits");
+        let _b = cache.read_turn("ns", "b").await;
+        drop(first);
+        drop(cache.read_turn("ns", "a").await);
+        drop(_b);
+        let _c = cache.read_turn("ns", "c").await;
+        let turns = cache.turns.lock().expect("lock");
+        assert_eq!(turns.len(), 1, "only the turn being held is kept");
+    }
     use kube::core::PartialObjectMetaExt;
 
     fn secret(ns: &str, name: &str, version: &str) -> PartialObjectMeta<Secret> {

@@ -5,7 +5,8 @@
    helm-sdkpy has no client-only dry run) for the defaults and each ci/*.yaml file, writing the
    manifests and NOTES to a temporary directory.
 3. Asserts the chart's promises on each render (RBAC from files/rbac-rules.yaml, env, probes,
-   security contexts, optional objects, NOTES).
+   security contexts, optional objects, the PrometheusRule and dashboard ConfigMap from
+   files/prometheus-rules.yaml and files/grafana-dashboard.json, NOTES).
 4. Validates every rendered object and the CRD files with kubernetes-validate (strict) against the
    newest Kubernetes version it ships schemas for.
 5. Checks that values.schema.json (and the chart's own checks) refuse bad values, naming the field.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import re
 import shutil
 import sys
@@ -55,7 +57,16 @@ BAD_VALUES = [
     ({"metrics": {"serviceMonitor": {"enabled": True, "intervall": "1m"}}}, "'intervall'"),
     ({"leaderElection": {"leaseDuration": "15s", "renewInterval": "10s"}}, "leaderElection.renewInterval"),
     ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
+    ({"metrics": {"prometheusRule": {"enabled": "yes"}}}, "/metrics/prometheusRule/enabled"),
+    # (Helm's JSON Schema library names a wrong path for a propertyNames error; the name it gives is right.)
+    ({"metrics": {"prometheusRule": {"additionalRuleLabels": {"team-name": "a"}}}}, "invalid propertyName 'team-name'"),
+    ({"metrics": {"grafanaDashboard": {"namespace": "Monitoring"}}}, "/metrics/grafanaDashboard/namespace"),
+    ({"metrics": {"grafanaDashboard": {"labelValue": 1}}}, "/metrics/grafanaDashboard/labelValue"),
 ]
+
+# Objects of the Prometheus Operator's CRDs, which kubernetes-validate has no schema for: the
+# render assertions check them instead.
+MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 # The environment variables `identity-settings-operator run` reads, from its clap definitions.
 OPERATOR_ENV = set(re.findall(r'env = "([A-Z0-9_]+)"', (ROOT / "src/cli.rs").read_text()))
@@ -126,7 +137,8 @@ def by_kind(objs: list[dict], kind: str) -> list[dict]:
     return [o for o in objs if o.get("kind") == kind]
 
 
-def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: dict) -> None:
+def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: dict, alerts: dict,
+                  dashboard: str) -> None:
     p = f"render[{name}]"
     le_on = bool(values["leaderElection"]["enabled"]) or values["replicaCount"] > 1
     watch = values["watchNamespaces"]
@@ -276,6 +288,40 @@ def assert_render(name: str, values: dict, objs: list[dict], notes: str, rules: 
         labels = sm["metadata"]["labels"]
         check(all(labels.get(k) == v for k, v in values["metrics"]["serviceMonitor"]["labels"].items()),
               f"{p}: ServiceMonitor extra labels missing")
+        # The operator's own `endpoint` label (setting, token, authenticate) must survive the
+        # scrape, or the alerts and dashboard that select on it find nothing.
+        check(ep.get("honorLabels") is True, f"{p}: ServiceMonitor endpoint must honour the operator's labels")
+
+    # PrometheusRule (files/prometheus-rules.yaml) and the Grafana dashboard ConfigMap
+    # (files/grafana-dashboard.json): the chart's files, as they are, where the values say.
+    pr_values = values["metrics"]["prometheusRule"]
+    prs = by_kind(objs, "PrometheusRule")
+    if check(len(prs) == (1 if pr_values["enabled"] else 0), f"{p}: {len(prs)} PrometheusRules") and prs:
+        pr = prs[0]
+        check(pr["metadata"]["namespace"] == (pr_values["namespace"] or NAMESPACE),
+              f"{p}: PrometheusRule namespace {pr['metadata']['namespace']}")
+        check(all(pr["metadata"]["labels"].get(k) == v for k, v in pr_values["labels"].items()),
+              f"{p}: PrometheusRule extra labels missing")
+        check((pr["metadata"].get("annotations") or {}) == pr_values["annotations"], f"{p}: PrometheusRule annotations")
+        want = copy.deepcopy(alerts["groups"])
+        for group in want:
+            for rule in group["rules"]:
+                rule["labels"] = {**rule.get("labels", {}), **pr_values["additionalRuleLabels"]}
+        check(pr["spec"] == {"groups": want},
+              f"{p}: PrometheusRule groups differ from files/prometheus-rules.yaml with additionalRuleLabels")
+    gd_values = values["metrics"]["grafanaDashboard"]
+    cms = [o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"] == f"{FULLNAME}-dashboard"]
+    if check(len(cms) == (1 if gd_values["enabled"] else 0), f"{p}: {len(cms)} dashboard ConfigMaps") and cms:
+        cm = cms[0]
+        check(cm["metadata"]["namespace"] == (gd_values["namespace"] or NAMESPACE),
+              f"{p}: dashboard ConfigMap namespace {cm['metadata']['namespace']}")
+        labels = cm["metadata"]["labels"]
+        check(labels.get(gd_values["label"]) == gd_values["labelValue"],
+              f"{p}: dashboard ConfigMap lacks the sidecar's label {gd_values['label']}={gd_values['labelValue']!r}")
+        check(all(labels.get(k) == v for k, v in gd_values["labels"].items()), f"{p}: dashboard extra labels missing")
+        check((cm["metadata"].get("annotations") or {}) == gd_values["annotations"], f"{p}: dashboard annotations")
+        check(cm.get("data") == {"identity-settings-operator.json": dashboard.rstrip("\n")},
+              f"{p}: dashboard ConfigMap data is not files/grafana-dashboard.json")
     pdbs = by_kind(objs, "PodDisruptionBudget")
     pdb_on = values["podDisruptionBudget"]["enabled"]
     if check(len(pdbs) == (1 if pdb_on else 0), f"{p}: {len(pdbs)} PodDisruptionBudgets") and pdb_on:
@@ -299,12 +345,14 @@ def validate(where: str, obj: dict, counts: dict) -> None:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.SchemaNotFoundError as e:
-            if obj.get("apiVersion") == "monitoring.coreos.com/v1" and obj.get("kind") == "ServiceMonitor":
-                # No built-in schema for the Prometheus Operator's CRD: the render assertions
-                # above check its endpoint and selector against the metrics Service instead.
+            if obj.get("apiVersion") == "monitoring.coreos.com/v1" and obj.get("kind") in MONITORING_KINDS:
+                # No built-in schema for the Prometheus Operator's CRDs: the render assertions
+                # above check a ServiceMonitor's endpoint and selector against the metrics
+                # Service, a PrometheusRule's groups against files/prometheus-rules.yaml (which
+                # .ci/check-monitoring loads into promtool).
                 counts["skipped"] += 1
                 print(f"  skip {ref}: kubernetes-validate has no schema for monitoring.coreos.com/v1 "
-                      "(a CRD); its endpoint and selector are checked against the Service instead")
+                      "(a CRD); the render assertions check it instead")
             else:
                 check(False, f"{ref}: {e.message} (Kubernetes {version})")
             return
@@ -333,6 +381,16 @@ async def main() -> int:
         copy_ = CHART / "crds" / crd.name
         check(copy_.is_file() and copy_.read_bytes() == crd.read_bytes(),
               f"{copy_.relative_to(ROOT)} must be a byte-identical copy of crds/{crd.name}")
+    alerts = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    check(isinstance(alerts, dict) and list(alerts) == ["groups"] and all(
+        g.get("rules") and all(r.get("alert") and r.get("expr") for r in g["rules"]) for g in alerts["groups"]),
+          "files/prometheus-rules.yaml must be a rules file of alerting rules (groups of rules with alert and expr)")
+    dashboard = (CHART / "files" / "grafana-dashboard.json").read_text()
+    try:
+        board = json.loads(dashboard)
+        check(bool(board.get("uid")) and bool(board.get("panels")), "files/grafana-dashboard.json: no uid or panels")
+    except ValueError as e:
+        check(False, f"files/grafana-dashboard.json does not parse: {e}")
     extra = {p.name for p in (CHART / "crds").glob("*")} - {p.name for p in repo_crds}
     check(not extra, f"chart crds/ has files that crds/ lacks: {sorted(extra)}")
 
@@ -371,7 +429,7 @@ async def main() -> int:
         print(f"  {name}: {len(objs)} objects: {', '.join(kinds)}")
         crd_posted = any(k[1] == "customresourcedefinitions" and v for k, v in api.objects.items())
         check(crd_posted, f"render[{name}]: Helm did not install the chart's CRD")
-        assert_render(name, merge(defaults, values), objs, notes, rules)
+        assert_render(name, merge(defaults, values), objs, notes, rules, alerts, dashboard)
         for o in objs:
             validate(f"render[{name}]", o, counts)
 
@@ -410,7 +468,7 @@ async def main() -> int:
     shutil.rmtree(workdir / "lint", ignore_errors=True)  # keep only the renders
     print(f"\ncheck-chart: OK in {took:.1f}s: lint clean for {len(scenarios)} value sets; {len(scenarios)} renders "
           f"({counts['objects']} objects) asserted; {counts['validated']} objects and CRDs valid against Kubernetes "
-          f"{' and '.join(K8S_VERSIONS)} (strict), {counts['skipped']} ServiceMonitor(s) shape-checked only; {refused} bad value sets "
+          f"{' and '.join(K8S_VERSIONS)} (strict), {counts['skipped']} ServiceMonitor(s)/PrometheusRule(s) shape-checked only; {refused} bad value sets "
           f"refused; {passed} checks in all.")
     return 0
 

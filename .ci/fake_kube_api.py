@@ -42,7 +42,8 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
     ("coordination.k8s.io", "v1"): [("leases", "Lease", True)],
     ("events.k8s.io", "v1"): [("events", "Event", True)],
     ("apiextensions.k8s.io", "v1"): [("customresourcedefinitions", "CustomResourceDefinition", False)],
-    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True)],
+    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", True),
+                                     ("prometheusrules", "PrometheusRule", True)],
     ("identitysettings.dev", "v1alpha1"): [("identitysettingpolicies", "IdentitySettingPolicy", True)],
 }
 

@@ -5,6 +5,7 @@ mod finalizers;
 mod harness;
 mod hostile;
 mod limits;
+mod monitoring;
 mod rbac;
 mod restart;
 mod servers;

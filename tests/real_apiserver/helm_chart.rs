@@ -160,7 +160,9 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
     );
 
     // Upgrade to watched namespaces with two replicas: Roles there, no ClusterRole, and the
-    // leader-election Role in the release namespace.
+    // leader-election Role in the release namespace. The Grafana dashboard is turned on too: the
+    // real apiserver takes its ConfigMap (the PrometheusRule needs the Prometheus Operator's
+    // CRDs, which this cluster does not have).
     for team in ["team-a", "team-b"] {
         plane.create_namespace(team).await;
     }
@@ -175,6 +177,8 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
             "watchNamespaces={team-a,team-b}",
             "--set",
             "replicaCount=2",
+            "--set",
+            "metrics.grafanaDashboard.enabled=true",
         ])
         .await;
     assert!(
@@ -252,6 +256,20 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         ])
         .await;
     assert_eq!(replicas, "2");
+    // The dashboard, as Grafana's sidecar finds it: by its label.
+    let dashboards = plane
+        .kubectl(&[
+            "get",
+            "configmaps",
+            ns[0],
+            ns[1],
+            "-l",
+            "grafana_dashboard=1",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .await;
+    assert_eq!(dashboards, format!("{RELEASE}-dashboard"));
     let history = plane
         .helm(&["history", RELEASE, "--namespace", RELEASE_NAMESPACE])
         .await;
@@ -274,6 +292,13 @@ pub async fn helm_installs_upgrades_and_uninstalls_the_chart() {
         .await
     );
     assert!(!exists(&plane, &[&format!("role/{RELEASE}"), "-n", "team-a"]).await);
+    assert!(
+        !exists(
+            &plane,
+            &[&format!("configmap/{RELEASE}-dashboard"), ns[0], ns[1]]
+        )
+        .await
+    );
     assert!(
         !exists(
             &plane,

@@ -464,3 +464,42 @@ async fn bad_input_is_a_clear_error_with_exit_1_no_output_and_no_secret() {
     assert_eq!(usage.code, 2, "a missing --partition is a usage error");
     assert_eq!(sim.counters().count(Endpoint::Setting, "PUT"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_keys_are_read_in_as_few_gets_as_the_client_allows() {
+    let sim = live_server().await;
+    let extra: Vec<String> = (0..80)
+        .map(|i| format!("Custom.Generated.Setting.Number{i:03}"))
+        .collect();
+    let mut args: Vec<&str> = Vec::new();
+    for key in &extra {
+        args.extend(["--key", key.as_str()]);
+    }
+    let out = export(&sim.base_url(), &args, &CREDENTIALS).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("10 keys exported, 86 known keys unset\n"),
+        "{}",
+        out.stderr
+    );
+    // The client's own split of these keys into URLs of at most 2 KB, more than one.
+    let mut keys: Vec<String> = settings_core::catalog::KEYS
+        .iter()
+        .map(|k| k.key.to_owned())
+        .collect();
+    keys.extend(extra);
+    let urls =
+        identity_settings_operator::identity::urls::validate(&sim.base_url(), true, "base URL")
+            .map(|base| {
+                identity_settings_operator::identity::urls::settings_queries(&base, &org(), &keys)
+            })
+            .expect("the simulator's URL");
+    let needed = urls.len();
+    assert!(needed > 1, "the test needs more than one GET");
+    assert_eq!(
+        sim.counters().count(Endpoint::Setting, "GET"),
+        needed as u64
+    );
+    assert_eq!(sim.counters().total(Endpoint::Setting), needed as u64);
+}

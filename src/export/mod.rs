@@ -197,6 +197,12 @@ fn check_flags(args: &ExportArgs) -> Result<(), ExportError> {
                 .into(),
         );
     }
+    if let Some(dir) = args.secrets_dir.as_deref().filter(|d| !d.is_dir()) {
+        return usage(format!(
+            "--secrets-dir {} is not a directory",
+            dir.display()
+        ));
+    }
     if args.partition.trim().is_empty() {
         return usage("--partition must not be empty".into());
     }

@@ -450,6 +450,57 @@ mod tests {
         assert!(help.to_string().contains("IDENTITY_SETTINGS_SECRET_"));
     }
 
+    #[test]
+    fn export_flags_parse_with_modes_as_the_crd_spells_them_and_server_refs_by_kind() {
+        use crate::api::ServerKind;
+        let cli = Cli::try_parse_from([
+            "x",
+            "export",
+            "--server",
+            "https://h/identity_",
+            "--partition",
+            "p",
+            "--mode",
+            "Enforce",
+            "--server-ref",
+            "clusteridentityserver/shared",
+            "--key",
+            "A.B",
+            "--key",
+            "C.D",
+            "-o",
+            "out",
+        ])
+        .expect("parses");
+        let Command::Export(args) = cli.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.mode, ExportMode::Enforce);
+        assert_eq!(args.keys, ["A.B", "C.D"]);
+        assert_eq!(args.output_dir, Some(PathBuf::from("out")));
+        assert_eq!(args.credentials_secret, "identity-admin");
+        let reference = args.server_ref.expect("a server ref");
+        assert_eq!(
+            (reference.kind, reference.name.as_str()),
+            (ServerKind::ClusterIdentityServer, "shared")
+        );
+        for bad in [
+            "shared",
+            "Secret/x",
+            "IdentityServer/",
+            "IdentityServer/a/b",
+        ] {
+            assert!(parse_server_ref(bad).is_err(), "{bad}");
+        }
+        let defaults = Cli::try_parse_from(["x", "export", "--server", "u", "--partition", "p"])
+            .expect("parses");
+        let Command::Export(args) = defaults.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.mode, ExportMode::Observe);
+        assert!(!args.split && args.output_dir.is_none());
+    }
+
     fn run_args(extra: &[&str]) -> RunArgs {
         let cli = Cli::try_parse_from(["x", "run"].iter().chain(extra)).expect("parses");
         match cli.command {

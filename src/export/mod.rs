@@ -24,6 +24,7 @@ use crate::cli::{ExportArgs, ExportMode};
 use crate::diff::check::{AllowedServers, connect, shown_url};
 use crate::diff::sources::SecretSources;
 use crate::identity::redact::Redactor;
+use crate::identity::types::SettingScope;
 use crate::reconcile::validate::validate;
 use error::ExportError;
 use manifest::{Options, Origin, Server};
@@ -95,8 +96,11 @@ async fn export(args: &ExportArgs, redactor: &mut Redactor) -> Result<(), Export
     )
     .await?;
 
-    let time = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
-        .map_or_else(|_| jiff::Timestamp::now().to_string(), |t| t.to_string());
+    // UTC, whole seconds.
+    let now = jiff::Timestamp::now();
+    let time = jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string();
     let mut progress = Progress::new();
     let result = read::read(&client, &valid.scope, &keys, &mut |done, total| {
         progress.show(done, total)
@@ -122,7 +126,29 @@ async fn export(args: &ExportArgs, redactor: &mut Redactor) -> Result<(), Export
         });
     }
 
-    let options = Options {
+    let options = options(args, connection, &valid.scope, server, time);
+    let manifests = manifest::manifests(&options, &found)?;
+    match &args.output_dir {
+        Some(dir) => {
+            for path in output::to_dir(dir, &manifests)? {
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        None => output::to_stdout(&manifests)?,
+    }
+    eprint!("{}", summary(&keys, &found, &options));
+    Ok(())
+}
+
+/// What the manifests are built from besides the values.
+fn options(
+    args: &ExportArgs,
+    connection: ServerSpec,
+    scope: &SettingScope,
+    server: String,
+    time: String,
+) -> Options {
+    Options {
         name: args.name.clone(),
         namespace: args.namespace.clone(),
         mode: match args.mode {
@@ -138,46 +164,42 @@ async fn export(args: &ExportArgs, redactor: &mut Redactor) -> Result<(), Export
             },
             None => Server::Inline(connection),
         },
-        partition: valid.scope.partition_global_id.clone(),
-        user: valid.scope.user_id.clone(),
+        partition: scope.partition_global_id.clone(),
+        user: scope.user_id.clone(),
         origin: Origin {
             server,
-            partition: valid.scope.partition_global_id.clone(),
-            user: valid.scope.user_id.clone(),
+            partition: scope.partition_global_id.clone(),
+            user: scope.user_id.clone(),
             time,
             operator_version: env!("CARGO_PKG_VERSION").to_owned(),
             catalog_version: catalog::VERSION.to_owned(),
         },
-    };
-    let manifests = manifest::manifests(&options, &found)?;
-    match &args.output_dir {
-        Some(dir) => {
-            for path in output::to_dir(dir, &manifests)? {
-                eprintln!("wrote {}", path.display());
-            }
-        }
-        None => output::to_stdout(&manifests)?,
     }
+}
+
+/// The lines printed on stderr after an export: `N keys exported, M known keys unset`, the
+/// unset keys, and the Secret stub to fill in.
+fn summary(keys: &[String], found: &[manifest::Read], options: &Options) -> String {
     let unset: Vec<&str> = keys
         .iter()
         .filter(|k| !found.iter().any(|f| &f.key == *k))
         .map(String::as_str)
         .collect();
-    eprintln!(
-        "{} keys exported, {} known keys unset",
+    let mut out = format!(
+        "{} keys exported, {} known keys unset\n",
         found.len(),
         unset.len()
     );
     if !unset.is_empty() {
-        eprintln!("unset: {}", unset.join(", "));
+        out.push_str(&format!("unset: {}\n", unset.join(", ")));
     }
     if found.iter().any(|f| f.found == manifest::Found::Secret) {
-        eprintln!(
-            "fill in Secret {:?} before applying: export leaves secret values out",
-            manifest::secret_name(&options)
-        );
+        out.push_str(&format!(
+            "fill in Secret {:?} before applying: export leaves secret values out\n",
+            manifest::secret_name(options)
+        ));
     }
-    Ok(())
+    out
 }
 
 /// Refuses flag values the manifests could not carry, naming the flag.
@@ -298,6 +320,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser as _;
 
     #[test]
     fn extra_keys_come_after_the_catalog_once_each_and_bad_ones_are_refused() {
@@ -320,6 +343,60 @@ mod tests {
             let err = keys_to_read(&[bad.to_owned()]).expect_err(bad);
             assert!(err.to_string().starts_with("--key"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_summary_counts_exported_and_unset_keys_and_names_the_stub_to_fill_in() {
+        let args = crate::cli::Cli::try_parse_from([
+            "x",
+            "export",
+            "--server",
+            "https://h/identity_",
+            "--partition",
+            "p",
+            "--name",
+            "acme",
+        ])
+        .expect("parses");
+        let crate::cli::Command::Export(args) = args.command else {
+            panic!("not export")
+        };
+        let connection = ServerSpec {
+            url: "https://h/identity_".into(),
+            credentials_secret_ref: LocalObjectRef {
+                name: "identity-admin".into(),
+            },
+            auth: None,
+            scopes: None,
+            authenticate_url: None,
+            ca_secret_ref: None,
+        };
+        let scope = SettingScope::organization("p");
+        let options = options(
+            &args,
+            connection,
+            &scope,
+            "https://h/identity_".into(),
+            "t".into(),
+        );
+        let keys: Vec<String> = ["A", "B", "Email.Smtp.Password"].map(String::from).to_vec();
+        let found = [manifest::Read {
+            key: "A".into(),
+            found: manifest::Found::Value("1".into()),
+        }];
+        assert_eq!(
+            summary(&keys, &found, &options),
+            "1 keys exported, 2 known keys unset\nunset: B, Email.Smtp.Password\n"
+        );
+        let found = [manifest::Read {
+            key: "Email.Smtp.Password".into(),
+            found: manifest::Found::Secret,
+        }];
+        assert_eq!(
+            summary(&keys, &found, &options),
+            "1 keys exported, 2 known keys unset\nunset: A, B\n\
+             fill in Secret \"acme-secrets\" before applying: export leaves secret values out\n"
+        );
     }
 
     #[test]

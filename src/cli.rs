@@ -1,5 +1,5 @@
-//! The command line: `run` (the operator), `diff` (a preview for CI), `crd`, `api-docs` and
-//! `reasons-docs`.
+//! The command line: `run` (the operator), `diff` (a preview for CI), `export` (policies from
+//! a live server), `crd`, `api-docs`, `reasons-docs` and `keys-docs`.
 //! (The identity simulator and the no-cluster demo are binaries of their own crates, never part
 //! of the operator.)
 //!
@@ -31,12 +31,19 @@ pub enum Command {
     /// Compare policy manifests with the identity service and print what the operator would
     /// change, writing nothing. Exit status: 0 in sync, 2 drift, 1 error.
     Diff(Box<DiffArgs>),
+    /// Read the settings a live identity service holds and write IdentitySettingPolicy
+    /// manifests (mode Observe by default) that describe them, sending only reads. Exit
+    /// status: 0 exported, 1 error.
+    Export(Box<ExportArgs>),
     /// Print the IdentitySettingPolicy CustomResourceDefinition as YAML.
     Crd,
     /// Print the API reference (docs/reference/api.md) generated from the CRD's schema.
     ApiDocs,
     /// Print the reasons reference (docs/reference/reasons.md) generated from the `Reason` type.
     ReasonsDocs,
+    /// Print the known setting keys (docs/reference/setting-keys.md) from the catalog `export`
+    /// reads.
+    KeysDocs,
 }
 
 /// Log output formats.
@@ -239,6 +246,111 @@ pub struct DiffArgs {
     pub allow_servers: Vec<String>,
 }
 
+/// Where `export` finds credentials and what it writes, for its `--help`.
+const EXPORT_HELP: &str = "\
+Credentials are found as `diff` finds them, for the Secret named by --credentials-secret
+(default identity-admin): --secrets-dir PATH/<secret-name>/<key>, or environment variables
+IDENTITY_SETTINGS_SECRET_<NAME>_<KEY> (e.g. IDENTITY_SETTINGS_SECRET_IDENTITY_ADMIN_CLIENTID and
+..._CLIENTSECRET). They are sent only to --server (and --authenticate-url).
+
+The keys read are the catalog's (docs/reference/setting-keys.md) and each --key. Keys the
+server holds no value for are left out; stderr says how many. A secret-valued key (such as
+Email.Smtp.Password) is exported as a valueFrom reference to a Secret stub whose value is left
+empty for you to fill in: export never writes or prints a secret value.
+
+Only GET requests are sent, within Automation Cloud's per-organization limits on its hosts.
+
+Exit status: 0 exported, 1 an error (nothing is written then), 2 a bad command line.";
+
+/// The modes an exported policy can have (`spec.mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportMode {
+    /// Report drift, never write (the default: adopt first, enforce later).
+    Observe,
+    /// List the changes a write would make in status, never write.
+    Plan,
+    /// Correct drift.
+    Enforce,
+}
+
+/// Flags of `export`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXPORT_HELP)]
+pub struct ExportArgs {
+    /// The identity base URL to read, e.g. https://cloud.uipath.com/acme/identity_.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The organization (partitionGlobalId) whose settings are read.
+    #[arg(long, value_name = "ID")]
+    pub partition: String,
+    /// A user id, to export that user's settings instead of the organization's.
+    #[arg(long, value_name = "ID")]
+    pub user: Option<String>,
+    /// The credentials Secret: where credentials are looked up, and what the exported policy's
+    /// server names.
+    #[arg(long, value_name = "NAME", default_value = "identity-admin")]
+    pub credentials_secret: String,
+    /// The Orchestrator `.../api/account/authenticate` URL, for Password credentials.
+    #[arg(long, value_name = "URL")]
+    pub authenticate_url: Option<String>,
+    /// Credentials laid out like a mounted Secret volume: PATH/<secret-name>/<key>.
+    #[arg(long, value_name = "PATH")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Name a shared server definition (IdentityServer/NAME or ClusterIdentityServer/NAME) in
+    /// the exported policies instead of writing the server into each.
+    #[arg(long, value_name = "KIND/NAME", value_parser = parse_server_ref)]
+    pub server_ref: Option<crate::api::ServerRef>,
+    /// Read this key too, besides the catalog's; repeat for more.
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<String>,
+    /// The exported policies' mode.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = ExportMode::Observe)]
+    pub mode: ExportMode,
+    /// One policy per group of keys (password-policy, lockout, email, other) instead of one.
+    #[arg(long)]
+    pub split: bool,
+    /// The policy's name (with --split, the prefix of each policy's name).
+    #[arg(long, default_value = "identity-settings")]
+    pub name: String,
+    /// The namespace written into the manifests.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Write one file per manifest into DIR (created if missing; existing files are never
+    /// overwritten) instead of printing them.
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Allow plain http:// identity URLs whose host is a loopback address (127.0.0.0/8, ::1,
+    /// localhost), for tests and local development; any other http URL is still refused.
+    #[arg(long, default_value_t = false)]
+    pub allow_insecure_http: bool,
+    /// Timeout of one identity API request.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub identity_timeout: Duration,
+}
+
+/// `IdentityServer/NAME` or `ClusterIdentityServer/NAME` (kinds case-insensitive).
+pub fn parse_server_ref(text: &str) -> Result<crate::api::ServerRef, String> {
+    use crate::api::{ServerKind, ServerRef};
+    let bad =
+        || format!("{text:?} is not KIND/NAME with KIND IdentityServer or ClusterIdentityServer");
+    let (kind, name) = text.trim().split_once('/').ok_or_else(bad)?;
+    let kind = [
+        ServerKind::IdentityServer,
+        ServerKind::ClusterIdentityServer,
+    ]
+    .into_iter()
+    .find(|k| k.as_str().eq_ignore_ascii_case(kind.trim()))
+    .ok_or_else(bad)?;
+    let name = name.trim();
+    if name.is_empty() || name.contains('/') {
+        return Err(bad());
+    }
+    Ok(ServerRef {
+        kind,
+        name: name.to_owned(),
+    })
+}
+
 /// The exit status for a command line clap refused. clap's own (2 for a usage error) is kept,
 /// except for `diff`, where 2 means drift: a CI pipeline must not take a typo for drift.
 pub fn usage_exit_code(error: &clap::Error, first_arg: Option<&std::ffi::OsStr>) -> u8 {
@@ -336,6 +448,57 @@ mod tests {
         let help = Cli::try_parse_from(["x", "diff", "--help"]).expect_err("help");
         assert_eq!(usage_exit_code(&help, Some("diff".as_ref())), 0);
         assert!(help.to_string().contains("IDENTITY_SETTINGS_SECRET_"));
+    }
+
+    #[test]
+    fn export_flags_parse_with_modes_as_the_crd_spells_them_and_server_refs_by_kind() {
+        use crate::api::ServerKind;
+        let cli = Cli::try_parse_from([
+            "x",
+            "export",
+            "--server",
+            "https://h/identity_",
+            "--partition",
+            "p",
+            "--mode",
+            "Enforce",
+            "--server-ref",
+            "clusteridentityserver/shared",
+            "--key",
+            "A.B",
+            "--key",
+            "C.D",
+            "-o",
+            "out",
+        ])
+        .expect("parses");
+        let Command::Export(args) = cli.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.mode, ExportMode::Enforce);
+        assert_eq!(args.keys, ["A.B", "C.D"]);
+        assert_eq!(args.output_dir, Some(PathBuf::from("out")));
+        assert_eq!(args.credentials_secret, "identity-admin");
+        let reference = args.server_ref.expect("a server ref");
+        assert_eq!(
+            (reference.kind, reference.name.as_str()),
+            (ServerKind::ClusterIdentityServer, "shared")
+        );
+        for bad in [
+            "shared",
+            "Secret/x",
+            "IdentityServer/",
+            "IdentityServer/a/b",
+        ] {
+            assert!(parse_server_ref(bad).is_err(), "{bad}");
+        }
+        let defaults = Cli::try_parse_from(["x", "export", "--server", "u", "--partition", "p"])
+            .expect("parses");
+        let Command::Export(args) = defaults.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.mode, ExportMode::Observe);
+        assert!(!args.split && args.output_dir.is_none());
     }
 
     fn run_args(extra: &[&str]) -> RunArgs {

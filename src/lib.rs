@@ -18,6 +18,7 @@ pub mod cli;
 pub mod controller;
 pub mod crdgen;
 pub mod diff;
+pub mod export;
 pub mod health;
 pub mod leader;
 pub mod metrics;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use identity_settings_operator::cli::{Cli, Command, LogFormat, usage_exit_code};
-use identity_settings_operator::{apidocs, crdgen, diff, operator};
+use identity_settings_operator::{apidocs, crdgen, diff, export, operator};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -37,7 +37,12 @@ async fn main() -> ExitCode {
             print!("{}", settings_core::reason::reference());
             ExitCode::SUCCESS
         }
+        Command::KeysDocs => {
+            print!("{}", settings_core::catalog::reference());
+            ExitCode::SUCCESS
+        }
         Command::Diff(args) => ExitCode::from(diff::run(&args).await),
+        Command::Export(args) => ExitCode::from(export::run(&args).await),
         Command::Run(args) => {
             if let Err(problem) = args.check() {
                 eprintln!("error: {problem}");

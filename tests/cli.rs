@@ -48,3 +48,18 @@ fn the_committed_reasons_reference_is_generated_from_the_reason_type() {
         "docs/reference/reasons.md is stale: run `cargo run -p identity-settings-operator -- reasons-docs > docs/reference/reasons.md`"
     );
 }
+
+#[test]
+fn the_committed_setting_keys_reference_is_generated_from_the_catalog() {
+    let out = Command::new(BIN).arg("keys-docs").output().expect("runs");
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/reference/setting-keys.md"
+    ))
+    .expect("docs/reference/setting-keys.md is committed");
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "docs/reference/setting-keys.md is stale: run `cargo run -p identity-settings-operator -- keys-docs > docs/reference/setting-keys.md`"
+    );
+}

@@ -3,10 +3,13 @@
 
 use crate::api::{IdentitySettingPolicy, PlannedChange, ServerKind, SyncMode};
 use crate::controller::clients::IdentityClients;
+use crate::identity::client::IdentityClient;
 use crate::identity::error::IdentityError;
 use crate::identity::redact::Redactor;
 use crate::reconcile::plan::{plan, planned_changes};
-use crate::reconcile::resolve::{ResolveError, resolve_from, server_secrets, setting_secrets};
+use crate::reconcile::resolve::{
+    ResolveError, Resolved, resolve_from, server_secrets, setting_secrets,
+};
 use crate::reconcile::server_ref::{FoundServer, referenced};
 use crate::reconcile::validate::{ValidPolicy, validate_with};
 use std::collections::BTreeSet;
@@ -162,6 +165,29 @@ async fn changes(
     clients: &IdentityClients,
     redactor: &mut Redactor,
 ) -> Result<Vec<PlannedChange>, CheckError> {
+    let (client, resolved) = connect(namespace, valid, allowed, sources, clients, redactor).await?;
+    let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
+    let actual = client.get_settings(&valid.scope, &keys).await?;
+    let plan = plan(&resolved.desired, &actual, &valid.scope);
+    Ok(planned_changes(
+        &plan,
+        |k| valid.is_secret(k),
+        |v| redactor.redact(v),
+    ))
+}
+
+/// A client for `valid` (a policy in `namespace`) with the credentials and setting values
+/// its Secrets hold in `sources`, as `diff` and `export` take them: credentials from the
+/// pipeline (not a Secret manifest in the directory) go only to servers `allowed` lists.
+/// Makes no request; fills `redactor` with every secret value read.
+pub async fn connect(
+    namespace: &str,
+    valid: &ValidPolicy,
+    allowed: &AllowedServers,
+    sources: &SecretSources,
+    clients: &IdentityClients,
+    redactor: &mut Redactor,
+) -> Result<(IdentityClient, Resolved), CheckError> {
     let server_namespace = valid
         .server_secrets_namespace
         .as_deref()
@@ -190,14 +216,7 @@ async fn changes(
         }
     }
     let client = clients.client_for(valid, &resolved, redactor).await?;
-    let keys: Vec<String> = resolved.desired.iter().map(|d| d.key.clone()).collect();
-    let actual = client.get_settings(&valid.scope, &keys).await?;
-    let plan = plan(&resolved.desired, &actual, &valid.scope);
-    Ok(planned_changes(
-        &plan,
-        |k| valid.is_secret(k),
-        |v| redactor.redact(v),
-    ))
+    Ok((client, resolved))
 }
 
 /// The error for a Secret in no source, saying where it could be put.
@@ -247,7 +266,7 @@ impl AllowedServers {
 }
 
 /// The URL as given, unless it holds a password (then without it).
-fn shown_url(raw: &str) -> String {
+pub fn shown_url(raw: &str) -> String {
     match url::Url::parse(raw.trim()) {
         Ok(u) if u.password().is_some() => crate::identity::urls::display_safe(raw),
         _ => raw.trim().to_owned(),

@@ -24,6 +24,21 @@ use sources::SecretSources;
 /// Policies compared at the same time (also the idle connections kept per server).
 const CONCURRENCY: usize = 8;
 
+/// The identity clients of a command that only reads (`diff`, `export`): http only when
+/// `allow_http` (loopback), `request_timeout` per request, and the per-organization limits the
+/// operator keeps to on Automation Cloud (`run`'s defaults), so a preview or an export reads as
+/// the operator would.
+pub fn clients(allow_http: bool, request_timeout: std::time::Duration) -> IdentityClients {
+    IdentityClients::new(ConnectionSettings {
+        allow_http,
+        request_timeout,
+        max_idle_connections: CONCURRENCY,
+        observer: None,
+        budget: Default::default(),
+        organization_limits: OrganizationLimits::automation_cloud(),
+    })
+}
+
 /// Runs `diff`; returns the exit status (0 in sync, 2 drift, 1 error). Per-policy errors are
 /// part of the report; an unreadable directory, a bad manifest or no policy at all stop before
 /// any identity request.
@@ -52,15 +67,7 @@ pub async fn run(args: &DiffArgs) -> u8 {
         std::mem::take(&mut manifests.secrets),
         args.secrets_dir.clone(),
     );
-    let clients = IdentityClients::new(ConnectionSettings {
-        allow_http: args.allow_insecure_http,
-        request_timeout: args.identity_timeout,
-        max_idle_connections: CONCURRENCY,
-        observer: None,
-        budget: Default::default(),
-        // A preview reads as the operator would: within Automation Cloud's published limits.
-        organization_limits: OrganizationLimits::automation_cloud(),
-    });
+    let clients = clients(args.allow_insecure_http, args.identity_timeout);
     let allowed = check::AllowedServers::new(&args.allow_servers);
     let (servers, allowed, sources, clients) = (&manifests, &allowed, &sources, &clients);
     let diffs = futures::stream::iter(policies)

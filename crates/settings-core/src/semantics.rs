@@ -35,6 +35,24 @@ pub fn same_meaning(key: &str, desired: &str, actual: &str) -> bool {
     desired == actual || canonical(key, desired) == canonical(key, actual)
 }
 
+/// `value` as a client would send it: a structured value without the properties the server
+/// derives for `key` (`RegexComplexity` of the password complexity), which the server adds on
+/// its own. Any other value, or one that is not a JSON object, is returned as it is. The result
+/// has the same meaning as `value` (see [`same_meaning`]).
+pub fn without_derived(key: &str, value: &str) -> String {
+    let derived = derived_properties(key);
+    if derived.is_empty() {
+        return value.to_owned();
+    }
+    match serde_json::from_str::<Value>(value) {
+        Ok(Value::Object(mut map)) => {
+            map.retain(|name, _| !derived.contains(&name.to_ascii_lowercase().as_str()));
+            Value::Object(map).to_string()
+        }
+        _ => value.to_owned(),
+    }
+}
+
 /// Property names (lower-case) that the server derives for a key and a client never sets.
 fn derived_properties(key: &str) -> &'static [&'static str] {
     if key.eq_ignore_ascii_case(PASSWORD_COMPLEXITY_KEY) {
@@ -141,6 +159,20 @@ fn is_decimal(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_derived_drops_only_what_the_server_derives_and_keeps_the_meaning() {
+        let stored =
+            r#"{"HasDigit":true,"Length":10,"RegexComplexity":{"Regex":"(?=.*\\d).{10,}"}}"#;
+        let sent = without_derived(PASSWORD_COMPLEXITY_KEY, stored);
+        assert_eq!(sent, r#"{"HasDigit":true,"Length":10}"#);
+        assert!(same_meaning(PASSWORD_COMPLEXITY_KEY, &sent, stored));
+        assert_eq!(without_derived("Other.Key", stored), stored);
+        assert_eq!(
+            without_derived(PASSWORD_COMPLEXITY_KEY, "not json"),
+            "not json"
+        );
+    }
 
     const PC: &str = PASSWORD_COMPLEXITY_KEY;
 

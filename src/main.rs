@@ -7,6 +7,17 @@ use identity_settings_operator::cli::{Cli, Command, LogFormat, usage_exit_code};
 use identity_settings_operator::{apidocs, crdgen, diff, export, operator};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options (its `malloc_conf` string, read at its start): two arenas (the operator's
+/// memory is many small long-lived objects; more arenas mostly add unreturned free space), and
+/// free pages given back to the system within a second, by a background thread.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: Option<&'static u8> =
+    Some(&b"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -60,10 +71,22 @@ async fn main() -> ExitCode {
     }
 }
 
+/// kube's span around each reconcile ("reconciling object"), off unless `RUST_LOG` names
+/// `kube_runtime`: every policy waiting in the work queue holds one (about 500 bytes each, 5 MB
+/// at a cold start of 10 000 policies, measured with heaptrack), and the operator's own
+/// `reconcile{policy=...}` span already names the policy in every line.
+const QUIET_KUBE_SPANS: &str = "kube_runtime::controller=warn";
+
 /// Logs to stderr at `default_level` unless `RUST_LOG` says otherwise.
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter =
+    let explicit = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    if !explicit.contains("kube_runtime")
+        && let Ok(quiet) = QUIET_KUBE_SPANS.parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

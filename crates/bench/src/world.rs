@@ -15,10 +15,6 @@ use crate::manifests::NAMESPACE;
 use crate::process::{Process, log_path};
 use crate::sim::Sim;
 
-/// glibc's malloc arenas in the operator image (Dockerfile): two instead of eight per core keep
-/// the RSS of thousands of policies near the heap they use.
-pub const IMAGE_MALLOC_ARENA_MAX: &str = "2";
-
 /// How long a stand-in may take to say where it listens.
 const START_LIMIT: Duration = Duration::from_secs(20);
 /// How long SIGTERM may take before a process is killed.
@@ -239,11 +235,6 @@ impl World {
             .args(extra)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info");
-        // As the image runs it (Dockerfile `ENV MALLOC_ARENA_MAX=2`), unless the caller's
-        // environment says otherwise (e.g. `MALLOC_ARENA_MAX=16` for glibc's default on 2 cores).
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-            command.env("MALLOC_ARENA_MAX", IMAGE_MALLOC_ARENA_MAX);
-        }
         let process = Process::spawn("operator", command, &log, false)?;
         Ok(Operator { process, log })
     }

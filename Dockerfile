@@ -1,11 +1,11 @@
-# The operator's image: one statically linked binary (musl, built with `cargo build --profile
-# release-image --locked --target x86_64-unknown-linux-musl -p identity-settings-operator`; the
-# profile is the release build with LTO and no symbols, see Cargo.toml),
-# a CA bundle for TLS to the identity service, and /etc/passwd and /etc/group lines for the
-# non-root user 65532 (the chart's runAsUser), on `scratch`: no shell, no package manager, no libc.
+# The operator's image, on `scratch`: one statically linked binary (musl, built with `cargo build
+# --profile release-image --locked --target x86_64-unknown-linux-musl -p identity-settings-operator`;
+# the profile is the release build with LTO and no symbols, see Cargo.toml), a CA bundle for TLS
+# to identity servers, and /etc/passwd and /etc/group lines for the non-root user 65532 (the
+# chart's runAsUser). No shell, no package manager, no libc.
 #
-# Two ways to build it; both give the same image (the stage `metadata` holds its labels, user and
-# entry point, the stages after it add the same files):
+# Two ways to build it; both give the same files and configuration (the stage `metadata` holds
+# the labels, user and entry point; the stages after it add the files hack/image-rootfs lays out):
 #
 #   docker build -t REGISTRY/identity-settings-operator:0.1.0 .
 #       From source, with registry access (BuildKit, the default since Docker 23, or podman):
@@ -14,8 +14,8 @@
 #
 #   hack/build-image
 #       Without any registry (CI's machines reach none): builds the binary on the host, stages
-#       the files under rootfs/ of a small build context next to this file and runs
-#       `podman|docker build --target prebuilt`. Every stage up to `prebuilt` is FROM scratch,
+#       the files under rootfs/ of a small build context (a temporary directory with a copy of
+#       this file) and runs `podman|docker build --target prebuilt`. Every stage up to `prebuilt` is FROM scratch,
 #       and `prebuilt` comes before `build`, so nothing is pulled, not even by the legacy builder.
 #
 # Cargo needs every workspace member's manifest, so crates/ is copied into the build stage, but

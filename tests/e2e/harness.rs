@@ -396,7 +396,7 @@ impl World {
         namespaces: Option<&str>,
         extra: &[&str],
     ) -> usize {
-        let rbac_applied = match &self.kube {
+        let real_plane = match &self.kube {
             Backend::Emulator(_) => None,
             Backend::Real(plane) => {
                 let watched: Option<Vec<&str>> = namespaces.map(|n| n.split(',').collect());
@@ -448,7 +448,7 @@ impl World {
         }
         let (mut command, container) = match image {
             None => {
-                let kubeconfig = match rbac_applied {
+                let kubeconfig = match real_plane {
                     None => self.dir.path().join("kubeconfig"),
                     Some(plane) => plane.operator_kubeconfig(),
                 };
@@ -479,17 +479,16 @@ impl World {
                     "ALL",
                     "--security-opt",
                     "no-new-privileges",
-                    "--env",
                 ]
                 .map(str::to_owned)
                 .into();
-                run.push(format!("RUST_LOG={rust_log}"));
+                run.push(format!("--env=RUST_LOG={rust_log}"));
                 if image.engine.ends_with("podman") {
                     // Podman's --read-only mounts writable tmpfs on /tmp, /var/tmp and /run;
                     // readOnlyRootFilesystem in a pod gives none (Docker's gives none either).
                     run.push("--read-only-tmpfs=false".into());
                 }
-                match rbac_applied {
+                match real_plane {
                     None => {
                         let kubeconfig = self.dir.path().join("kubeconfig");
                         run.push(format!(
@@ -525,7 +524,7 @@ impl World {
             .stderr(file)
             .stdin(Stdio::null())
             .spawn()
-            .expect("operator binary starts");
+            .expect("the operator (or its container engine) starts");
         self.operators.push(Operator {
             child,
             container,

@@ -1,6 +1,8 @@
 //! Test harness: a Kubernetes API server (the emulator, or the real control plane when
 //! `CONTROL_PLANE_BIN` is set; see `tests/support/control_plane.rs`), an identity simulator,
-//! and the real operator binary running as a separate process against both.
+//! and the real operator binary running as a separate process against both — or, with
+//! `E2E_OPERATOR_IMAGE` set, the operator's image running as a container (see
+//! [`OperatorImage`]).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -61,9 +63,52 @@ pub struct World {
     operators: Vec<Operator>,
 }
 
+/// The operator's image, when `E2E_OPERATOR_IMAGE` names one: every operator of the run is then
+/// a container of it, started by `E2E_CONTAINER_ENGINE` (default `podman`) with the chart's
+/// security context — user 65532, read-only root filesystem, no capabilities, no privilege
+/// escalation — on the host's network, so it reaches the API server and the simulator on
+/// loopback. On the real API server it authenticates as the chart's pod does: a ServiceAccount
+/// token mounted at the in-cluster path, `KUBERNETES_SERVICE_HOST`/`_PORT`, no kubeconfig.
+#[derive(Clone, Debug)]
+pub struct OperatorImage {
+    pub engine: String,
+    pub image: String,
+}
+
+impl OperatorImage {
+    /// The image to run, if the run asks for one.
+    pub fn selected() -> Option<OperatorImage> {
+        let image = std::env::var("E2E_OPERATOR_IMAGE")
+            .ok()
+            .filter(|v| !v.is_empty())?;
+        let engine = std::env::var("E2E_CONTAINER_ENGINE").unwrap_or_else(|_| "podman".into());
+        Some(OperatorImage { engine, image })
+    }
+
+    /// Runs `engine args...` quietly; whether it succeeded.
+    fn engine(&self, args: &[&str]) -> bool {
+        Command::new(&self.engine)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+/// A container of the operator's image, named so it can be stopped even when the engine's
+/// client process is gone.
+struct Container {
+    image: OperatorImage,
+    name: String,
+}
+
 /// A running operator process whose log goes to a file.
 pub struct Operator {
+    /// The operator, or the container engine's `run` in the foreground, which passes signals on
+    /// to the container and exits with its exit code.
     child: Child,
+    container: Option<Container>,
     pub log: PathBuf,
     pub name: String,
     /// `--namespaces` as given (`None`: all namespaces).
@@ -72,8 +117,7 @@ pub struct Operator {
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -123,9 +167,24 @@ impl Operator {
         None
     }
 
+    /// The operator's process id on this machine (in a container: its init process).
+    fn pid(&self) -> u32 {
+        let Some(container) = &self.container else {
+            return self.child.id();
+        };
+        let out = Command::new(&container.image.engine)
+            .args(["inspect", "--format", "{{.State.Pid}}", &container.name])
+            .output()
+            .expect("the container engine runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no pid for container {}", container.name))
+    }
+
     /// The process's peak resident memory so far (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
             .expect("the operator's /proc status");
         status
             .lines()
@@ -134,16 +193,36 @@ impl Operator {
             .expect("VmHWM")
     }
 
-    /// Stops the process with SIGKILL (a crash) and waits for it.
+    /// Stops the process with SIGKILL (a crash) and waits for it. A container is killed through
+    /// the engine (a SIGKILL to the engine's client would leave it running), then removed.
     pub fn kill(&mut self) {
+        if let Some(container) = &self.container {
+            container
+                .image
+                .engine(&["kill", "--signal", "KILL", &container.name]);
+            for _ in 0..100 {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(container) = &self.container {
+            container.image.engine(&["rm", "--force", &container.name]);
+        }
+    }
+
+    /// Sends SIGTERM, as the kubelet does to stop a pod, and returns at once.
+    pub fn send_sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
     }
 
     /// Stops the process the way Kubernetes does (SIGTERM) and waits up to 10 s.
     pub fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.send_sigterm();
         for _ in 0..100 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -310,67 +389,145 @@ impl World {
 
     /// Starts an operator process watching `namespaces` (comma-separated; `None`: all). On the
     /// real API server it runs as the restricted operator user, after the admin has applied the
-    /// RBAC the chart renders for the same `watchNamespaces` and leader election.
+    /// RBAC the chart renders for the same `watchNamespaces` and leader election. With
+    /// [`OperatorImage::selected`] it is a container of that image.
     pub async fn spawn_operator_watching(
         &mut self,
         namespaces: Option<&str>,
         extra: &[&str],
     ) -> usize {
-        let kubeconfig = match &self.kube {
-            Backend::Emulator(_) => self.dir.path().join("kubeconfig"),
+        let real_plane = match &self.kube {
+            Backend::Emulator(_) => None,
             Backend::Real(plane) => {
                 let watched: Option<Vec<&str>> = namespaces.map(|n| n.split(',').collect());
                 let leader_election = extra.contains(&"--leader-election");
                 plane
                     .apply_chart_rbac(watched.as_deref(), leader_election)
                     .await;
-                plane.operator_kubeconfig()
+                Some(plane)
             }
         };
         let index = self.operators.len();
         let name = format!("operator-{index}");
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_identity-settings-operator"))
-            .arg("run")
-            .args(
-                namespaces
-                    .map(|n| ["--namespaces", n])
-                    .into_iter()
-                    .flatten(),
-            )
-            .args(["--http-address", "127.0.0.1", "--http-port", "0"])
-            .args([
-                "--allow-insecure-http",
-                "--backoff-min",
-                "1s",
-                "--backoff-max",
-                "5s",
-                "--identity",
-                &name,
-            ])
-            .args([
-                "--lease-namespace",
-                RELEASE_NAMESPACE,
-                "--lease-duration",
-                "3s",
-                "--lease-renew-interval",
-                "1s",
-            ])
-            .args(extra)
-            .env("KUBECONFIG", kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("E2E_OPERATOR_LOG")
-                    .unwrap_or_else(|_| "info,identity_settings_operator=debug".into()),
-            )
+        let mut args: Vec<&str> = vec!["run"];
+        if let Some(n) = namespaces {
+            args.extend(["--namespaces", n]);
+        }
+        args.extend(["--http-address", "127.0.0.1", "--http-port", "0"]);
+        args.extend([
+            "--allow-insecure-http",
+            "--backoff-min",
+            "1s",
+            "--backoff-max",
+            "5s",
+            "--identity",
+            &name,
+        ]);
+        args.extend([
+            "--lease-namespace",
+            RELEASE_NAMESPACE,
+            "--lease-duration",
+            "3s",
+            "--lease-renew-interval",
+            "1s",
+        ]);
+        args.extend(extra);
+        let rust_log = std::env::var("E2E_OPERATOR_LOG")
+            .unwrap_or_else(|_| "info,identity_settings_operator=debug".into());
+        let image = OperatorImage::selected();
+        static ANNOUNCED: std::sync::Once = std::sync::Once::new();
+        if let Some(image) = &image {
+            ANNOUNCED.call_once(|| {
+                println!(
+                    "operators run as containers of {} ({}), user 65532, read-only, no capabilities",
+                    image.image, image.engine
+                );
+            });
+        }
+        let (mut command, container) = match image {
+            None => {
+                let kubeconfig = match real_plane {
+                    None => self.dir.path().join("kubeconfig"),
+                    Some(plane) => plane.operator_kubeconfig(),
+                };
+                let mut command = Command::new(env!("CARGO_BIN_EXE_identity-settings-operator"));
+                command
+                    .args(&args)
+                    .env("KUBECONFIG", kubeconfig)
+                    .env("RUST_LOG", rust_log);
+                (command, None)
+            }
+            Some(image) => {
+                let container_name = format!(
+                    "identity-settings-e2e-{}-{:08x}-{name}",
+                    std::process::id(),
+                    rand::random::<u32>()
+                );
+                let mut run: Vec<String> = [
+                    "run",
+                    "--rm",
+                    "--name",
+                    &container_name,
+                    "--network",
+                    "host",
+                    "--read-only",
+                    "--user",
+                    "65532:65532",
+                    "--cap-drop",
+                    "ALL",
+                    "--security-opt",
+                    "no-new-privileges",
+                ]
+                .map(str::to_owned)
+                .into();
+                run.push(format!("--env=RUST_LOG={rust_log}"));
+                if image.engine.ends_with("podman") {
+                    // Podman's --read-only mounts writable tmpfs on /tmp, /var/tmp and /run;
+                    // readOnlyRootFilesystem in a pod gives none (Docker's gives none either).
+                    run.push("--read-only-tmpfs=false".into());
+                }
+                match real_plane {
+                    None => {
+                        let kubeconfig = self.dir.path().join("kubeconfig");
+                        run.push(format!(
+                            "--volume={}:/etc/operator/kubeconfig:ro",
+                            kubeconfig.display()
+                        ));
+                        run.push("--env=KUBECONFIG=/etc/operator/kubeconfig".into());
+                    }
+                    Some(plane) => {
+                        let mounted = self.dir.path().join(format!("{name}-serviceaccount"));
+                        plane.write_service_account_files(&mounted).await;
+                        let (host, port) = plane.host_and_port();
+                        run.push(format!(
+                            "--volume={}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+                            mounted.display()
+                        ));
+                        run.push(format!("--env=KUBERNETES_SERVICE_HOST={host}"));
+                        run.push(format!("--env=KUBERNETES_SERVICE_PORT={port}"));
+                    }
+                }
+                run.push(image.image.clone());
+                let mut command = Command::new(&image.engine);
+                command.args(&run).args(&args);
+                let container = Container {
+                    image,
+                    name: container_name,
+                };
+                (command, Some(container))
+            }
+        };
+        let child = command
             .stdout(file.try_clone().expect("clone"))
             .stderr(file)
             .stdin(Stdio::null())
             .spawn()
-            .expect("operator binary starts");
+            .expect("the operator (or its container engine) starts");
         self.operators.push(Operator {
             child,
+            container,
             log,
             name,
             namespaces: namespaces.map(str::to_owned),

@@ -979,6 +979,41 @@ async fn a_restarted_operator_does_not_rewrite_policies_already_in_sync() {
     assert_eq!(ready_reason(&after).as_deref(), Some("Applied"));
 }
 
+/// How long the kubelet waits after SIGTERM before it kills the operator's pod: the chart sets
+/// no `terminationGracePeriodSeconds`, so Kubernetes' default.
+const POD_GRACE_PERIOD: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_operator_cleanly_within_the_pods_grace_period() {
+    let deployment =
+        include_str!("../../charts/identity-settings-operator/templates/deployment.yaml");
+    assert!(
+        !deployment.contains("terminationGracePeriodSeconds"),
+        "the chart now sets its own grace period: use it as POD_GRACE_PERIOD"
+    );
+    let (mut world, _) = applied_password_policy().await;
+
+    world.operator(0).send_sigterm();
+    let started = tokio::time::Instant::now();
+    let code = world.operator(0).wait_exit(POD_GRACE_PERIOD).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "SIGTERM must end the operator with exit code 0 within {POD_GRACE_PERIOD:?} (after \
+         that the kubelet kills it)\n{}",
+        world.logs()
+    );
+    println!(
+        "the operator exited 0 {:?} after SIGTERM",
+        started.elapsed()
+    );
+    assert!(
+        world.logs().contains("shutdown signal received"),
+        "{}",
+        world.logs()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_replicas_only_the_leader_writes_and_the_other_takes_over() {
     let mut world = World::start().await;

@@ -388,6 +388,43 @@ impl ControlPlane {
             .expect("the apiserver's certificate")
     }
 
+    /// Writes into `dir` what the kubelet mounts into the chart's pod at
+    /// `/var/run/secrets/kubernetes.io/serviceaccount`: a token of the chart's ServiceAccount
+    /// (issued by the TokenRequest API; [`apply_chart_rbac`](Self::apply_chart_rbac) creates the
+    /// account), the API server's CA and the namespace. A process given these files and
+    /// `KUBERNETES_SERVICE_HOST`/`_PORT` (see [`host_and_port`](Self::host_and_port)) authenticates
+    /// as [`OPERATOR_USER`] exactly as it would in a cluster.
+    pub async fn write_service_account_files(&self, dir: &Path) {
+        let account = OPERATOR_USER.rsplit(':').next().expect("account name");
+        let token = self
+            .kubectl(&[
+                "create",
+                "token",
+                account,
+                "--namespace",
+                RELEASE_NAMESPACE,
+                "--duration=1h",
+            ])
+            .await;
+        std::fs::create_dir_all(dir).expect("service-account directory");
+        std::fs::write(dir.join("token"), token.trim()).expect("token written");
+        std::fs::copy(
+            self.dir.path().join("certs").join("apiserver.crt"),
+            dir.join("ca.crt"),
+        )
+        .expect("ca.crt written");
+        std::fs::write(dir.join("namespace"), RELEASE_NAMESPACE).expect("namespace written");
+    }
+
+    /// The API server's host and port, as a pod sees them in `KUBERNETES_SERVICE_HOST` and
+    /// `KUBERNETES_SERVICE_PORT`.
+    pub fn host_and_port(&self) -> (&str, &str) {
+        self.url
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .expect("https://HOST:PORT")
+    }
+
     /// A control-plane binary.
     pub fn binary(&self, name: &str) -> PathBuf {
         self.bin.join(name)

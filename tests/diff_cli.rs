@@ -1,12 +1,14 @@
 //! `identity-settings-operator diff`, run as a CI pipeline would run it: the real binary against
 //! the identity simulator, with manifests, a Secret directory and environment variables.
 
+#[path = "support/cli_run.rs"]
+mod cli_run;
+
 use std::path::Path;
 
+use cli_run::{Output, run_binary};
 use identity_settings_operator::identity::types::SettingScope;
 use identity_simulator::{Endpoint, Simulator, SimulatorConfig};
-
-const BIN: &str = env!("CARGO_BIN_EXE_identity-settings-operator");
 
 /// The simulator's seeded partition (the contract example's rows).
 const PARTITION: &str = "magic-7";
@@ -15,12 +17,6 @@ const SMTP_NEW: &str = "smtp-pass-NEW-7f3a";
 const SMTP_OLD: &str = "smtp-pass-OLD-91c2";
 const CLIENT_SECRET: &str = "operator-secret";
 const BEARER: &str = "static-admin-token";
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
 
 impl Output {
     /// Fails when a secret value appears anywhere the user could see it.
@@ -38,23 +34,11 @@ impl Output {
 
 /// Runs `diff --allow-insecure-http ARGS` with `env` added to a clean Secret environment.
 async fn diff(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(BIN);
-    command.arg("diff").arg("--allow-insecure-http").args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("IDENTITY_SETTINGS_SECRET_") {
-            command.env_remove(name);
-        }
-    }
-    let out = command
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("the binary runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let args: Vec<&str> = ["diff", "--allow-insecure-http"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    run_binary(&args, env).await
 }
 
 fn path(dir: &Path) -> &str {

@@ -2,13 +2,15 @@
 //! real binary against the identity simulator, credentials from the environment, then `diff`
 //! on what it wrote.
 
+#[path = "support/cli_run.rs"]
+mod cli_run;
+
 use std::path::Path;
 
+use cli_run::{Output, run_binary};
 use identity_settings_operator::identity::types::SettingScope;
 use identity_simulator::{Endpoint, Simulator, SimulatorConfig};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_identity-settings-operator");
 
 /// The simulator's seeded partition: the contract example's seven `Auth.*` rows.
 const PARTITION: &str = "magic-7";
@@ -26,31 +28,9 @@ const CREDENTIALS: [(&str, &str); 2] = [
     ),
 ];
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs the binary with `args` and `env` in a clean Secret environment.
 async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = tokio::process::Command::new(BIN);
-    command.args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("IDENTITY_SETTINGS_") {
-            command.env_remove(name);
-        }
-    }
-    let out = command
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("the binary runs");
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    run_binary(args, env).await
 }
 
 /// `export --server URL --partition magic-7 --allow-insecure-http ARGS`.

@@ -130,22 +130,12 @@ async fn main() -> ExitCode {
             );
         }
     }
-    let markdown = report.markdown();
-    print!("{markdown}");
-    if let Some(path) = &args.write {
-        match doc::write(path, &markdown, doc::EMULATOR) {
-            Ok(()) => eprintln!("• wrote the report into {}", path.display()),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    publish(
+        &report.markdown(),
+        args.write.as_deref(),
+        doc::EMULATOR,
+        failed,
+    )
 }
 
 /// The real-apiserver mode: one [`run::real_scale`] per policy count, and its report.
@@ -174,10 +164,20 @@ async fn real(args: &cli::Args, setup: &Setup<'_>, bin: &std::path::Path) -> Exi
         api_server: binaries::version_of(&bin.join("kube-apiserver")),
         rows,
     };
-    let markdown = report.markdown();
+    publish(&report.markdown(), args.write.as_deref(), doc::REAL, failed)
+}
+
+/// Prints the report, writes it between `markers` of the `write` document if given, and
+/// answers the exit code: failure when a run failed or the document could not be written.
+fn publish(
+    markdown: &str,
+    write: Option<&std::path::Path>,
+    markers: doc::Markers,
+    failed: bool,
+) -> ExitCode {
     print!("{markdown}");
-    if let Some(path) = &args.write {
-        match doc::write(path, &markdown, doc::REAL) {
+    if let Some(path) = write {
+        match doc::write(path, markdown, markers) {
             Ok(()) => eprintln!("• wrote the report into {}", path.display()),
             Err(e) => {
                 eprintln!("error: {e}");

@@ -165,7 +165,7 @@ async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_w
         [
             "get secrets",
             "create events",
-            "patch identitysettingpolicies/status (apply) by identity-settings-operator",
+            "patch identitysettingpolicies/status (merge) by identity-settings-operator",
         ],
         "no finalizer patch; the Applied Event is published before the status write"
     );
@@ -264,7 +264,7 @@ fn ready(p: &IdentitySettingPolicy) -> (String, String) {
 }
 
 const STATUS_APPLY: &str =
-    "patch identitysettingpolicies/status (apply) by identity-settings-operator";
+    "patch identitysettingpolicies/status (merge) by identity-settings-operator";
 
 /// Gather, observe and plan branches: one GET, no PUT; the write step publishes the Event and
 /// applies status, nothing else (plan mode lists the changes there).

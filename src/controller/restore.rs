@@ -37,7 +37,7 @@ pub const POLICY_LABEL: &str = "identitysettings.dev/restore-point-of";
 pub const SECRET_FINALIZER: &str = "identitysettings.dev/restore-point";
 
 /// The field manager of `status.restorePoint`, apart from the rest of the status (see
-/// `reconciler::write_status`).
+/// `reconcile::status_patch`).
 const RECORD_MANAGER: &str = "identity-settings-operator-restore-point";
 
 /// The restore point's Secret name: `<policy>-restore`, shortened (with the policy's uid) when

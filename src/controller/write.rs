@@ -17,6 +17,7 @@ use crate::api::{
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
 };
+use crate::reconcile::status_patch::status_patch;
 
 /// Removes our finalizer, keeping everyone else's; returns the policy as stored after it. The
 /// resourceVersion makes the patch conditional: a concurrent change (someone else's finalizer
@@ -81,8 +82,9 @@ pub(super) async fn report(
     if let Some(settled) = settled {
         next.inputs = Some(settled.clone());
     }
-    if old != Some(&next) {
-        let stored = write_status(api, &policy.name_any(), &next).await?;
+    if old != Some(&next)
+        && let Some(stored) = write_status(api, &policy.name_any(), old, &next).await?
+    {
         ctx.expect_newer(
             oref,
             policy.metadata.uid.clone(),
@@ -102,30 +104,26 @@ pub(super) async fn report(
     Ok(())
 }
 
-/// Applies the policy's status (server-side apply, the operator's field manager).
+/// Writes the policy's status as a merge patch from the status the cache holds (see
+/// [`status_patch`]), as the operator's field manager; `None` when only the restore point
+/// record, which is not this write's, differs.
 async fn write_status(
     api: &Api<IdentitySettingPolicy>,
     name: &str,
-    status: &IdentitySettingPolicyStatus,
-) -> Result<IdentitySettingPolicy, ReconcileError> {
-    // The restore point record has its own field manager (see `restore`): this apply never
-    // owns it, so a status computed from a stale cache cannot set it back.
-    let status = IdentitySettingPolicyStatus {
-        restore_point: None,
-        ..status.clone()
+    old: Option<&IdentitySettingPolicyStatus>,
+    new: &IdentitySettingPolicyStatus,
+) -> Result<Option<IdentitySettingPolicy>, ReconcileError> {
+    let Some(patch) = status_patch(old, new) else {
+        return Ok(None);
     };
-    let body = json!({
-        "apiVersion": IdentitySettingPolicy::api_version(&()),
-        "kind": IdentitySettingPolicy::kind(&()),
-        "status": status,
-    });
-    Ok(api
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await?)
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    Ok(Some(
+        api.patch_status(name, &params, &Patch::Merge(&patch))
+            .await?,
+    ))
 }
 
 /// Publishes an Event with `reason` and `note` about the policy.

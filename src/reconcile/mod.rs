@@ -12,4 +12,5 @@ pub mod resolve;
 pub use settings_core::restore;
 pub mod server_ref;
 pub mod status;
+pub mod status_patch;
 pub mod validate;

@@ -203,6 +203,14 @@ async fn run_one(
     let nudges = ownership_nudges(ctx.clone(), watched_namespace.clone());
     let server_nudges =
         server_change_nudges(ctx.clone(), reader.clone(), watched_namespace.clone());
+    // The work queue wakes a waiting policy through this when a slot is held for it.
+    let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
+    let turns = futures::stream::unfold(woken, |mut woken| async move {
+        let policy: ObjectRef<IdentitySettingPolicy> = woken.recv().await?;
+        let turn = ObjectRef::<Guarded>::new(&policy.name)
+            .within(policy.namespace.as_deref().unwrap_or_default());
+        Some((turn, woken))
+    });
     Controller::for_stream(trigger, reader)
         // Unbounded here: every due policy waits in the work queue, which admits them fairly
         // (kube's own limit would keep the overflow in a hash set, in no useful order).
@@ -232,9 +240,11 @@ async fn run_one(
         .reconcile_on(nudges)
         // So does one whose server definition changed.
         .reconcile_on(server_nudges)
+        // And one whose turn in the work queue came.
+        .reconcile_on(turns)
         .graceful_shutdown_on(shutdown)
         .run(
-            move |guard, ctx| admit_then_reconcile(guard, ctx, latest.clone()),
+            move |guard, ctx| admit_then_reconcile(guard, ctx, latest.clone(), wake.clone()),
             error_policy_guarded,
             ctx,
         )
@@ -406,18 +416,23 @@ fn slim(policy: &mut Guarded) {
     }
 }
 
-/// Waits in the work queue, then reconciles the policy as it is then (it may have changed or
-/// gone while it waited). The reconcile future is built only once admitted, so thousands of
-/// waiting policies cost little memory.
+/// Reconciles the policy if the work queue has a slot for it, as it is then (it may have
+/// changed or gone since it was due); else the queue notes it as waiting and this ends at once:
+/// its turn comes through `wake`, so thousands of waiting policies cost neither a task nor a
+/// future each.
 async fn admit_then_reconcile(
     guard: Arc<Guarded>,
     ctx: Arc<Context>,
     store: Store<Guarded>,
+    wake: queue::Wake,
 ) -> Result<Action, ReconcileError> {
     let request = housekeeping::queue_request(&guard);
-    let Some(permit) = ctx.queue.admit(request).await else {
-        // Shutting down.
-        return Ok(Action::await_change());
+    let permit = match ctx.queue.admit(request, &wake) {
+        queue::Admission::Granted(permit) => permit,
+        // Its turn comes through `wake`; or shutting down.
+        queue::Admission::Waiting | queue::Admission::Closed => {
+            return Ok(Action::await_change());
+        }
     };
     ctx.metrics.record_queue_wait(permit.waited);
     let Some(guard) = store.get(&ObjectRef::from_obj(&*guard)) else {
@@ -425,7 +440,7 @@ async fn admit_then_reconcile(
     };
     // A panic in one reconcile (a bug, whatever input provoked it) fails that reconcile only:
     // it is retried with backoff, and the controller, its watches and the process go on.
-    let result = std::panic::AssertUnwindSafe(Box::pin(reconcile_guarded(guard, ctx)))
+    let result = std::panic::AssertUnwindSafe(Box::pin(reconcile_guarded(guard, ctx, &permit)))
         .catch_unwind()
         .await
         .unwrap_or_else(|_| {
@@ -459,9 +474,12 @@ where
 async fn reconcile_guarded(
     guard: Arc<Guarded>,
     ctx: Arc<Context>,
+    permit: &queue::Permit,
 ) -> Result<Action, ReconcileError> {
     match &guard.0 {
-        Ok(policy) => reconciler::reconcile(Arc::new(policy.clone()), ctx).await,
+        Ok(policy) => {
+            reconciler::reconcile_admitted(Arc::new(policy.clone()), ctx, Some(permit)).await
+        }
         Err(invalid) => {
             report_invalid(&ctx, invalid).await;
             Ok(Action::await_change())

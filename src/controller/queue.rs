@@ -4,11 +4,17 @@
 //! kube-runtime's controller runs a due policy at once when it has a free slot; when it has
 //! none, due policies wait in a hash set and leave it in hash order, so at the concurrency limit
 //! a new or changed policy has no precedence over a routine resync and some policies are never
-//! reached. Here the controller runs every due policy at once, and each waits in this queue
-//! (cheaply: the reconcile proper is built only when it is admitted) until a slot is free:
+//! reached. Nor can the controller run every due policy at once and let each wait here: it keeps
+//! each running reconcile as a task in a map it polls whole on every wake-up, so 10 000 waiting
+//! reconciles cost it time quadratic in their number (most of the operator's CPU at a cold
+//! start) and a task each. So a due policy with no free slot is only *noted* here (a few hundred
+//! bytes) and its reconcile ends at once; when its turn comes, the queue holds a slot for it and
+//! wakes it through its controller ([`Wake`]), whose next reconcile of it takes the slot:
 //!
-//! - at most `total` reconciles run at once, and at most `per_server` for one identity server
-//!   (a slow server cannot take every slot from the others);
+//! - at most `total` reconciles run at once, and at most `per_server` of them talk to one
+//!   identity server (a slow server cannot take every slot from the others); a reconcile done
+//!   with its server ([`Permit::leave_server`]: what is left is its Kubernetes writes) keeps its
+//!   slot but leaves the server's share to the next;
 //! - urgent work — a new, changed or deleted policy, a changed Secret — goes before routine
 //!   resyncs, but after [`URGENT_BURST`] urgent admissions in a row for one server the oldest
 //!   routine one goes, so resyncs are delayed, never starved;
@@ -18,11 +24,12 @@
 //! queue metrics and the "cannot keep up" warning.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 use crate::api::IdentitySettingPolicy;
 
@@ -52,6 +59,20 @@ pub struct Request {
     pub resync: Duration,
 }
 
+/// How the queue tells a controller that one of its policies, noted as waiting, may run now:
+/// the controller reconciles it again (see [`WorkQueue::admit`]).
+pub type Wake = mpsc::UnboundedSender<ObjectRef<IdentitySettingPolicy>>;
+
+/// What [`WorkQueue::admit`] decided.
+pub enum Admission {
+    /// Run now, holding this slot.
+    Granted(Permit),
+    /// Noted as waiting: the policy's controller is woken when a slot is held for it.
+    Waiting,
+    /// Shutting down: run nothing.
+    Closed,
+}
+
 /// The queue; shared by every controller of the process.
 pub struct WorkQueue {
     total: usize,
@@ -64,6 +85,8 @@ pub struct Permit {
     /// `None` once the slot is freed (or was never taken).
     queue: Option<Arc<WorkQueue>>,
     server: Arc<str>,
+    /// Whether it still counts against its server's share.
+    at_server: AtomicBool,
     /// How long the work waited to be admitted.
     pub waited: Duration,
 }
@@ -91,6 +114,8 @@ struct State {
     waiting: HashMap<ObjectRef<IdentitySettingPolicy>, (Arc<str>, u64)>,
     /// Policies made urgent while not waiting: their next admission is urgent.
     marked: HashSet<ObjectRef<IdentitySettingPolicy>>,
+    /// Slots held for woken policies until their next reconcile takes them.
+    granted: HashMap<ObjectRef<IdentitySettingPolicy>, Permit>,
 }
 
 #[derive(Default)]
@@ -106,12 +131,12 @@ struct Waiter {
     since: Instant,
     resync: Duration,
     urgency: Urgency,
-    admit: oneshot::Sender<Permit>,
+    wake: Wake,
 }
 
 impl WorkQueue {
-    /// A queue running at most `total` reconciles at once, at most `per_server` of them for one
-    /// identity server (both at least 1).
+    /// A queue running at most `total` reconciles at once, at most `per_server` of them talking
+    /// to one identity server (both at least 1).
     pub fn new(total: usize, per_server: usize) -> Arc<Self> {
         Arc::new(Self {
             total: total.max(1),
@@ -124,49 +149,46 @@ impl WorkQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for a slot; `None` once the queue is closed (shutdown). Dropping the returned
-    /// future gives up the place in the queue.
-    pub async fn admit(self: &Arc<Self>, request: Request) -> Option<Permit> {
-        let since = Instant::now();
-        let (admit, admitted) = oneshot::channel();
-        let seq = {
-            let mut state = self.lock();
-            if state.closed {
-                return None;
-            }
-            let urgency = if state.marked.remove(&request.policy) {
-                Urgency::Urgent
-            } else {
-                request.urgency
-            };
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            let waiter = Waiter {
-                policy: request.policy.clone(),
-                since,
-                resync: request.resync,
-                urgency,
-                admit,
-            };
-            let server = state.servers.entry(request.server.clone()).or_default();
-            match urgency {
-                Urgency::Urgent => server.urgent.insert(seq, waiter),
-                Urgency::Routine => server.routine.insert(seq, waiter),
-            };
-            state
-                .waiting
-                .insert(request.policy.clone(), (request.server.clone(), seq));
-            self.dispatch(&mut state);
-            seq
+    /// Runs the policy now if a slot is free (or held for it), else notes it as waiting and
+    /// wakes it through `wake` when its turn comes. A policy already waiting keeps its place (a
+    /// user's change moves it ahead: see [`Self::expedite`]).
+    pub fn admit(self: &Arc<Self>, request: Request, wake: &Wake) -> Admission {
+        let mut state = self.lock();
+        if state.closed {
+            return Admission::Closed;
+        }
+        if let Some(permit) = state.granted.remove(&request.policy) {
+            return Admission::Granted(permit);
+        }
+        if state.waiting.contains_key(&request.policy) {
+            return Admission::Waiting;
+        }
+        let urgency = if state.marked.remove(&request.policy) {
+            Urgency::Urgent
+        } else {
+            request.urgency
         };
-        let mut place = Place {
-            queue: self,
-            policy: &request.policy,
-            seq,
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let waiter = Waiter {
+            policy: request.policy.clone(),
+            since: Instant::now(),
+            resync: request.resync,
+            urgency,
+            wake: wake.clone(),
         };
-        let permit = admitted.await.ok();
-        place.seq = u64::MAX;
-        permit
+        let server = state.servers.entry(request.server.clone()).or_default();
+        match urgency {
+            Urgency::Urgent => server.urgent.insert(seq, waiter),
+            Urgency::Routine => server.routine.insert(seq, waiter),
+        };
+        state
+            .waiting
+            .insert(request.policy.clone(), (request.server, seq));
+        match self.dispatch(&mut state, Some(&request.policy)) {
+            Some(permit) => Admission::Granted(permit),
+            None => Admission::Waiting,
+        }
     }
 
     /// Makes a policy's waiting resync urgent, or its next admission if it is not waiting.
@@ -187,22 +209,40 @@ impl WorkQueue {
         }
     }
 
-    /// Forgets what the queue holds for a policy that no longer exists (an urgent mark).
+    /// Forgets what the queue holds for a policy that no longer exists: an urgent mark, its
+    /// place, a slot held for it.
     pub fn forget(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
-        self.lock().marked.remove(policy);
+        let granted = {
+            let mut state = self.lock();
+            state.marked.remove(policy);
+            if let Some((server, seq)) = state.waiting.remove(policy)
+                && let Some(queue) = state.servers.get_mut(&server)
+            {
+                queue.urgent.remove(&seq);
+                queue.routine.remove(&seq);
+            }
+            state.granted.remove(policy)
+        };
+        // Frees its slot (which takes the lock).
+        drop(granted);
     }
 
     /// Refuses every waiting and future admission (shutdown): waiting reconciles end at once
     /// instead of running one by one.
     pub fn close(&self) {
-        let mut state = self.lock();
-        state.closed = true;
-        state.marked.clear();
-        state.waiting.clear();
-        for queue in state.servers.values_mut() {
-            queue.urgent.clear();
-            queue.routine.clear();
-        }
+        let granted = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.marked.clear();
+            state.waiting.clear();
+            for queue in state.servers.values_mut() {
+                queue.urgent.clear();
+                queue.routine.clear();
+            }
+            std::mem::take(&mut state.granted)
+        };
+        // Frees their slots (which takes the lock).
+        drop(granted);
     }
 
     /// Depth, running count and backlog now.
@@ -227,14 +267,20 @@ impl WorkQueue {
     }
 
     /// Admits waiting work while slots are free: per server, urgent first (up to the burst),
-    /// then the longest-waiting across servers.
-    fn dispatch(self: &Arc<Self>, state: &mut State) {
+    /// then the longest-waiting across servers. `asking`'s slot is returned; every other
+    /// admitted policy's is held for it and its controller woken.
+    fn dispatch(
+        self: &Arc<Self>,
+        state: &mut State,
+        asking: Option<&ObjectRef<IdentitySettingPolicy>>,
+    ) -> Option<Permit> {
+        let mut mine = None;
         while state.running < self.total {
             let Some((server, urgent)) = self.next_candidate(state) else {
-                return;
+                break;
             };
             let Some(queue) = state.servers.get_mut(&server) else {
-                return;
+                break;
             };
             let popped = if urgent {
                 queue.urgent_streak += 1;
@@ -243,25 +289,29 @@ impl WorkQueue {
                 queue.urgent_streak = 0;
                 queue.routine.pop_first()
             };
-            let Some((_, waiter)) = popped else { return };
+            let Some((_, waiter)) = popped else { break };
             queue.running += 1;
             state.running += 1;
             state.waiting.remove(&waiter.policy);
             let permit = Permit {
                 queue: Some(self.clone()),
                 server: server.clone(),
+                at_server: AtomicBool::new(true),
                 waited: waiter.since.elapsed(),
             };
-            if let Err(unused) = waiter.admit.send(permit) {
-                // The waiter gave up in the meantime: take the slot back without re-entering
-                // the lock (`Permit::drop` would).
-                unused.disarm();
-                if let Some(queue) = state.servers.get_mut(&server) {
-                    queue.running -= 1;
-                }
+            if asking == Some(&waiter.policy) {
+                mine = Some(permit);
+            } else if waiter.wake.send(waiter.policy.clone()).is_ok() {
+                state.granted.insert(waiter.policy, permit);
+            } else {
+                // Its controller is gone: take the slot back without re-entering the lock
+                // (`Permit::drop` would).
+                permit.disarm();
+                Self::leave(state, &server);
                 state.running -= 1;
             }
         }
+        mine
     }
 
     /// The server and class of the next work to admit, if any may run.
@@ -294,46 +344,44 @@ impl WorkQueue {
         best.map(|(_, server, urgent)| (server, urgent))
     }
 
-    fn release(self: &Arc<Self>, server: &Arc<str>) {
+    /// Frees a slot; `at_server`: also its share of its server.
+    fn release(self: &Arc<Self>, server: &Arc<str>, at_server: bool) {
         let mut state = self.lock();
         state.running = state.running.saturating_sub(1);
+        if at_server {
+            Self::leave(&mut state, server);
+        }
+        self.dispatch(&mut state, None);
+    }
+
+    /// Frees a share of `server`, keeping the slot.
+    fn leave_server(self: &Arc<Self>, server: &Arc<str>) {
+        let mut state = self.lock();
+        Self::leave(&mut state, server);
+        self.dispatch(&mut state, None);
+    }
+
+    fn leave(state: &mut State, server: &Arc<str>) {
         if let Some(queue) = state.servers.get_mut(server) {
             queue.running = queue.running.saturating_sub(1);
             if queue.running == 0 && queue.urgent.is_empty() && queue.routine.is_empty() {
                 state.servers.remove(server);
             }
         }
-        self.dispatch(&mut state);
-    }
-}
-
-/// A waiting admission's place; leaving it (the admission future dropped) removes it.
-struct Place<'a> {
-    queue: &'a Arc<WorkQueue>,
-    policy: &'a ObjectRef<IdentitySettingPolicy>,
-    /// `u64::MAX` once admitted or refused.
-    seq: u64,
-}
-
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        if self.seq == u64::MAX {
-            return;
-        }
-        let mut state = self.queue.lock();
-        if let Some((server, seq)) = state.waiting.get(self.policy).cloned()
-            && seq == self.seq
-        {
-            state.waiting.remove(self.policy);
-            if let Some(queue) = state.servers.get_mut(&server) {
-                queue.urgent.remove(&seq);
-                queue.routine.remove(&seq);
-            }
-        }
     }
 }
 
 impl Permit {
+    /// Says the reconcile is done talking to its identity server: the next one may, while this
+    /// one keeps its slot for what is left (its Kubernetes writes). Idempotent.
+    pub fn leave_server(&self) {
+        if self.at_server.swap(false, Ordering::AcqRel)
+            && let Some(queue) = &self.queue
+        {
+            queue.leave_server(&self.server);
+        }
+    }
+
     /// Frees nothing on drop: for a permit that was never handed out.
     fn disarm(mut self) {
         self.queue = None;
@@ -343,7 +391,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(queue) = self.queue.take() {
-            queue.release(&self.server);
+            queue.release(&self.server, *self.at_server.get_mut());
         }
     }
 }
@@ -362,25 +410,35 @@ mod tests {
         }
     }
 
-    /// Puts `request` in the queue from a task that reports its name when admitted and then
-    /// frees the slot at once; returns when it waits.
-    async fn enqueue(
-        queue: &Arc<WorkQueue>,
-        request: Request,
-        order: &mpsc::UnboundedSender<String>,
-    ) {
-        let before = queue.snapshot().waiting;
-        let (queue2, order) = (queue.clone(), order.clone());
+    /// Runs `request` now if the queue lets it (`None`: it waits, its wake-ups unheard).
+    fn granted(queue: &Arc<WorkQueue>, request: Request) -> Option<Permit> {
+        let (wake, _woken) = mpsc::unbounded_channel();
+        match queue.admit(request, &wake) {
+            Admission::Granted(permit) => Some(permit),
+            Admission::Waiting | Admission::Closed => None,
+        }
+    }
+
+    /// Puts `request` in the queue, where it must wait, as a controller would: a task that,
+    /// once woken, asks again, reports its name when admitted and frees the slot at once.
+    fn enqueue(queue: &Arc<WorkQueue>, request: Request, order: &mpsc::UnboundedSender<String>) {
+        let (wake, mut woken) = mpsc::unbounded_channel();
+        assert!(
+            matches!(queue.admit(request.clone(), &wake), Admission::Waiting),
+            "{} waits",
+            request.policy.name
+        );
+        let (queue, order) = (queue.clone(), order.clone());
         tokio::spawn(async move {
-            let name = request.policy.name.clone();
-            if let Some(permit) = queue2.admit(request).await {
-                let _ = order.send(name);
-                drop(permit);
+            while let Some(policy) = woken.recv().await {
+                assert_eq!(policy, request.policy);
+                if let Admission::Granted(permit) = queue.admit(request.clone(), &wake) {
+                    let _ = order.send(request.policy.name.clone());
+                    drop(permit);
+                    return;
+                }
             }
         });
-        while queue.snapshot().waiting == before {
-            tokio::task::yield_now().await;
-        }
     }
 
     async fn drain(order: &mut mpsc::UnboundedReceiver<String>, n: usize) -> Vec<String> {
@@ -395,7 +453,7 @@ mod tests {
     async fn urgent_work_goes_first_and_resyncs_in_the_order_they_came() {
         let queue = WorkQueue::new(1, 1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let busy = queue.admit(request("busy", "s", Urgency::Routine)).await;
+        let busy = granted(&queue, request("busy", "s", Urgency::Routine));
         for (name, urgency) in [
             ("resync-1", Urgency::Routine),
             ("resync-2", Urgency::Routine),
@@ -403,7 +461,7 @@ mod tests {
             ("resync-3", Urgency::Routine),
             ("changed", Urgency::Urgent),
         ] {
-            enqueue(&queue, request(name, "s", urgency), &tx).await;
+            enqueue(&queue, request(name, "s", urgency), &tx);
         }
         drop(busy);
         assert_eq!(
@@ -417,10 +475,10 @@ mod tests {
     async fn a_stream_of_urgent_work_cannot_starve_a_resync() {
         let queue = WorkQueue::new(1, 1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let busy = queue.admit(request("busy", "s", Urgency::Routine)).await;
-        enqueue(&queue, request("resync", "s", Urgency::Routine), &tx).await;
+        let busy = granted(&queue, request("busy", "s", Urgency::Routine));
+        enqueue(&queue, request("resync", "s", Urgency::Routine), &tx);
         for i in 0..10 {
-            enqueue(&queue, request(&format!("u{i}"), "s", Urgency::Urgent), &tx).await;
+            enqueue(&queue, request(&format!("u{i}"), "s", Urgency::Urgent), &tx);
         }
         drop(busy);
         let order = drain(&mut rx, 11).await;
@@ -431,16 +489,16 @@ mod tests {
     #[tokio::test]
     async fn one_busy_server_leaves_slots_to_the_others() {
         let queue = WorkQueue::new(3, 2);
-        let a1 = queue.admit(request("a1", "a", Urgency::Routine)).await;
-        let a2 = queue.admit(request("a2", "a", Urgency::Routine)).await;
+        let a1 = granted(&queue, request("a1", "a", Urgency::Routine));
+        let a2 = granted(&queue, request("a2", "a", Urgency::Routine));
         let (tx, mut rx) = mpsc::unbounded_channel();
-        enqueue(&queue, request("a3", "a", Urgency::Urgent), &tx).await;
+        enqueue(&queue, request("a3", "a", Urgency::Urgent), &tx);
         assert_eq!(
             queue.snapshot().running,
             2,
             "the server's limit holds a3 back"
         );
-        let b1 = queue.admit(request("b1", "b", Urgency::Routine)).await;
+        let b1 = granted(&queue, request("b1", "b", Urgency::Routine));
         assert!(b1.is_some(), "another server still gets the free slot");
         assert_eq!(queue.snapshot().running, 3);
         drop(a1);
@@ -450,86 +508,119 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reconcile_done_with_its_server_frees_the_servers_share_but_not_its_slot() {
+        let queue = WorkQueue::new(2, 1);
+        let a1 = granted(&queue, request("a1", "a", Urgency::Routine)).expect("slot");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        enqueue(&queue, request("a2", "a", Urgency::Routine), &tx);
+        assert_eq!(
+            queue.snapshot().running,
+            1,
+            "the server's share holds a2 back"
+        );
+        a1.leave_server();
+        a1.leave_server();
+        assert_eq!(
+            drain(&mut rx, 1).await,
+            ["a2"],
+            "a2 talks to the server now"
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let b1 = granted(&queue, request("b1", "b", Urgency::Routine));
+        assert_eq!(
+            queue.snapshot().running,
+            2,
+            "a1 still counts against the total"
+        );
+        enqueue(&queue, request("c1", "c", Urgency::Routine), &tx);
+        assert_eq!(queue.snapshot().waiting, 1, "the total holds c1 back");
+        drop(a1);
+        assert_eq!(drain(&mut rx, 1).await, ["c1"]);
+        drop(b1);
+        assert_eq!(queue.snapshot(), Snapshot::default());
+    }
+
+    #[tokio::test]
     async fn expediting_moves_a_waiting_resync_ahead_and_marks_one_not_yet_waiting() {
         let queue = WorkQueue::new(1, 1);
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let busy = queue.admit(request("busy", "s", Urgency::Routine)).await;
-        enqueue(&queue, request("old", "s", Urgency::Routine), &tx).await;
+        let busy = granted(&queue, request("busy", "s", Urgency::Routine));
+        enqueue(&queue, request("old", "s", Urgency::Routine), &tx);
         enqueue(
             &queue,
             request("secret-changed", "s", Urgency::Routine),
             &tx,
-        )
-        .await;
+        );
         queue.expedite(&ObjectRef::new("secret-changed").within("ns"));
         queue.expedite(&ObjectRef::new("later").within("ns"));
-        enqueue(&queue, request("later", "s", Urgency::Routine), &tx).await;
+        enqueue(&queue, request("later", "s", Urgency::Routine), &tx);
         drop(busy);
         assert_eq!(drain(&mut rx, 3).await, ["secret-changed", "later", "old"]);
     }
 
     #[tokio::test]
-    async fn giving_up_a_place_or_an_unclaimed_slot_loses_no_capacity() {
+    async fn a_forgotten_policy_gives_up_its_place_and_the_slot_held_for_it() {
         let queue = WorkQueue::new(1, 1);
-        let busy = queue.admit(request("busy", "s", Urgency::Routine)).await;
-        let gave_up = tokio::time::timeout(
-            Duration::from_millis(10),
-            queue.admit(request("impatient", "s", Urgency::Urgent)),
-        )
-        .await;
-        assert!(gave_up.is_err());
-        assert_eq!(queue.snapshot().waiting, 0, "its place is gone");
-        drop(busy);
-        assert_eq!(queue.snapshot(), Snapshot::default());
+        let busy = granted(&queue, request("busy", "s", Urgency::Routine));
+        let (wake, mut woken) = mpsc::unbounded_channel();
+        let gone = request("gone", "s", Urgency::Urgent);
+        assert!(matches!(
+            queue.admit(gone.clone(), &wake),
+            Admission::Waiting
+        ));
         assert!(
-            queue
-                .admit(request("next", "s", Urgency::Routine))
-                .await
-                .is_some()
+            matches!(queue.admit(gone.clone(), &wake), Admission::Waiting),
+            "asking again keeps its one place"
         );
+        assert_eq!(queue.snapshot().waiting, 1);
+        queue.forget(&gone.policy);
+        assert_eq!(queue.snapshot().waiting, 0, "its place is gone");
+        let held = request("held", "s", Urgency::Urgent);
+        assert!(matches!(
+            queue.admit(held.clone(), &wake),
+            Admission::Waiting
+        ));
+        drop(busy);
+        assert_eq!(woken.recv().await, Some(held.policy.clone()), "woken");
+        assert_eq!(queue.snapshot().running, 1, "a slot is held for it");
+        queue.forget(&held.policy);
+        assert_eq!(queue.snapshot(), Snapshot::default());
+        assert!(granted(&queue, request("next", "s", Urgency::Routine)).is_some());
         assert_eq!(queue.snapshot().running, 0);
     }
 
     #[tokio::test]
     async fn closing_refuses_waiting_and_new_work() {
         let queue = WorkQueue::new(1, 1);
-        let busy = queue.admit(request("busy", "s", Urgency::Routine)).await;
-        let waiting = {
-            let queue = queue.clone();
-            tokio::spawn(async move {
-                queue
-                    .admit(request("w", "s", Urgency::Urgent))
-                    .await
-                    .is_some()
-            })
-        };
-        while queue.snapshot().waiting == 0 {
-            tokio::task::yield_now().await;
-        }
+        let busy = granted(&queue, request("busy", "s", Urgency::Routine));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        enqueue(&queue, request("w", "s", Urgency::Urgent), &tx);
         queue.close();
-        assert!(
-            !waiting.await.expect("task"),
-            "a waiting reconcile is refused"
+        assert_eq!(
+            queue.snapshot().waiting,
+            0,
+            "the waiting reconcile is dropped"
         );
-        assert!(
-            queue
-                .admit(request("n", "s", Urgency::Urgent))
-                .await
-                .is_none()
-        );
+        let (wake, _woken) = mpsc::unbounded_channel();
+        assert!(matches!(
+            queue.admit(request("n", "s", Urgency::Urgent), &wake),
+            Admission::Closed
+        ));
         drop(busy);
         assert_eq!(queue.snapshot(), Snapshot::default());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(rx.try_recv().is_err(), "w never ran");
     }
 
     #[tokio::test]
     async fn resyncs_waiting_longer_than_their_interval_are_overdue() {
         let queue = WorkQueue::new(1, 1);
-        let busy = queue.admit(request("busy", "s", Urgency::Routine)).await;
+        let busy = granted(&queue, request("busy", "s", Urgency::Routine));
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut late = request("late", "s", Urgency::Routine);
         late.resync = Duration::ZERO;
-        enqueue(&queue, late, &tx).await;
-        enqueue(&queue, request("on-time", "s", Urgency::Routine), &tx).await;
+        enqueue(&queue, late, &tx);
+        enqueue(&queue, request("on-time", "s", Urgency::Routine), &tx);
         tokio::time::sleep(Duration::from_millis(5)).await;
         let snapshot = queue.snapshot();
         assert_eq!(

@@ -18,6 +18,7 @@ use super::context::{Context, jittered};
 use super::deletion::cleanup;
 use super::error::{ReconcileError, Recovery};
 use super::gather::{connect, forget_shared_read, read_current, validate_policy};
+use super::queue::Permit;
 use super::restore;
 use super::write::{publish_write, remove_finalizer, report};
 use crate::api::{DeletionPolicy, FINALIZER, IdentitySettingPolicy, SyncInputs};
@@ -35,6 +36,17 @@ pub async fn reconcile(
     policy: Arc<IdentitySettingPolicy>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    reconcile_admitted(policy, ctx, None).await
+}
+
+/// Reconciles one policy the work queue admitted: the identity server's share of the queue
+/// goes to the next policy as soon as this one is done talking to the server, before its
+/// status write.
+pub async fn reconcile_admitted(
+    policy: Arc<IdentitySettingPolicy>,
+    ctx: Arc<Context>,
+    permit: Option<&Permit>,
+) -> Result<Action, ReconcileError> {
     let span = info_span!("reconcile", policy = %ObjectRef::from_obj(&*policy));
     let lost = ctx.clone();
     // A replica that steps down drops its in-flight reconciles at once (an identity call can
@@ -42,7 +54,7 @@ pub async fn reconcile(
     tokio::select! {
         biased;
         () = lost.leadership_lost() => Err(ReconcileError::NotLeading),
-        result = reconcile_policy(policy, ctx).instrument(span) => result,
+        result = reconcile_policy(policy, ctx, permit).instrument(span) => result,
     }
 }
 
@@ -60,6 +72,7 @@ pub fn error_policy(
 async fn reconcile_policy(
     policy: Arc<IdentitySettingPolicy>,
     ctx: Arc<Context>,
+    permit: Option<&Permit>,
 ) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.reconcile_timer();
     let oref = ObjectRef::from_obj(&*policy);
@@ -79,7 +92,7 @@ async fn reconcile_policy(
         return Ok(Action::await_change());
     }
     if !finalized && !needs_finalizer {
-        return apply(policy, &ctx, &api, &oref).await;
+        return apply(policy, &ctx, &api, &oref, permit).await;
     }
     if finalized && !needs_finalizer && !deleting {
         // Retain now, or a policy from a version that finalized every policy: neither its
@@ -93,14 +106,14 @@ async fn reconcile_policy(
         }
         let released = remove_finalizer(&ctx, &api, &policy).await?;
         info!("deletionPolicy Retain: finalizer removed");
-        return apply(Arc::new(released), &ctx, &api, &oref).await;
+        return apply(Arc::new(released), &ctx, &api, &oref, permit).await;
     }
     // kube's finalizer helper adds our finalizer first (with a JSON-patch test, so a concurrent
     // change by someone else fails and is retried instead of lost), and removes it only after
     // `cleanup` succeeded.
     finalizer(&api, FINALIZER, policy, |event| async {
         match event {
-            FinalizerEvent::Apply(policy) => apply(policy, &ctx, &api, &oref).await,
+            FinalizerEvent::Apply(policy) => apply(policy, &ctx, &api, &oref, permit).await,
             FinalizerEvent::Cleanup(policy) => cleanup(policy, &ctx, &api, &oref).await,
         }
     })
@@ -114,6 +127,7 @@ async fn apply(
     ctx: &Context,
     api: &Api<IdentitySettingPolicy>,
     oref: &ObjectRef<IdentitySettingPolicy>,
+    permit: Option<&Permit>,
 ) -> Result<Action, ReconcileError> {
     // Our own last write is not in the cache yet: deciding from the status it replaced would
     // undo it (an `Applied` rewritten as `InSync`). Look again once the cache caught up.
@@ -171,6 +185,10 @@ async fn apply(
             &mut found,
         ),
     };
+    // What is left is Kubernetes writes: the next policy may talk to the server.
+    if let Some(permit) = permit {
+        permit.leave_server();
+    }
     report(
         ctx,
         api,

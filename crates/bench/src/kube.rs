@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::error::{BenchError, Result};
 use crate::http::{self, send};
 use crate::manifests::{self, NAMESPACE};
-use crate::policy::{Policy, PolicyList};
+use crate::policy::{Policy, PolicyList, WatchEvent};
 
 /// How many objects are created at once during setup.
 const CREATE_CONCURRENCY: usize = 32;
@@ -54,6 +54,40 @@ enum Counting {
         user: String,
         from: Arc<AtomicU64>,
     },
+}
+
+/// How long one watch request lasts before the server ends it (and the waiter watches again).
+const WATCH_SECONDS: u64 = 60;
+
+/// An open watch of policies: one JSON event per line.
+pub struct PolicyWatch {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl PolicyWatch {
+    /// The next event; `None` when the server ended the watch.
+    pub async fn next(&mut self) -> Result<Option<WatchEvent>> {
+        let what = "watch policies";
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return http::json(&line, what).map(Some);
+            }
+            match self
+                .response
+                .chunk()
+                .await
+                .map_err(|e| BenchError::http(what, e))?
+            {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk),
+                None => return Ok(None),
+            }
+        }
+    }
 }
 
 /// A client of one emulator or API server.
@@ -162,11 +196,38 @@ impl Kube {
             .await
     }
 
-    /// Every policy of the namespace.
-    pub async fn list_policies(&self) -> Result<Vec<Policy>> {
+    /// Every policy of the namespace, and the list's resource version.
+    pub async fn list_policies(&self) -> Result<PolicyList> {
         let what = "list policies";
         let body = send(self.http.get(self.policies_url()), StatusCode::OK, what).await?;
-        Ok(http::json::<PolicyList>(&body, what)?.items)
+        http::json::<PolicyList>(&body, what)
+    }
+
+    /// Watches the namespace's policies from `resource_version` on (with bookmarks), for at most
+    /// `WATCH_SECONDS`; read its events with [`PolicyWatch::next`].
+    pub async fn watch_policies(&self, resource_version: &str) -> Result<PolicyWatch> {
+        let what = "watch policies";
+        let url = format!(
+            "{}?watch=true&allowWatchBookmarks=true&timeoutSeconds={WATCH_SECONDS}&resourceVersion={resource_version}",
+            self.policies_url()
+        );
+        let response = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(WATCH_SECONDS + 30))
+            .send()
+            .await
+            .map_err(|e| BenchError::http(what, e))?;
+        if response.status() != StatusCode::OK {
+            return Err(BenchError::http(
+                what,
+                format!("answered {}", response.status()),
+            ));
+        }
+        Ok(PolicyWatch {
+            response,
+            buffer: Vec::new(),
+        })
     }
 
     /// One policy.

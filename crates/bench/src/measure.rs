@@ -136,7 +136,6 @@ pub async fn drift(
         count,
         since: Instant::now(),
         limit: resync.mul_f64(1.5) + Duration::from_secs(120),
-        interval: Duration::from_secs(1),
     };
     wait_all(&world.kube, Some(operator), wait, |p| {
         p.ready_with(DRIFT_CORRECTED)

@@ -10,7 +10,8 @@ pub const DRIFT_CORRECTED: &str = "DriftCorrected";
 /// A policy as listed.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Policy {
-    /// The generation.
+    /// The name, resource version and generation.
+    #[serde(default)]
     pub metadata: Metadata,
     /// What the operator last wrote (none before its first reconcile).
     #[serde(default)]
@@ -19,7 +20,14 @@ pub struct Policy {
 
 /// The metadata fields used.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Metadata {
+    /// The name.
+    #[serde(default)]
+    pub name: String,
+    /// The version of the object as stored (where a watch goes on from).
+    #[serde(default)]
+    pub resource_version: Option<String>,
     /// The spec's generation.
     #[serde(default)]
     pub generation: Option<i64>,
@@ -54,6 +62,9 @@ pub struct Condition {
 /// A list answer.
 #[derive(Debug, Default, Deserialize)]
 pub struct PolicyList {
+    /// The list's resource version (where a watch of the changes after it starts).
+    #[serde(default)]
+    pub metadata: ListMetadata,
     /// The policies.
     #[serde(default)]
     pub items: Vec<Policy>,
@@ -106,4 +117,24 @@ mod tests {
         );
         assert!(!parse(&ready.replace("True", "False")).converged());
     }
+}
+
+/// The list metadata used.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMetadata {
+    /// The resource version of the list.
+    #[serde(default)]
+    pub resource_version: String,
+}
+
+/// One event of a watch of policies (`ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK`, `ERROR`).
+#[derive(Debug, Deserialize)]
+pub struct WatchEvent {
+    /// The event type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The policy (a Status for `ERROR`; only a resource version for `BOOKMARK`).
+    #[serde(default)]
+    pub object: Policy,
 }

@@ -3,11 +3,16 @@
 //! policies, one token, then per policy one GET and one PUT of its settings, one status write
 //! and one Event — no finalizer, no cache, no comparison, no retry. It writes as the operator's
 //! ServiceAccount, so its requests are counted and authorized as the operator's are.
+//!
+//! Its status write comes in two sizes ([`StatusShape`]): a bare `Ready` condition, and the
+//! status the operator writes for a newly applied policy (ids and times per key, two
+//! conditions, the inputs' digest), which costs the API server more per write. The second
+//! separates what the operator's pipeline costs from what its status costs.
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Client, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::{BenchError, Result};
 use crate::http::{self, send};
@@ -60,9 +65,19 @@ struct Token {
     access_token: String,
 }
 
+/// What the reference client writes to status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusShape {
+    /// `observedGeneration` and a `Ready` condition.
+    Minimal,
+    /// The fields the operator writes for a newly applied policy (see the operator's
+    /// `reconcile::status::next_status`); [`status_paths`] checks it against the operator's.
+    AsTheOperator,
+}
+
 /// Applies every policy of the benchmark namespace to the identity service at `identity` and
 /// records it, through `kube` (authenticated as the operator's user).
-pub async fn apply_all(kube: &Kube, identity: &str) -> Result<usize> {
+pub async fn apply_all(kube: &Kube, identity: &str, shape: StatusShape) -> Result<usize> {
     let what = "reference client: list policies";
     let body = send(kube.http().get(kube.policies_url()), StatusCode::OK, what).await?;
     let listed: Listed = http::json(&body, what)?;
@@ -70,7 +85,7 @@ pub async fn apply_all(kube: &Kube, identity: &str) -> Result<usize> {
     let token = token(&client, identity).await?;
     let count = listed.items.len();
     futures::stream::iter(listed.items)
-        .map(|item| apply_one(kube, &client, identity, &token, item))
+        .map(|item| apply_one(kube, &client, identity, &token, item, shape))
         .buffer_unordered(CONCURRENCY)
         .try_collect::<()>()
         .await?;
@@ -98,6 +113,7 @@ async fn apply_one(
     identity: &str,
     token: &str,
     item: Item,
+    shape: StatusShape,
 ) -> Result<()> {
     let settings = format!("{identity}/api/Setting");
     let partition = &item.spec.partition_global_id;
@@ -112,18 +128,7 @@ async fn apply_one(
     send(put, StatusCode::OK, "reference client: PUT settings").await?;
 
     let now = jiff::Timestamp::now();
-    let generation = item.metadata.generation;
-    let status = json!({"status": {
-        "observedGeneration": generation,
-        "conditions": [{
-            "type": "Ready",
-            "status": "True",
-            "reason": "Applied",
-            "message": format!("{} settings applied", item.spec.settings.len()),
-            "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            "observedGeneration": generation,
-        }],
-    }});
+    let status = json!({ "status": status(&item, shape, now) });
     let patch = kube
         .http()
         .patch(format!(
@@ -170,6 +175,97 @@ async fn apply_one(
     .map(drop)
 }
 
+/// The status written for `item`, applied at `now`, in `shape`.
+fn status(item: &Item, shape: StatusShape, now: jiff::Timestamp) -> Value {
+    let generation = item.metadata.generation;
+    let time = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let count = item.spec.settings.len();
+    let ready = json!({
+        "type": "Ready",
+        "status": "True",
+        "reason": "Applied",
+        "message": format!("{count} settings applied"),
+        "lastTransitionTime": time,
+        "observedGeneration": generation,
+    });
+    if shape == StatusShape::Minimal {
+        return json!({"observedGeneration": generation, "conditions": [ready]});
+    }
+    let drifted = json!({
+        "type": "Drifted",
+        "status": "False",
+        "reason": "NoDrift",
+        "message": "the identity service held every value of the policy at the last check",
+        "lastTransitionTime": time,
+        "observedGeneration": generation,
+    });
+    let applied: Vec<Value> = item
+        .spec
+        .settings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"key": s.key, "id": 1000 + i, "lastAppliedTime": time}))
+        .collect();
+    json!({
+        "observedGeneration": generation,
+        "conditions": [ready, drifted],
+        "appliedSettings": applied,
+        "settingCount": count,
+        "lastSyncTime": time,
+        "lastAppliedTime": time,
+        "inputs": {"digest": format!("{:064x}", item.metadata.generation)},
+    })
+}
+
+/// The field paths of a status (list items merged, as `a.b[].c`), sorted: to check that the
+/// status [`StatusShape::AsTheOperator`] writes has the fields the operator's has.
+pub fn status_paths(status: &Value) -> Vec<String> {
+    fn walk(value: &Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
+        match value {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    let path = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    walk(value, &path, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, &format!("{path}[]"), out);
+                }
+            }
+            _ => {
+                out.insert(path.to_owned());
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(status, "", &mut out);
+    out.into_iter().collect()
+}
+
+/// The status paths the reference client writes in `shape`.
+pub fn written_paths(shape: StatusShape) -> Vec<String> {
+    let item = Item {
+        metadata: Meta {
+            name: "p".into(),
+            uid: String::new(),
+            generation: 1,
+        },
+        spec: Spec {
+            partition_global_id: String::new(),
+            settings: vec![Setting {
+                key: "K".into(),
+                value: "v".into(),
+            }],
+        },
+    };
+    status_paths(&status(&item, shape, jiff::Timestamp::now()))
+}
+
 /// The bearer token of a kubeconfig written by the control plane (`token: ...`).
 pub fn kubeconfig_token(kubeconfig: &str) -> Result<String> {
     kubeconfig
@@ -182,6 +278,16 @@ pub fn kubeconfig_token(kubeconfig: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_paths_merge_list_items() {
+        let status = json!({"a": 1, "l": [{"k": 1}, {"k": 2, "m": 3}], "o": {"p": "x"}});
+        assert_eq!(status_paths(&status), ["a", "l[].k", "l[].m", "o.p"]);
+        assert!(
+            written_paths(StatusShape::AsTheOperator).len()
+                > written_paths(StatusShape::Minimal).len()
+        );
+    }
 
     #[test]
     fn the_token_is_read_from_the_kubeconfig() {

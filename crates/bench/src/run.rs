@@ -12,13 +12,14 @@ use crate::kube::ApiCalls;
 use crate::measure::{self, Latency, Steady};
 use crate::policy::Policy;
 use crate::procfs::{self, Usage};
+use crate::reference::StatusShape;
 use crate::sim::IdentityCalls;
 use crate::world::{self, ApiServer, Operator, STOP_LIMIT, World};
 
 /// The longest cold start waited for.
 const COLD_START_LIMIT: Duration = Duration::from_secs(300);
-/// The shortest time between two LISTs while waiting for convergence.
-const COLD_START_POLL: Duration = Duration::from_millis(500);
+/// How often a restart looks at the identity service's counters.
+const RESTART_POLL: Duration = Duration::from_millis(500);
 /// Policies of the idle run.
 pub const IDLE_POLICIES: usize = 10;
 /// How long the idle run stays quiet before reading memory.
@@ -128,7 +129,6 @@ async fn cold_start(
         count,
         since,
         limit: COLD_START_LIMIT,
-        interval: COLD_START_POLL,
     };
     let waited = wait_all(
         &world.kube,
@@ -366,8 +366,13 @@ pub struct ColdStart {
 pub struct RealRow {
     /// Policies.
     pub count: usize,
-    /// The reference client (the floor).
+    /// The reference client (the floor), writing a bare `Ready` status.
     pub reference: ColdStart,
+    /// The reference client writing the status the operator writes.
+    pub reference_same_status: ColdStart,
+    /// Status fields the operator wrote that the second reference did not, or the reverse
+    /// (`-path` / `+path`); empty when they match.
+    pub status_mismatch: Vec<String>,
     /// The operator.
     pub operator: ColdStart,
     /// Operator memory and CPU right after convergence.
@@ -397,8 +402,13 @@ async fn reference_cold_start(
     setup: &Setup<'_>,
     count: usize,
     resync: Duration,
+    shape: StatusShape,
 ) -> Result<ColdStart> {
-    let world = populated_world(setup, &format!("reference{count}"), count, resync, 0).await?;
+    let name = match shape {
+        StatusShape::Minimal => format!("reference{count}"),
+        StatusShape::AsTheOperator => format!("reference-same-status{count}"),
+    };
+    let world = populated_world(setup, &name, count, resync, 0).await?;
     let kubeconfig = std::fs::read_to_string(world.operator_kubeconfig()).map_err(|source| {
         crate::error::BenchError::File {
             path: world.operator_kubeconfig().display().to_string(),
@@ -412,13 +422,12 @@ async fn reference_cold_start(
     let since = Instant::now();
     let identity = world.identity_url.clone();
     let applying =
-        tokio::spawn(async move { crate::reference::apply_all(&client, &identity).await });
+        tokio::spawn(async move { crate::reference::apply_all(&client, &identity, shape).await });
     let wait = Wait {
         what: "reference client",
         count,
         since,
         limit: COLD_START_LIMIT,
-        interval: COLD_START_POLL,
     };
     let waited = wait_all(&world.kube, None, wait, Policy::converged).await?;
     applying
@@ -439,11 +448,38 @@ async fn reference_cold_start(
     })
 }
 
+/// The status paths of the first policy as the operator wrote it against those the reference
+/// client writes in [`StatusShape::AsTheOperator`]: `-path` only the operator's, `+path` only
+/// the reference's.
+async fn status_mismatch(world: &World) -> Result<Vec<String>> {
+    let what = "get a policy's status";
+    let url = format!(
+        "{}/{}",
+        world.kube.policies_url(),
+        crate::manifests::policy_name(0)
+    );
+    let body = crate::http::send(world.kube.http().get(url), reqwest::StatusCode::OK, what).await?;
+    let policy: serde_json::Value = crate::http::json(&body, what)?;
+    let operator = crate::reference::status_paths(&policy["status"]);
+    let reference = crate::reference::written_paths(StatusShape::AsTheOperator);
+    let only_operator = operator.iter().filter(|p| !reference.contains(p));
+    let only_reference = reference.iter().filter(|p| !operator.contains(p));
+    Ok(only_operator
+        .map(|p| format!("-{p}"))
+        .chain(only_reference.map(|p| format!("+{p}")))
+        .collect())
+}
+
 /// One real-apiserver run with `count` policies: the reference client's cold start, then the
 /// operator's on a fresh control plane, then an operator restart over the policies in sync.
 pub async fn real_scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Result<RealRow> {
     eprintln!("• real API server: {count} policies, reference client");
-    let reference = reference_cold_start(setup, count, resync).await?;
+    let reference = reference_cold_start(setup, count, resync, StatusShape::Minimal).await?;
+    eprintln!(
+        "• real API server: {count} policies, reference client writing the operator's status"
+    );
+    let reference_same_status =
+        reference_cold_start(setup, count, resync, StatusShape::AsTheOperator).await?;
     eprintln!("• real API server: {count} policies, operator");
     let world = populated_world(setup, &format!("real{count}"), count, resync, 0).await?;
     let cpu_before = api_server_cpu(&world);
@@ -458,6 +494,13 @@ pub async fn real_scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Re
         api_server_cpu: api_server_cpu(&world) - cpu_before,
     };
     let at_convergence = procfs::usage(operator.process.pid()?);
+    let status_mismatch = status_mismatch(&world).await?;
+    if !status_mismatch.is_empty() {
+        eprintln!(
+            "  ! the reference's status differs from the operator's: {}",
+            status_mismatch.join(", ")
+        );
+    }
     let log = operator.log.clone();
     let mut restart = None;
     if waited.all {
@@ -485,7 +528,7 @@ pub async fn real_scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Re
                 eprintln!("  ! restart: not every policy checked in {RESTART_LIMIT:?}");
                 break;
             }
-            tokio::time::sleep(COLD_START_POLL).await;
+            tokio::time::sleep(RESTART_POLL).await;
         }
         operator = again;
     }
@@ -493,6 +536,8 @@ pub async fn real_scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Re
     Ok(RealRow {
         count,
         reference,
+        reference_same_status,
+        status_mismatch,
         operator: operator_cold,
         at_convergence,
         restart,

@@ -212,9 +212,15 @@ async fn run_one(
         Some((turn, woken))
     });
     Controller::for_stream(trigger, reader)
-        // Unbounded here: every due policy waits in the work queue, which admits them fairly
-        // (kube's own limit would keep the overflow in a hash set, in no useful order).
-        .with_config(kube::runtime::controller::Config::default().concurrency(0))
+        // The work queue decides what runs; kube's limit only keeps it from starting a task for
+        // every due policy at once (10 000 at a cold start of 10 000). At most `concurrency`
+        // of its slots hold admitted reconciles; the others only ask the queue, which takes
+        // microseconds, so its overflow (kept in a hash set, in no useful order) drains at once
+        // into the queue, where the order is kept.
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(kube_slots(ctx.settings.concurrency)),
+        )
         .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
             // Servers that read it: their policies are found through the server change.
             for change in mapper_ctx
@@ -257,6 +263,16 @@ async fn run_one(
         .await;
     info!("controller stopped");
 }
+
+/// kube-runtime's concurrency for a work queue of `concurrency` slots: those, and
+/// [`ADMISSION_SLOTS`] more for reconciles that only ask the queue.
+fn kube_slots(concurrency: usize) -> u16 {
+    u16::try_from(concurrency.saturating_add(ADMISSION_SLOTS)).unwrap_or(u16::MAX)
+}
+
+/// kube-runtime slots beyond the work queue's, for reconciles that only ask the queue for a
+/// slot and end at once when they must wait.
+const ADMISSION_SLOTS: usize = 64;
 
 /// The policies of `namespace` (`None`: all) whose ownership of a key changed, expedited in the
 /// work queue.

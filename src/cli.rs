@@ -75,8 +75,9 @@ pub struct RunArgs {
     /// the order they fell due.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
-    /// Policies reconciled at the same time against one identity server (its URL), at most;
-    /// also the idle connections kept open to it.
+    /// Policies talking to one identity server (its URL) at the same time, at most (one done
+    /// with its identity requests writes its status outside this share); also the idle
+    /// connections kept open to it.
     #[arg(long, env = "IDENTITY_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub identity_concurrency: u16,
     /// Requests per second to one identity server, at most, shared by all its policies (starts

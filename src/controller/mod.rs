@@ -443,12 +443,14 @@ async fn admit_then_reconcile(
     wake: queue::Wake,
 ) -> Result<Action, ReconcileError> {
     let request = housekeeping::queue_request(&guard);
+    let resync = request.resync;
     let permit = match ctx.queue.admit(request, &wake) {
         queue::Admission::Granted(permit) => permit,
-        // Its turn comes through `wake`; or shutting down.
-        queue::Admission::Waiting | queue::Admission::Closed => {
-            return Ok(Action::await_change());
-        }
+        // Its turn comes through `wake`; kube keeps a resync for it all the same, so that a
+        // wake-up lost for whatever reason costs at most one interval (its next reconcile also
+        // takes a slot held for it). It replaces no earlier one: kube keeps the earliest.
+        queue::Admission::Waiting => return Ok(Action::requeue(resync)),
+        queue::Admission::Closed => return Ok(Action::await_change()),
     };
     ctx.metrics.record_queue_wait(permit.waited);
     let Some(guard) = store.get(&ObjectRef::from_obj(&*guard)) else {

@@ -8,6 +8,7 @@ use identity_settings_operator::api::{
 };
 use identity_settings_operator::controller::context::{Context, ReconcileSettings};
 use identity_settings_operator::controller::reconciler::reconcile;
+use identity_settings_operator::controller::resyncs::Next;
 use identity_settings_operator::identity::types::SettingScope;
 use identity_settings_operator::metrics::Metrics;
 use identity_simulator::{Endpoint, Simulator, SimulatorConfig};
@@ -185,7 +186,7 @@ async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_w
         count(Endpoint::Token, "POST"),
     );
     f.kube.clear_requests();
-    let action = reconcile(Arc::new(in_sync.clone()), f.ctx.clone())
+    let next = reconcile(Arc::new(in_sync.clone()), f.ctx.clone())
         .await
         .expect("third reconcile");
     assert_eq!(count(Endpoint::Setting, "GET") - gets, 1, "exactly one GET");
@@ -211,22 +212,13 @@ async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_w
         in_sync.metadata.resource_version
     );
     // The next check is scheduled at the resync interval (default 10 min, plus up to 10 % jitter).
-    let requeue = requeue_seconds(&action);
+    let Next::After(requeue) = next else {
+        panic!("no next check: {next:?}");
+    };
     assert!(
-        (600.0..=660.0).contains(&requeue),
-        "requeued after {requeue}s"
+        (600.0..=660.0).contains(&requeue.as_secs_f64()),
+        "next check after {requeue:?}"
     );
-}
-
-/// The requeue delay of an `Action`, in seconds (kube-runtime offers no getter; its Debug form
-/// is `Action { requeue_after: Some(612.3s) }`).
-fn requeue_seconds(action: &kube::runtime::controller::Action) -> f64 {
-    let text = format!("{action:?}");
-    text.split("Some(")
-        .nth(1)
-        .and_then(|rest| rest.split("s)").next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no requeue in {text}"))
 }
 
 /// Identity requests since `before`: (GET, PUT, token POST) on the Setting and token endpoints.

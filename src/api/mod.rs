@@ -149,8 +149,10 @@ pub struct SettingSpec {
     #[schemars(length(max = limits::MAX_VALUE))]
     pub value: Option<String>,
     /// Take the value from a Secret instead (required for secrets such as `Email.Smtp.Password`).
+    // Boxed: most settings are literal, and every cached policy would otherwise carry room for
+    // a Secret reference per setting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_from: Option<ValueSource>,
+    pub value_from: Option<Box<ValueSource>>,
 }
 
 /// Where a setting's value comes from when it is not written in the policy.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::api::ServerBudget;
-use crate::identity::auth::{Credentials, TokenCache};
+use crate::identity::auth::Credentials;
 use crate::identity::budget::{BudgetLimits, WindowLimits};
 use crate::identity::client::{ClientConfig, Connection, IdentityClient, RequestObserver};
 use crate::identity::error::IdentityError;
@@ -116,7 +116,9 @@ type Built = Result<Connection, IdentityError>;
 pub struct IdentityClients {
     settings: ConnectionSettings,
     connections: Mutex<HashMap<ServerKey, Arc<OnceCell<Built>>>>,
-    tokens: Mutex<HashMap<TokenKey, Arc<TokenCache>>>,
+    /// One client per credential set and server: its clones share the credentials, the token
+    /// cache and the connection, so 10 000 policies with one Secret hold one copy of each.
+    tokens: Mutex<HashMap<TokenKey, IdentityClient>>,
 }
 
 impl IdentityClients {
@@ -133,7 +135,7 @@ impl IdentityClients {
         self.connections.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn token_caches(&self) -> MutexGuard<'_, HashMap<TokenKey, Arc<TokenCache>>> {
+    fn token_caches(&self) -> MutexGuard<'_, HashMap<TokenKey, IdentityClient>> {
         self.tokens.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -162,15 +164,17 @@ impl IdentityClients {
             .get_or_init(|| self.build(&server, base_url))
             .await
             .clone()?;
-        let tokens = self
-            .token_caches()
-            .entry(TokenKey {
-                server,
-                credentials: credentials.clone(),
-            })
-            .or_default()
-            .clone();
-        connection.client(credentials.clone(), tokens)
+        let key = TokenKey {
+            server,
+            credentials: credentials.clone(),
+        };
+        let mut clients = self.token_caches();
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = connection.client(credentials.clone(), Arc::default())?;
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     /// A client for a checked and resolved policy or server definition (its URL, credentials,
@@ -223,8 +227,7 @@ impl IdentityClients {
     /// Drops connection pools and token caches no client uses any more, and idle
     /// per-organization budgets.
     pub fn prune(&self) {
-        self.token_caches()
-            .retain(|_, tokens| Arc::strong_count(tokens) > 1);
+        self.token_caches().retain(|_, client| client.handles() > 1);
         self.connections().retain(|_, cell| match cell.get() {
             Some(Ok(connection)) => {
                 // Organizations whose spacing has passed hold nothing a fresh budget would not.
@@ -335,6 +338,11 @@ mod tests {
             clients.sizes(),
             (1, 1),
             "50 policies, one pool, one token cache"
+        );
+        assert_eq!(
+            held[0].handles(),
+            51,
+            "the 50 share one client, one copy of the credentials (and the cache holds it)"
         );
         let other_app = clients
             .client(url, &app("s2"), None, ServerBudget::default())

@@ -110,7 +110,7 @@ pub struct Context {
     /// The server definitions (`IdentityServer`, `ClusterIdentityServer`) policies name.
     pub servers: ServerCatalog,
     /// What this process remembers about each policy between reconciles.
-    memory: Mutex<HashMap<ObjectRef<IdentitySettingPolicy>, PolicyMemory>>,
+    memory: Mutex<HashMap<PolicyName, PolicyMemory>>,
     /// Keys fingerprints of desired values with a random per-process secret, so a fingerprint
     /// says nothing about a secret value outside this process (it is never written anywhere).
     fingerprint_key: RandomState,
@@ -239,7 +239,7 @@ impl Context {
         f: impl FnOnce(&mut PolicyMemory) -> T,
     ) -> T {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        f(memory.entry(policy.clone()).or_default())
+        f(memory.entry(policy_key(policy)).or_default())
     }
 
     /// Reads a policy's memory without creating it: a read never brings back a forgotten policy.
@@ -249,7 +249,7 @@ impl Context {
         f: impl FnOnce(Option<&PolicyMemory>) -> T,
     ) -> T {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        f(memory.get(policy))
+        f(memory.get(&policy_key(policy)))
     }
 
     /// The identity client for a policy: a handle on the shared pool of its server and the
@@ -294,12 +294,12 @@ impl Context {
             let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
             memory
                 .keys()
-                .filter(|p| !self.index.contains(&policy_key(p)))
+                .filter(|p| !self.index.contains(p))
                 .cloned()
                 .collect()
         };
         for policy in &gone {
-            self.forget(&policy_key(policy));
+            self.forget(policy);
         }
         self.clients.prune();
         gone.len()
@@ -313,7 +313,7 @@ impl Context {
         version: Option<&str>,
     ) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = memory.get_mut(policy)
+        if let Some(m) = memory.get_mut(&policy_key(policy))
             && m.lagging
                 .as_ref()
                 .is_some_and(|e| version != Some(e.stale.as_str()))
@@ -326,12 +326,11 @@ impl Context {
     /// memory, its urgent mark in the queue, its claim on keys.
     pub fn forget(&self, policy: &PolicyName) {
         let (namespace, name) = policy.split_once('/').unwrap_or(("", policy));
-        let oref = ObjectRef::new(name).within(namespace);
         self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&oref);
-        self.queue.forget(&oref);
+            .remove(policy);
+        self.queue.forget(policy);
         self.ownership.forget(namespace, name);
     }
 
@@ -360,7 +359,7 @@ impl Context {
     /// Clears the failure count after a reconcile that did not fail transiently.
     pub fn reset_backoff(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = memory.get_mut(policy) {
+        if let Some(m) = memory.get_mut(&policy_key(policy)) {
             m.failures = 0;
         }
     }
@@ -375,7 +374,7 @@ impl Context {
         version: Option<&str>,
     ) -> bool {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(m) = memory.get_mut(policy) else {
+        let Some(m) = memory.get_mut(&policy_key(policy)) else {
             return false;
         };
         let lags = m.lagging.as_ref().is_some_and(|e| {

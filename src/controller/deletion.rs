@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
@@ -18,6 +17,7 @@ use super::error::{self, ReconcileError, Recovery};
 use super::events::EventType;
 use super::gather::{connect, forget_shared_read, validate_policy};
 use super::restore;
+use super::resyncs::Next;
 use super::servers::HeldServer;
 use super::write::{publish_note, report};
 use crate::api::{DeletionPolicy, IdentitySettingPolicy};
@@ -35,7 +35,7 @@ pub(super) async fn cleanup(
     ctx: &Context,
     api: &Api<IdentitySettingPolicy>,
     oref: &ObjectRef<IdentitySettingPolicy>,
-) -> Result<Action, ReconcileError> {
+) -> Result<Next, ReconcileError> {
     let skip = policy
         .annotations()
         .get(SKIP_RESTORE_ANNOTATION)
@@ -98,7 +98,7 @@ pub(super) async fn cleanup(
     {
         restore::release(ctx, &policy).await?;
     }
-    Ok(Action::await_change())
+    Ok(Next::OnChange)
 }
 
 /// How long a restore in a namespace being deleted is retried after a transient error before

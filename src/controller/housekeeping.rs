@@ -6,8 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use tracing::{debug, warn};
 
 use super::context::Context;
@@ -30,7 +29,7 @@ pub const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// crowd out its other policies' changes).
 pub fn queue_request(guard: &Guarded) -> Request {
     let meta = guard.meta();
-    let policy = ObjectRef::new(&guard.name_any()).within(&guard.namespace().unwrap_or_default());
+    let policy = super::watched::name_of(guard);
     let Ok(valid) = &guard.0 else {
         return Request {
             policy,

@@ -14,6 +14,7 @@ pub mod queue;
 pub mod reads;
 pub mod reconciler;
 pub mod restore;
+pub mod resyncs;
 pub mod secrets;
 pub mod server_status;
 pub mod server_watches;
@@ -36,6 +37,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::IdentitySettingPolicy;
+use crate::reconcile::claims::{PolicyName, policy_name};
 use crate::reconcile::status::{event_action, truncate};
 use context::Context;
 use error::ReconcileError;
@@ -44,7 +46,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::Action;
 pub use watched::{Guarded, secret_names};
-use watched::{policy_ref, policy_ref_of};
+use watched::{controller_ref, policy_ref};
 
 /// Which namespaces the operator watches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,8 +169,10 @@ async fn run_one(
     // Only spec changes (generation), our finalizer arriving or going and deletion start a
     // reconcile: the operator's own status writes must not trigger it again.
     let expedite_ctx = ctx.clone();
+    let clock = resyncs::ResyncClock::new();
     let mut feed = PolicyFeed {
         ctx: ctx.clone(),
+        clock: clock.clone(),
         namespace: namespace.clone(),
         listing: None,
         first_list: Some((listed.policies, listed.unlisted)),
@@ -181,7 +185,19 @@ async fn run_one(
         .applied_objects()
         .predicate_filter(spec_or_deletion, Default::default())
         // A user's change goes before routine resyncs, also when its policy already waits.
-        .inspect_ok(move |policy| expedite_ctx.queue.expedite(&policy_ref(policy)));
+        .inspect_ok(move |policy| expedite_ctx.queue.expedite(&watched::name_of(policy)))
+        // In as bare references (namespace and name): kube's scheduler keeps one per policy
+        // for its next resync, twice, and one taken from the object would also carry its uid
+        // and resourceVersion.
+        .filter_map(|event| {
+            std::future::ready(match event {
+                Ok(policy) => Some(controller_ref(&watched::name_of(&policy))),
+                Err(e) => {
+                    warn!(error = %e, "policy watch error");
+                    None
+                }
+            })
+        });
     // Only *that* a Secret changed (and its version) matters here: the watch carries metadata
     // only, and reconciles read the data of the Secrets they use once per version (see
     // `secrets::SecretCache`), so no other Secret's data is ever held in memory.
@@ -205,13 +221,19 @@ async fn run_one(
         server_change_nudges(ctx.clone(), reader.clone(), watched_namespace.clone());
     // The work queue wakes a waiting policy through this when a slot is held for it.
     let (wake, woken) = tokio::sync::mpsc::unbounded_channel();
-    let turns = futures::stream::unfold(woken, |mut woken| async move {
-        let policy: ObjectRef<IdentitySettingPolicy> = woken.recv().await?;
-        let turn = ObjectRef::<Guarded>::new(&policy.name)
-            .within(policy.namespace.as_deref().unwrap_or_default());
-        Some((turn, woken))
+    let woken = futures::stream::unfold(woken, |mut woken| async move {
+        let policy: PolicyName = woken.recv().await?;
+        Some((policy, woken))
     });
-    Controller::for_stream(trigger, reader)
+    // And its resyncs fall due on the clock (a policy gone meanwhile is skipped).
+    let due_ctx = ctx.clone();
+    let due = clock
+        .clone()
+        .due()
+        .filter(move |policy| std::future::ready(due_ctx.index.contains(policy)));
+    let turns = futures::stream::select(woken, due).map(|policy| controller_ref(&policy));
+    // The policy watch comes in through `reconcile_on(trigger)` below.
+    Controller::for_stream(futures::stream::empty(), reader)
         // The work queue decides what runs; kube's limit only keeps it from starting a task for
         // every due policy at once (10 000 at a cold start of 10 000). At most `concurrency`
         // of its slots hold admitted reconciles; the others only ask the queue, which takes
@@ -236,21 +258,24 @@ async fn run_one(
             readers
                 .iter()
                 .map(|name| {
-                    let policy = policy_ref_of(name);
-                    mapper_ctx.queue.expedite(&policy);
-                    ObjectRef::new(&policy.name).within(&namespace)
+                    mapper_ctx.queue.expedite(name);
+                    controller_ref(name)
                 })
                 .collect::<Vec<_>>()
         })
+        // A new or changed policy, or one being deleted.
+        .reconcile_on(trigger)
         // A policy whose ownership of a key changed reconciles now, not at its next resync.
         .reconcile_on(nudges)
         // So does one whose server definition changed.
         .reconcile_on(server_nudges)
-        // And one whose turn in the work queue came.
+        // And one whose turn in the work queue came, or whose resync fell due.
         .reconcile_on(turns)
         .graceful_shutdown_on(shutdown)
         .run(
-            move |guard, ctx| admit_then_reconcile(guard, ctx, latest.clone(), wake.clone()),
+            move |guard, ctx| {
+                admit_then_reconcile(guard, ctx, latest.clone(), wake.clone(), clock.clone())
+            },
             error_policy_guarded,
             ctx,
         )
@@ -298,8 +323,12 @@ fn ownership_nudges(
         std::future::ready(ours)
     })
     .map(move |policy| {
-        ctx.queue.expedite(&policy);
-        ObjectRef::new(&policy.name).within(policy.namespace.as_deref().unwrap_or_default())
+        let name = policy_name(
+            policy.namespace.as_deref().unwrap_or_default(),
+            &policy.name,
+        );
+        ctx.queue.expedite(&name);
+        controller_ref(&name)
     })
 }
 
@@ -333,15 +362,11 @@ fn server_change_nudges(
                     .is_none_or(|ns| index::namespace_of(name) == ns)
             })
             .filter_map(|name| {
-                let policy = policy_ref_of(name);
-                let guard = store.get(
-                    &ObjectRef::new(&policy.name)
-                        .within(policy.namespace.as_deref().unwrap_or_default()),
-                )?;
+                let guard = store.get(&controller_ref(name))?;
                 guard.0.as_ref().ok()?;
                 observe(&ctx, &guard);
-                ctx.queue.expedite(&policy);
-                Some(ObjectRef::from_obj(&*guard))
+                ctx.queue.expedite(name);
+                Some(controller_ref(name))
             })
             .collect();
         futures::stream::iter(concerned)
@@ -353,10 +378,12 @@ fn server_change_nudges(
 /// policy is gone (its Delete event, or a relist that no longer shows it).
 struct PolicyFeed {
     ctx: Arc<Context>,
+    /// This controller's resync clock: a policy that is gone leaves it.
+    clock: Arc<resyncs::ResyncClock>,
     /// The watch's namespace (`None`: every namespace): a relist resets only its own.
     namespace: Option<String>,
     /// During a relist: the policies listed so far.
-    listing: Option<std::collections::HashSet<crate::reconcile::claims::PolicyName>>,
+    listing: Option<std::collections::HashSet<PolicyName>>,
     /// Until the first list is done: whom to tell, and how many policy watches (of all
     /// controllers) have yet to deliver theirs.
     first_list: Option<(oneshot::Sender<()>, Arc<std::sync::atomic::AtomicUsize>)>,
@@ -378,6 +405,7 @@ impl PolicyFeed {
                 let listed = self.listing.take().unwrap_or_default();
                 for gone in ctx.index.reset(self.namespace.as_deref(), &listed) {
                     ctx.forget(&gone);
+                    self.clock.cancel(&gone);
                 }
                 // The first list is seen on the watch itself: `Store::wait_until_ready` wakes
                 // only one of several waiters, and the controller is already one.
@@ -392,6 +420,7 @@ impl PolicyFeed {
                 let name = watched::name_of(gone);
                 ctx.index.delete(&name);
                 ctx.forget(&name);
+                self.clock.cancel(&name);
             }
         }
         ctx.metrics.record_policies(ctx.index.counts());
@@ -435,26 +464,43 @@ fn slim(policy: &mut Guarded) {
 /// Reconciles the policy if the work queue has a slot for it, as it is then (it may have
 /// changed or gone since it was due); else the queue notes it as waiting and this ends at once:
 /// its turn comes through `wake`, so thousands of waiting policies cost neither a task nor a
-/// future each.
+/// future each. When to look at it again goes on `clock` (see [`resyncs`]), not in kube's
+/// scheduler, which only brings back failed reconciles (with backoff).
 async fn admit_then_reconcile(
     guard: Arc<Guarded>,
     ctx: Arc<Context>,
     store: Store<Guarded>,
     wake: queue::Wake,
+    clock: Arc<resyncs::ResyncClock>,
 ) -> Result<Action, ReconcileError> {
     let request = housekeeping::queue_request(&guard);
+    let name = request.policy.clone();
     let resync = request.resync;
-    let permit = match ctx.queue.admit(request, &wake) {
-        queue::Admission::Granted(permit) => permit,
-        // Its turn comes through `wake`; kube keeps a resync for it all the same, so that a
-        // wake-up lost for whatever reason costs at most one interval (its next reconcile also
-        // takes a slot held for it). It replaces no earlier one: kube keeps the earliest.
-        queue::Admission::Waiting => return Ok(Action::requeue(resync)),
-        queue::Admission::Closed => return Ok(Action::await_change()),
+    let next = match ctx.queue.admit(request, &wake) {
+        queue::Admission::Granted(permit) => run_admitted(permit, &guard, ctx, &store).await,
+        // Its turn comes through `wake`; it keeps a resync all the same, so that a wake-up
+        // lost for whatever reason costs at most one interval (its next reconcile also takes a
+        // slot held for it).
+        queue::Admission::Waiting => Ok(resyncs::Next::After(resync)),
+        queue::Admission::Closed => Ok(resyncs::Next::OnChange),
     };
+    match next {
+        Ok(resyncs::Next::After(after)) => clock.schedule(name, after),
+        Ok(resyncs::Next::OnChange) | Err(_) => clock.cancel(&name),
+    }
+    next.map(|_| Action::await_change())
+}
+
+/// Reconciles the policy as the cache holds it now, holding `permit`.
+async fn run_admitted(
+    permit: queue::Permit,
+    guard: &Guarded,
+    ctx: Arc<Context>,
+    store: &Store<Guarded>,
+) -> Result<resyncs::Next, ReconcileError> {
     ctx.metrics.record_queue_wait(permit.waited);
-    let Some(guard) = store.get(&ObjectRef::from_obj(&*guard)) else {
-        return Ok(Action::await_change());
+    let Some(guard) = store.get(&ObjectRef::from_obj(guard)) else {
+        return Ok(resyncs::Next::OnChange);
     };
     // A panic in one reconcile (a bug, whatever input provoked it) fails that reconcile only:
     // it is retried with backoff, and the controller, its watches and the process go on.
@@ -493,14 +539,14 @@ async fn reconcile_guarded(
     guard: Arc<Guarded>,
     ctx: Arc<Context>,
     permit: &queue::Permit,
-) -> Result<Action, ReconcileError> {
+) -> Result<resyncs::Next, ReconcileError> {
     match &guard.0 {
         Ok(policy) => {
             reconciler::reconcile_admitted(Arc::new(policy.clone()), ctx, Some(permit)).await
         }
         Err(invalid) => {
             report_invalid(&ctx, invalid).await;
-            Ok(Action::await_change())
+            Ok(resyncs::Next::OnChange)
         }
     }
 }

@@ -28,10 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::mpsc;
 
-use crate::api::IdentitySettingPolicy;
+use crate::reconcile::claims::PolicyName;
 
 /// Urgent admissions in a row for one server before a waiting routine resync goes.
 pub const URGENT_BURST: u32 = 4;
@@ -48,8 +47,9 @@ pub enum Urgency {
 /// One policy's request to run, as [`WorkQueue::admit`] is given it.
 #[derive(Clone, Debug)]
 pub struct Request {
-    /// The policy.
-    pub policy: ObjectRef<IdentitySettingPolicy>,
+    /// The policy (`namespace/name`); the queue keeps this one name for it, however many of
+    /// its tables hold the policy.
+    pub policy: PolicyName,
     /// The identity server it talks to (its URL), so one server's backlog does not hold up
     /// another's.
     pub server: Arc<str>,
@@ -61,7 +61,7 @@ pub struct Request {
 
 /// How the queue tells a controller that one of its policies, noted as waiting, may run now:
 /// the controller reconciles it again (see [`WorkQueue::admit`]).
-pub type Wake = mpsc::UnboundedSender<ObjectRef<IdentitySettingPolicy>>;
+pub type Wake = mpsc::UnboundedSender<PolicyName>;
 
 /// What [`WorkQueue::admit`] decided.
 pub enum Admission {
@@ -111,11 +111,11 @@ struct State {
     next_seq: u64,
     servers: HashMap<Arc<str>, ServerQueue>,
     /// Where each waiting policy is: its server and sequence number.
-    waiting: HashMap<ObjectRef<IdentitySettingPolicy>, (Arc<str>, u64)>,
+    waiting: HashMap<PolicyName, (Arc<str>, u64)>,
     /// Policies made urgent while not waiting: their next admission is urgent.
-    marked: HashSet<ObjectRef<IdentitySettingPolicy>>,
+    marked: HashSet<PolicyName>,
     /// Slots held for woken policies until their next reconcile takes them.
-    granted: HashMap<ObjectRef<IdentitySettingPolicy>, Permit>,
+    granted: HashMap<PolicyName, Permit>,
 }
 
 #[derive(Default)]
@@ -127,7 +127,7 @@ struct ServerQueue {
 }
 
 struct Waiter {
-    policy: ObjectRef<IdentitySettingPolicy>,
+    policy: PolicyName,
     since: Instant,
     resync: Duration,
     urgency: Urgency,
@@ -185,20 +185,20 @@ impl WorkQueue {
         state
             .waiting
             .insert(request.policy.clone(), (request.server, seq));
-        match self.dispatch(&mut state, Some(&request.policy)) {
+        match self.dispatch(&mut state, Some(&*request.policy)) {
             Some(permit) => Admission::Granted(permit),
             None => Admission::Waiting,
         }
     }
 
     /// Makes a policy's waiting resync urgent, or its next admission if it is not waiting.
-    pub fn expedite(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
+    pub fn expedite(&self, policy: &str) {
         let mut state = self.lock();
         if state.closed {
             return;
         }
         let Some((server, seq)) = state.waiting.get(policy).cloned() else {
-            state.marked.insert(policy.clone());
+            state.marked.insert(policy.into());
             return;
         };
         if let Some(queue) = state.servers.get_mut(&server)
@@ -211,7 +211,7 @@ impl WorkQueue {
 
     /// Forgets what the queue holds for a policy that no longer exists: an urgent mark, its
     /// place, a slot held for it.
-    pub fn forget(&self, policy: &ObjectRef<IdentitySettingPolicy>) {
+    pub fn forget(&self, policy: &str) {
         let granted = {
             let mut state = self.lock();
             state.marked.remove(policy);
@@ -269,11 +269,7 @@ impl WorkQueue {
     /// Admits waiting work while slots are free: per server, urgent first (up to the burst),
     /// then the longest-waiting across servers. `asking`'s slot is returned; every other
     /// admitted policy's is held for it and its controller woken.
-    fn dispatch(
-        self: &Arc<Self>,
-        state: &mut State,
-        asking: Option<&ObjectRef<IdentitySettingPolicy>>,
-    ) -> Option<Permit> {
+    fn dispatch(self: &Arc<Self>, state: &mut State, asking: Option<&str>) -> Option<Permit> {
         let mut mine = None;
         while state.running < self.total {
             let Some((server, urgent)) = self.next_candidate(state) else {
@@ -299,7 +295,7 @@ impl WorkQueue {
                 at_server: AtomicBool::new(true),
                 waited: waiter.since.elapsed(),
             };
-            if asking == Some(&waiter.policy) {
+            if asking == Some(&*waiter.policy) {
                 mine = Some(permit);
             } else if waiter.wake.send(waiter.policy.clone()).is_ok() {
                 state.granted.insert(waiter.policy, permit);
@@ -403,7 +399,7 @@ mod tests {
 
     fn request(name: &str, server: &str, urgency: Urgency) -> Request {
         Request {
-            policy: ObjectRef::new(name).within("ns"),
+            policy: name.into(),
             server: server.into(),
             urgency,
             resync: Duration::from_secs(600),
@@ -426,14 +422,14 @@ mod tests {
         assert!(
             matches!(queue.admit(request.clone(), &wake), Admission::Waiting),
             "{} waits",
-            request.policy.name
+            request.policy
         );
         let (queue, order) = (queue.clone(), order.clone());
         tokio::spawn(async move {
             while let Some(policy) = woken.recv().await {
                 assert_eq!(policy, request.policy);
                 if let Admission::Granted(permit) = queue.admit(request.clone(), &wake) {
-                    let _ = order.send(request.policy.name.clone());
+                    let _ = order.send(request.policy.to_string());
                     drop(permit);
                     return;
                 }
@@ -551,8 +547,8 @@ mod tests {
             request("secret-changed", "s", Urgency::Routine),
             &tx,
         );
-        queue.expedite(&ObjectRef::new("secret-changed").within("ns"));
-        queue.expedite(&ObjectRef::new("later").within("ns"));
+        queue.expedite("secret-changed");
+        queue.expedite("later");
         enqueue(&queue, request("later", "s", Urgency::Routine), &tx);
         drop(busy);
         assert_eq!(drain(&mut rx, 3).await, ["secret-changed", "later", "old"]);

@@ -20,6 +20,7 @@ use super::error::{ReconcileError, Recovery};
 use super::gather::{connect, forget_shared_read, read_current, validate_policy};
 use super::queue::Permit;
 use super::restore;
+use super::resyncs::Next;
 use super::write::{publish_write, remove_finalizer, report};
 use crate::api::{DeletionPolicy, FINALIZER, IdentitySettingPolicy, SyncInputs};
 use crate::identity::redact::Redactor;
@@ -35,7 +36,7 @@ use crate::reconcile::validate::{Suspension, ValidPolicy, resync_interval, valid
 pub async fn reconcile(
     policy: Arc<IdentitySettingPolicy>,
     ctx: Arc<Context>,
-) -> Result<Action, ReconcileError> {
+) -> Result<Next, ReconcileError> {
     reconcile_admitted(policy, ctx, None).await
 }
 
@@ -46,7 +47,7 @@ pub async fn reconcile_admitted(
     policy: Arc<IdentitySettingPolicy>,
     ctx: Arc<Context>,
     permit: Option<&Permit>,
-) -> Result<Action, ReconcileError> {
+) -> Result<Next, ReconcileError> {
     let span = info_span!("reconcile", policy = %ObjectRef::from_obj(&*policy));
     let lost = ctx.clone();
     // A replica that steps down drops its in-flight reconciles at once (an identity call can
@@ -73,7 +74,7 @@ async fn reconcile_policy(
     policy: Arc<IdentitySettingPolicy>,
     ctx: Arc<Context>,
     permit: Option<&Permit>,
-) -> Result<Action, ReconcileError> {
+) -> Result<Next, ReconcileError> {
     let _timer = ctx.metrics.reconcile_timer();
     let oref = ObjectRef::from_obj(&*policy);
     let namespace = policy.namespace().unwrap_or_default();
@@ -89,7 +90,7 @@ async fn reconcile_policy(
     let needs_finalizer = restores
         && (finalized || policy.spec.server_ref.is_some() || validate(&policy.spec).is_ok());
     if !finalized && deleting {
-        return Ok(Action::await_change());
+        return Ok(Next::OnChange);
     }
     if !finalized && !needs_finalizer {
         return apply(policy, &ctx, &api, &oref, permit).await;
@@ -110,15 +111,21 @@ async fn reconcile_policy(
     }
     // kube's finalizer helper adds our finalizer first (with a JSON-patch test, so a concurrent
     // change by someone else fails and is retried instead of lost), and removes it only after
-    // `cleanup` succeeded.
+    // `cleanup` succeeded. It speaks kube's `Action`, which does not tell its delay: what our
+    // step decided is kept aside. When the helper only added the finalizer, that change brings
+    // the policy back.
+    let next = std::sync::Mutex::new(Next::OnChange);
     finalizer(&api, FINALIZER, policy, |event| async {
-        match event {
-            FinalizerEvent::Apply(policy) => apply(policy, &ctx, &api, &oref, permit).await,
-            FinalizerEvent::Cleanup(policy) => cleanup(policy, &ctx, &api, &oref).await,
-        }
+        let decided = match event {
+            FinalizerEvent::Apply(policy) => apply(policy, &ctx, &api, &oref, permit).await?,
+            FinalizerEvent::Cleanup(policy) => cleanup(policy, &ctx, &api, &oref).await?,
+        };
+        *next.lock().unwrap_or_else(|e| e.into_inner()) = decided;
+        Ok::<_, ReconcileError>(Action::await_change())
     })
     .await
-    .map_err(ReconcileError::from)
+    .map_err(ReconcileError::from)?;
+    Ok(next.into_inner().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Brings the server in line with the policy and reports the outcome in status.
@@ -128,7 +135,7 @@ async fn apply(
     api: &Api<IdentitySettingPolicy>,
     oref: &ObjectRef<IdentitySettingPolicy>,
     permit: Option<&Permit>,
-) -> Result<Action, ReconcileError> {
+) -> Result<Next, ReconcileError> {
     // Our own last write is not in the cache yet: deciding from the status it replaced would
     // undo it (an `Applied` rewritten as `InSync`). Look again once the cache caught up.
     if ctx.cache_lags(
@@ -136,7 +143,7 @@ async fn apply(
         policy.metadata.uid.as_deref(),
         policy.metadata.resource_version.as_deref(),
     ) {
-        return Ok(Action::requeue(CACHE_LAG_RETRY));
+        return Ok(Next::After(CACHE_LAG_RETRY));
     }
 
     let mut found = Findings::default();
@@ -146,8 +153,8 @@ async fn apply(
             // No Secret, token or identity call while suspended; look again when it ends.
             ctx.reset_backoff(oref);
             let action = match suspension {
-                Suspension::UntilResumed => Action::await_change(),
-                Suspension::Until(until) => Action::requeue(
+                Suspension::UntilResumed => Next::OnChange,
+                Suspension::Until(until) => Next::After(
                     Duration::try_from(until.duration_since(now))
                         .unwrap_or_default()
                         .saturating_add(Duration::from_secs(1)),
@@ -227,11 +234,11 @@ fn decide(
     result: Result<Outcome, ReconcileError>,
     resync: Duration,
     found: &mut Findings,
-) -> (Outcome, Action) {
+) -> (Outcome, Next) {
     let error = match result {
         Ok(outcome) => {
             ctx.reset_backoff(oref);
-            return (outcome, Action::requeue(jittered(resync, rand::random())));
+            return (outcome, Next::After(jittered(resync, rand::random())));
         }
         Err(error) => error,
     };
@@ -250,7 +257,7 @@ fn decide(
         message,
         differing: found.differing.take(),
     };
-    (outcome, Action::requeue(delay))
+    (outcome, Next::After(delay))
 }
 
 /// Resolves Secrets, reads the server, writes what differs; returns what happened, and notes in

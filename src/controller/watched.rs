@@ -23,6 +23,13 @@ pub fn policy_ref_of(name: &str) -> ObjectRef<IdentitySettingPolicy> {
     ObjectRef::new(name).within(namespace)
 }
 
+/// The controller's reference to the policy the index calls `namespace/name` (what its
+/// wake-ups and nudges send).
+pub fn controller_ref(name: &str) -> ObjectRef<Guarded> {
+    let (namespace, name) = name.split_once('/').unwrap_or(("", name));
+    ObjectRef::new(name).within(namespace)
+}
+
 /// The policy's `namespace/name`, as the index and the claims key it.
 pub fn name_of(guard: &Guarded) -> PolicyName {
     policy_name(&guard.namespace().unwrap_or_default(), &guard.name_any())
@@ -68,12 +75,12 @@ pub(crate) fn test_policy(
         settings.push(SettingSpec {
             key: "Email.Smtp.Password".into(),
             value: None,
-            value_from: Some(ValueSource {
+            value_from: Some(Box::new(ValueSource {
                 secret_key_ref: SecretKeyRef {
                     name: secret.into(),
                     key: "pw".into(),
                 },
-            }),
+            })),
         });
     }
     let spec = IdentitySettingPolicySpec::for_tests("https://x/identity_", creds, settings);

@@ -200,12 +200,12 @@ mod tests {
         let smtp_password = SettingSpec {
             key: "Email.Smtp.Password".into(),
             value: None,
-            value_from: Some(ValueSource {
+            value_from: Some(Box::new(ValueSource {
                 secret_key_ref: SecretKeyRef {
                     name: "smtp.creds".into(),
                     key: "smtp-password".into(),
                 },
-            }),
+            })),
         };
         let spec = IdentitySettingPolicySpec::for_tests(
             "https://x/identity_",

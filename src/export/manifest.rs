@@ -150,12 +150,12 @@ pub fn manifests(options: &Options, read: &[Read]) -> Result<Vec<Manifest>, Expo
                     SettingSpec {
                         key: r.key.clone(),
                         value: None,
-                        value_from: Some(ValueSource {
+                        value_from: Some(Box::new(ValueSource {
                             secret_key_ref: SecretKeyRef {
                                 name: secret.clone(),
                                 key: r.key.clone(),
                             },
-                        }),
+                        })),
                     }
                 }
             })

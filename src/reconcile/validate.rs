@@ -758,12 +758,12 @@ mod tests {
         s.settings.push(SettingSpec {
             key: "Email.Smtp.Password".into(),
             value: None,
-            value_from: Some(ValueSource {
+            value_from: Some(Box::new(ValueSource {
                 secret_key_ref: SecretKeyRef {
                     name: "smtp".into(),
                     key: "password".into(),
                 },
-            }),
+            })),
         });
         let v = validate(&s).expect("valid");
         assert!(matches!(&v.settings[1].source, ValueOrigin::Secret(r) if r.name == "smtp"));

@@ -747,12 +747,12 @@ pub fn secret_setting(key: &str, secret: &str, secret_key: &str) -> SettingSpec 
     SettingSpec {
         key: key.into(),
         value: None,
-        value_from: Some(ValueSource {
+        value_from: Some(Box::new(ValueSource {
             secret_key_ref: SecretKeyRef {
                 name: secret.into(),
                 key: secret_key.into(),
             },
-        }),
+        })),
     }
 }
 

@@ -208,7 +208,7 @@ impl Connection {
                 authenticate_url,
                 tokens,
             }),
-            known_secrets: Arc::default(),
+            known_secrets: no_known_secrets(),
         })
     }
 
@@ -235,6 +235,13 @@ pub struct IdentityClient {
     /// Secret values of the caller's (a policy's Secret-sourced settings): cut out of every
     /// server text before it is parsed or shortened.
     known_secrets: Arc<Redactor>,
+}
+
+/// The known secrets of a client that has none: one shared value, so that thousands of
+/// clients cost no allocation each.
+fn no_known_secrets() -> Arc<Redactor> {
+    static NONE: std::sync::LazyLock<Arc<Redactor>> = std::sync::LazyLock::new(Arc::default);
+    NONE.clone()
 }
 
 /// How one client authenticates.
@@ -367,11 +374,23 @@ impl IdentityClient {
     /// This client, also cutting `secrets` out of every server text (before any message is
     /// extracted or cut to length). Shares the connection pool and tokens.
     pub fn redacting(&self, secrets: Redactor) -> IdentityClient {
+        let known_secrets = if secrets.is_empty() {
+            no_known_secrets()
+        } else {
+            Arc::new(secrets)
+        };
         IdentityClient {
             connection: self.connection.clone(),
             auth: self.auth.clone(),
-            known_secrets: Arc::new(secrets),
+            known_secrets,
         }
+    }
+
+    /// How many handles on this client's credentials and tokens exist: this one and every
+    /// client made from it (clones and [`Self::redacting`]). A cache of clients drops one that
+    /// only it holds.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.auth)
     }
 
     /// What to cut out of server texts: the credentials' secrets, the caller's known secrets,

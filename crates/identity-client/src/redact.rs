@@ -39,6 +39,11 @@ impl Redactor {
         redactor
     }
 
+    /// Whether it cuts nothing.
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
     /// Adds every secret of `other`.
     pub fn extend(&mut self, other: &Redactor) {
         for needle in &other.needles {

@@ -1,6 +1,9 @@
 //! Child processes (emulator, simulator, operator): started with their output in log files,
 //! killed when dropped — also when the benchmark fails or panics — and stopped politely with
-//! SIGTERM when a step wants to see them exit.
+//! SIGTERM when a step wants to see them exit. Each runs in a process group of its own, and
+//! signals go to the whole group: an operator started through a wrapper
+//! (`BENCH_OPERATOR_WRAPPER`, e.g. heaptrack, which runs it as its child) stops with it
+//! instead of running on, unseen, beside the next measurement.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,7 +14,7 @@ use tokio::process::{Child, ChildStdout, Command};
 
 use crate::error::{BenchError, Result};
 
-/// A running child process. Dropping it kills the process (SIGKILL).
+/// A running child process. Dropping it kills the process and its group (SIGKILL).
 pub struct Process {
     name: String,
     child: Child,
@@ -38,6 +41,7 @@ impl Process {
             .stdout(stdout)
             .stderr(Stdio::from(file))
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(|e| BenchError::process(name, format!("cannot start: {e}")))?;
         let stdout = child.stdout.take().map(|out| BufReader::new(out).lines());
@@ -102,12 +106,7 @@ impl Process {
     /// Sends SIGTERM and waits up to `limit`; true when it exited in time (else it is killed).
     pub async fn terminate(mut self, limit: Duration) -> bool {
         if let Some(pid) = self.child.id() {
-            // `kill` from the OS: no signal-sending dependency for one call.
-            let sent = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await
-                .is_ok_and(|s| s.success());
+            let sent = signal_group("TERM", pid);
             if !sent {
                 eprintln!("  ! could not send SIGTERM to {}", self.name);
             }
@@ -120,11 +119,71 @@ impl Process {
 impl Drop for Process {
     /// Kills the process if it is still running (failed or panicked benchmark included).
     fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            signal_group("KILL", pid);
+        }
         let _ = self.child.start_kill();
     }
+}
+
+/// Sends `signal` to the process group `pid` leads (each child leads its own); whether it was
+/// sent. `kill` from the OS: no signal-sending dependency for one call.
+fn signal_group(signal: &str, pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pid}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// A log file's path in the run directory.
 pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether process `pid` still runs (a zombie counts as gone).
+    fn running(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    }
+
+    #[tokio::test]
+    async fn dropping_a_process_also_stops_what_it_started() {
+        let dir = std::env::temp_dir().join(format!("bench-process-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        // A wrapper that runs the real process as its child, as heaptrack does.
+        let mut command = Command::new("sh");
+        command.args(["-c", "sleep 300 & echo $!; wait"]);
+        let mut wrapper =
+            Process::spawn("wrapper", command, &log_path(&dir, "wrapper"), true).expect("spawn");
+        let child: u32 = wrapper
+            .read_until(Duration::from_secs(10), |line| line.trim().parse().ok())
+            .await
+            .expect("the child's pid");
+        assert!(running(child), "the wrapped process started");
+        drop(wrapper);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while running(child) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            !running(child),
+            "the wrapped process outlived the benchmark's handle"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

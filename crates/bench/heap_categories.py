@@ -18,6 +18,7 @@ CATEGORIES = [
     ("(ownership.rs)", "ownership"),
     ("(claims.rs)", "key claims"),
     ("(queue.rs)", "work queue"),
+    ("(resyncs.rs)", "resync clock (next looks)"),
     ("(context.rs)", "per-policy memory (context)"),
     ("(secrets.rs)", "Secret cache"),
     ("(events.rs)", "events"),

@@ -239,7 +239,12 @@ impl Context {
         f: impl FnOnce(&mut PolicyMemory) -> T,
     ) -> T {
         let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        f(memory.entry(policy_key(policy)).or_default())
+        let key = policy_key(policy);
+        if let Some(kept) = memory.get_mut(&key) {
+            return f(kept);
+        }
+        let key = self.index.shared_name(&key).unwrap_or(key);
+        f(memory.entry(key).or_default())
     }
 
     /// Reads a policy's memory without creating it: a read never brings back a forgotten policy.

@@ -202,6 +202,16 @@ impl PolicyIndex {
         self.lock().policies.contains_key(name)
     }
 
+    /// The index's own copy of a watched policy's name, for the other tables that keep the
+    /// policy (the work queue, the resync clock, per-policy memory) to share instead of each
+    /// holding a copy.
+    pub fn shared_name(&self, name: &str) -> Option<PolicyName> {
+        self.lock()
+            .policies
+            .get_key_value(name)
+            .map(|(name, _)| name.clone())
+    }
+
     /// The policies of `namespace` whose spec names the Secret `name`.
     pub fn reading_secret(&self, namespace: &str, name: &str) -> Vec<PolicyName> {
         let key = format!("{namespace}/{name}");
@@ -395,6 +405,7 @@ mod tests {
     use crate::reconcile::claims::policy_name;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use kube::core::DeserializeGuard;
+    use std::sync::Arc;
 
     fn policy(ns: &str, name: &str, creds: &str, smtp: Option<&str>) -> IdentitySettingPolicy {
         crate::controller::watched::test_policy(ns, name, creds, smtp)
@@ -450,6 +461,17 @@ mod tests {
         );
         assert!(index.reading_secret("a", "unrelated").is_empty());
         assert!(!index.is_secret_read("a", "unrelated"));
+    }
+
+    #[test]
+    fn the_name_handed_out_is_the_indexs_own_copy() {
+        let index = PolicyIndex::default();
+        index.apply_for_tests(&guard(&policy("a", "p", "creds", None)));
+        let first = index.shared_name("a/p").expect("watched");
+        let second = index.shared_name("a/p").expect("watched");
+        assert!(Arc::ptr_eq(&first, &second), "one copy, shared");
+        assert_eq!(&*first, "a/p");
+        assert_eq!(index.shared_name("a/unknown"), None);
     }
 
     #[test]

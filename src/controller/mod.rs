@@ -189,15 +189,8 @@ async fn run_one(
         // In as bare references (namespace and name): kube's scheduler keeps one per policy
         // for its next resync, twice, and one taken from the object would also carry its uid
         // and resourceVersion.
-        .filter_map(|event| {
-            std::future::ready(match event {
-                Ok(policy) => Some(controller_ref(&watched::name_of(&policy))),
-                Err(e) => {
-                    warn!(error = %e, "policy watch error");
-                    None
-                }
-            })
-        });
+        .filter_map(|event| std::future::ready(logged_ok(event, "policy watch error")))
+        .map(|policy| controller_ref(&watched::name_of(&policy)));
     // Only *that* a Secret changed (and its version) matters here: the watch carries metadata
     // only, and reconciles read the data of the Secrets they use once per version (see
     // `secrets::SecretCache`), so no other Secret's data is ever held in memory.
@@ -213,7 +206,8 @@ async fn run_one(
                 let _ = listed.send(());
             }
         })
-        .touched_objects();
+        .touched_objects()
+        .filter_map(|event| std::future::ready(logged_ok(event, "Secret watch error").map(Ok)));
     let mapper_ctx = ctx.clone();
     let latest = reader.clone();
     let nudges = ownership_nudges(ctx.clone(), watched_namespace.clone());
@@ -287,6 +281,15 @@ async fn run_one(
         })
         .await;
     info!("controller stopped");
+}
+
+/// A watch event, or `None` for a watch error, which is logged. No error may reach kube's
+/// controller as a trigger: it would pause *every* trigger — resyncs falling due, wake-ups,
+/// nudges — for a backoff, and the watches already back off by themselves before they retry.
+fn logged_ok<T>(event: Result<T, watcher::Error>, what: &'static str) -> Option<T> {
+    event
+        .inspect_err(|error| warn!(%error, "{what}; retrying"))
+        .ok()
 }
 
 /// kube-runtime's concurrency for a work queue of `concurrency` slots: those, and
@@ -473,7 +476,10 @@ async fn admit_then_reconcile(
     wake: queue::Wake,
     clock: Arc<resyncs::ResyncClock>,
 ) -> Result<Action, ReconcileError> {
-    let request = housekeeping::queue_request(&guard);
+    let mut request = housekeeping::queue_request(&guard);
+    if let Some(shared) = ctx.index.shared_name(&request.policy) {
+        request.policy = shared;
+    }
     let name = request.policy.clone();
     let resync = request.resync;
     let next = match ctx.queue.admit(request, &wake) {

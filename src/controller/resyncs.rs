@@ -27,9 +27,10 @@ pub enum Next {
 }
 
 /// The longest wait the clock keeps: a later time (the end of a suspension a year away) is
-/// looked at after a day, and the reconcile then decides again. Also keeps `now + wait` from
-/// overflowing, whatever a reconcile asked.
-pub const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+/// looked at after two days, and the reconcile then decides again. Above the longest resync
+/// interval (24 h) with its jitter (up to 10 %), so that no resync loses its spread. Also keeps
+/// `now + wait` from overflowing, whatever a reconcile asked.
+pub const LONGEST_WAIT: Duration = Duration::from_secs(2 * 24 * 60 * 60);
 
 /// The policies of one controller waiting for their next look, in due order.
 #[derive(Default)]
@@ -184,7 +185,21 @@ mod tests {
     }
 
     #[test]
-    fn any_wait_is_kept_without_overflow_and_at_most_a_day() {
+    fn the_longest_resync_keeps_its_jitter() {
+        let clock = ResyncClock::new();
+        let longest = crate::controller::context::jittered(Duration::from_secs(24 * 3600), 1.0);
+        let before = Instant::now();
+        clock.schedule(name("ns/daily"), longest);
+        let (_, next) = clock.take_due(before);
+        let wait = next.expect("scheduled").duration_since(before);
+        assert!(
+            wait >= longest && wait < longest + Duration::from_secs(60),
+            "{wait:?} for a resync of {longest:?}"
+        );
+    }
+
+    #[test]
+    fn any_wait_is_kept_without_overflow_and_at_most_the_longest() {
         let clock = ResyncClock::new();
         clock.schedule(name("ns/far"), Duration::MAX);
         let (due, next) = clock.take_due(Instant::now());

@@ -230,6 +230,31 @@ async fn drift_on_the_server_is_corrected_within_the_resync_interval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_corrected_within_the_resync_interval_while_the_secret_watch_fails() {
+    if skipped_on_real_apiserver(
+        "drift_is_corrected_within_the_resync_interval_while_the_secret_watch_fails",
+        "API-server fault injection (failing Secret watches)",
+    ) {
+        return;
+    }
+    let (mut world, _) = applied_password_policy().await;
+    // The Secret watch ends and cannot start again for a while (its RBAC withdrawn, say): its
+    // errors must not hold up the policies' resyncs, which read no Secret they do not have.
+    world
+        .emulator()
+        .faults()
+        .fail_next_for(1000, 403, "secrets");
+    world.emulator().faults().drop_watches();
+    world
+        .sim
+        .set_directly(&world.scope(), "Auth.UserLockOut.IsEnabled", "true");
+    world
+        .wait_reason("password", "DriftCorrected", Duration::from_secs(15))
+        .await;
+    world.emulator().faults().clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_mode_reports_drift_and_never_writes() {
     let mut world = World::start().await;
     world.put_good_credentials("admin").await;

@@ -15,7 +15,7 @@ use super::queue::WorkQueue;
 use super::reads::SharedReads;
 use super::secrets::SecretCache;
 use super::servers::ServerCatalog;
-use super::watched::{Guarded, policy_ref_of};
+use super::watched::{Guarded, controller_ref};
 use crate::api::{IdentitySettingPolicy, ServerBudget};
 use crate::identity::auth::Credentials;
 use crate::identity::budget::BudgetLimits;
@@ -199,9 +199,7 @@ impl Context {
 
     /// The policy `namespace/name` as the controllers' cache holds it now.
     pub fn watched(&self, name: &str) -> Option<Arc<Guarded>> {
-        let reference = policy_ref_of(name);
-        let reference = ObjectRef::<Guarded>::new(&reference.name)
-            .within(reference.namespace.as_deref().unwrap_or_default());
+        let reference = controller_ref(name);
         self.stores
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -212,7 +210,7 @@ impl Context {
     /// Asks the controllers to reconcile the policy `namespace/name` now (the channel a change
     /// of key ownership uses too).
     pub fn check_now(&self, name: &str) {
-        self.ownership.nudge(policy_ref_of(name));
+        self.ownership.nudge(name.into());
     }
 
     /// Whether this replica may write now.

@@ -37,7 +37,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::IdentitySettingPolicy;
-use crate::reconcile::claims::{PolicyName, policy_name};
+use crate::reconcile::claims::PolicyName;
 use crate::reconcile::status::{event_action, truncate};
 use context::Context;
 use error::ReconcileError;
@@ -184,13 +184,16 @@ async fn run_one(
         .inspect_ok(move |event| feed.observe(event))
         .applied_objects()
         .predicate_filter(spec_or_deletion, Default::default())
-        // A user's change goes before routine resyncs, also when its policy already waits.
-        .inspect_ok(move |policy| expedite_ctx.queue.expedite(&watched::name_of(policy)))
+        .filter_map(|event| std::future::ready(logged_ok(event, "policy watch error")))
         // In as bare references (namespace and name): kube's scheduler keeps one per policy
         // for its next resync, twice, and one taken from the object would also carry its uid
         // and resourceVersion.
-        .filter_map(|event| std::future::ready(logged_ok(event, "policy watch error")))
-        .map(|policy| controller_ref(&watched::name_of(&policy)));
+        .map(move |policy| {
+            let name = watched::name_of(&policy);
+            // A user's change goes before routine resyncs, also when its policy already waits.
+            expedite_ctx.queue.expedite(&name);
+            controller_ref(&name)
+        });
     // Only *that* a Secret changed (and its version) matters here: the watch carries metadata
     // only, and reconciles read the data of the Secrets they use once per version (see
     // `secrets::SecretCache`), so no other Secret's data is ever held in memory.
@@ -322,16 +325,12 @@ fn ownership_nudges(
     .filter(move |policy| {
         let ours = namespace
             .as_deref()
-            .is_none_or(|ns| policy.namespace.as_deref() == Some(ns));
+            .is_none_or(|ns| index::namespace_of(policy) == ns);
         std::future::ready(ours)
     })
     .map(move |policy| {
-        let name = policy_name(
-            policy.namespace.as_deref().unwrap_or_default(),
-            &policy.name,
-        );
-        ctx.queue.expedite(&name);
-        controller_ref(&name)
+        ctx.queue.expedite(&policy);
+        controller_ref(&policy)
     })
 }
 

@@ -4,7 +4,6 @@
 
 use std::sync::Mutex;
 
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{broadcast, watch};
 
 use super::error::reason;
@@ -52,7 +51,8 @@ pub struct Ownership {
     /// True once every watch delivered its first list: before that an older policy may simply
     /// not be known yet, and a newer one would write its keys once.
     complete: watch::Sender<bool>,
-    nudges: broadcast::Sender<ObjectRef<IdentitySettingPolicy>>,
+    /// Policies (`namespace/name`) to reconcile now.
+    nudges: broadcast::Sender<PolicyName>,
 }
 
 impl Default for Ownership {
@@ -91,10 +91,8 @@ impl Ownership {
     fn update(&self, name: &PolicyName, claim: Option<Claim>) {
         let nudge = self.lock().update(name, claim);
         for other in nudge {
-            if let Some((namespace, name)) = other.split_once('/') {
-                // No receiver (no controller running) is fine: nothing to nudge.
-                let _ = self.nudges.send(ObjectRef::new(name).within(namespace));
-            }
+            // No receiver (no controller running) is fine: nothing to nudge.
+            let _ = self.nudges.send(other);
         }
     }
 
@@ -115,12 +113,12 @@ impl Ownership {
 
     /// Asks the controllers to reconcile `policy` now (no receiver, no controller: nothing to
     /// do).
-    pub fn nudge(&self, policy: ObjectRef<IdentitySettingPolicy>) {
+    pub fn nudge(&self, policy: PolicyName) {
         let _ = self.nudges.send(policy);
     }
 
     /// The policies to reconcile because their ownership changed (or [`Ownership::nudge`]).
-    pub fn nudges(&self) -> broadcast::Receiver<ObjectRef<IdentitySettingPolicy>> {
+    pub fn nudges(&self) -> broadcast::Receiver<PolicyName> {
         self.nudges.subscribe()
     }
 

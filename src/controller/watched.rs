@@ -17,12 +17,6 @@ pub fn policy_ref(guard: &Guarded) -> ObjectRef<IdentitySettingPolicy> {
     ObjectRef::new(&guard.name_any()).within(&guard.namespace().unwrap_or_default())
 }
 
-/// The reference of the policy the index calls `namespace/name`.
-pub fn policy_ref_of(name: &str) -> ObjectRef<IdentitySettingPolicy> {
-    let (namespace, name) = name.split_once('/').unwrap_or(("", name));
-    ObjectRef::new(name).within(namespace)
-}
-
 /// The controller's reference to the policy the index calls `namespace/name` (what its
 /// wake-ups and nudges send).
 pub fn controller_ref(name: &str) -> ObjectRef<Guarded> {

@@ -287,7 +287,9 @@ async fn a_token_obtained_elsewhere_stays_out_of_errors() {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
-    let response: serde_json::Value = reqwest::Client::new()
+    let response: serde_json::Value = identity_client::http_client_builder()
+        .build()
+        .unwrap()
         .post(format!("{}/connect/token", sim.base_url()))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)

@@ -1100,7 +1100,7 @@ async fn raw(
     content_type: Option<&str>,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    let client = reqwest::Client::new();
+    let client = identity_client::http_client_builder().build().unwrap();
     let mut req = client.request(
         reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
         format!("{}{path}", emu.url()),
@@ -1840,7 +1840,9 @@ async fn metadata_only_lists_and_watches_carry_no_secret_data() {
 
     // What kube-rs sends for Api<PartialObjectMeta<_>>, seen on the wire.
     let url = format!("{}/api/v1/namespaces/{NS}/secrets", emu.url());
-    let raw: serde_json::Value = reqwest::Client::new()
+    let raw: serde_json::Value = identity_client::http_client_builder()
+        .build()
+        .unwrap()
         .get(&url)
         .header(
             "Accept",

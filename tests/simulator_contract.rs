@@ -34,7 +34,7 @@ async fn start_with(f: impl FnOnce(&mut SimulatorConfig)) -> Simulator {
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder()
+    identity_client::http_client_builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
@@ -884,7 +884,7 @@ async fn latency_delays_every_setting_request() {
     );
     assert!(started.elapsed() >= Duration::from_millis(300));
     // A client timeout shorter than the latency fails.
-    let short = reqwest::Client::builder()
+    let short = identity_client::http_client_builder()
         .timeout(Duration::from_millis(100))
         .build()
         .unwrap();

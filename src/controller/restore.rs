@@ -57,7 +57,7 @@ pub fn secret_name(policy: &IdentitySettingPolicy) -> String {
 
 /// SHA-256 of a restore point's content, in hex.
 pub fn digest(content: &[u8]) -> String {
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, content);
+    let hash = ring::digest::digest(&ring::digest::SHA256, content);
     hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 

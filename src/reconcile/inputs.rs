@@ -26,7 +26,7 @@ pub fn digest(declared: &str, secrets: &SecretVersions) -> String {
             version.len()
         ));
     }
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let hash = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 

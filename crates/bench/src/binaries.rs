@@ -1,17 +1,23 @@
-//! Builds the three binaries under test (release, locked) and finds them next to the
-//! benchmark's own executable, so the figures are for exactly the code in this checkout.
+//! Builds the three binaries under test (locked) and finds them in the benchmark's own target
+//! directory, so the figures are for exactly the code in this checkout. The operator is the
+//! binary the image ships (static, musl, profile `release-image`, as `hack/build-image` builds
+//! it): its memory is what a user's pod has, code pages included.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{BenchError, Result};
 
-/// The packages built before measuring.
-const PACKAGES: [&str; 3] = [
-    "identity-settings-operator",
-    "kube-emulator",
-    "identity-simulator",
-];
+/// The stand-ins, built with `--release`.
+const STAND_INS: [&str; 2] = ["kube-emulator", "identity-simulator"];
+
+/// The operator's target and profile: those of the image (`hack/build-image`).
+const OPERATOR_TARGET: &str = "x86_64-unknown-linux-musl";
+const OPERATOR_PROFILE: &str = "release-image";
+
+/// What the reports say the operator binary is.
+pub const OPERATOR_BUILD: &str =
+    "the image's binary (static, musl, profile `release-image`: LTO, no symbols)";
 
 /// Where the three binaries are.
 #[derive(Clone, Debug)]
@@ -29,46 +35,74 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Runs `cargo build --release --locked` for the three packages (with `$CARGO` when cargo runs
-/// the benchmark) and returns their paths in the benchmark's own target directory.
+/// Builds the stand-ins (`cargo build --release --locked`, with `$CARGO` when cargo runs the
+/// benchmark) and the operator as the image has it, and returns their paths.
 pub fn build() -> Result<Binaries> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&cargo);
-    command
-        .args(["build", "--release", "--locked"])
-        .current_dir(workspace_root());
-    for package in PACKAGES {
-        command.args(["-p", package]);
+    let mut stand_ins = cargo_build(&["--release"]);
+    for package in STAND_INS {
+        stand_ins.args(["-p", package]);
     }
+    run_build(stand_ins)?;
+    let mut operator = cargo_build(&["--profile", OPERATOR_PROFILE, "--target", OPERATOR_TARGET]);
+    operator.args(["-p", "identity-settings-operator"]);
+    run_build(operator).map_err(|e| {
+        BenchError::Build(format!(
+            "{e} (the operator is measured as the image ships it: `rustup target add \
+             {OPERATOR_TARGET}` and musl-gcc (Debian: musl-tools) are needed)"
+        ))
+    })?;
+    let exe = std::env::current_exe()
+        .map_err(|e| BenchError::Build(format!("cannot find the benchmark's executable: {e}")))?;
+    // The benchmark runs from <target>/release; the operator is in <target>/<triple>/<profile>.
+    let release = exe
+        .parent()
+        .ok_or_else(|| BenchError::Build(format!("{} has no directory", exe.display())))?;
+    let operator_dir = release
+        .parent()
+        .map(|target| target.join(OPERATOR_TARGET).join(OPERATOR_PROFILE))
+        .ok_or_else(|| BenchError::Build(format!("{} has no parent", release.display())))?;
+    Ok(Binaries {
+        operator: find(&operator_dir, "identity-settings-operator")?,
+        emulator: find(release, "kube-emulator")?,
+        simulator: find(release, "identity-simulator")?,
+    })
+}
+
+/// `cargo build --locked` with these arguments, in the workspace.
+fn cargo_build(args: &[&str]) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["build", "--locked"])
+        .args(args)
+        .current_dir(workspace_root());
+    command
+}
+
+fn run_build(mut command: Command) -> Result<()> {
     eprintln!("• building: {command:?}");
     let status = command
         .status()
-        .map_err(|e| BenchError::Build(format!("cannot run {cargo:?}: {e}")))?;
-    if !status.success() {
-        return Err(BenchError::Build(format!("cargo build failed: {status}")));
+        .map_err(|e| BenchError::Build(format!("cannot run cargo: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BenchError::Build(format!("cargo build failed: {status}")))
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| BenchError::Build(format!("cannot find the benchmark's executable: {e}")))?;
-    let dir = exe
-        .parent()
-        .ok_or_else(|| BenchError::Build(format!("{} has no directory", exe.display())))?;
-    let find = |name: &str| {
-        let path = dir.join(name);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(BenchError::Build(format!(
-                "{} is missing after the build (is the benchmark running from another target \
-                 directory than cargo builds into?)",
-                path.display()
-            )))
-        }
-    };
-    Ok(Binaries {
-        operator: find("identity-settings-operator")?,
-        emulator: find("kube-emulator")?,
-        simulator: find("identity-simulator")?,
-    })
+}
+
+/// `dir/name` if it is a file after the build.
+fn find(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(BenchError::Build(format!(
+            "{} is missing after the build (is the benchmark running from another target \
+             directory than cargo builds into?)",
+            path.display()
+        )))
+    }
 }
 
 /// The control-plane binaries: `CONTROL_PLANE_BIN`, else what `tests/control-plane/build`

@@ -33,7 +33,7 @@ pub fn client_of_api_server(ca_pem: &[u8], token: &str) -> Result<Client> {
 }
 
 fn builder() -> reqwest::ClientBuilder {
-    Client::builder().timeout(Duration::from_secs(120))
+    identity_client::http_client_builder().timeout(Duration::from_secs(120))
 }
 
 /// Sends `request`; its body when answered `wanted`, else an error naming `what`, the status

@@ -55,6 +55,7 @@ impl RealReport {
             m.cpu, m.cores, m.os, self.api_server
         );
         let _ = writeln!(out, "Command: `{}`\n", self.command);
+        let _ = writeln!(out, "Operator: {}\n", crate::binaries::OPERATOR_BUILD);
         let _ = writeln!(
             out,
             "Cold start of N new policies (resync {}s): until every policy is Ready for its \

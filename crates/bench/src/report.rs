@@ -66,6 +66,7 @@ impl Report {
         let _ = writeln!(out, "Measured: {}\n", self.measured);
         let _ = writeln!(out, "Machine: {} ({} cores), {}\n", m.cpu, m.cores, m.os);
         let _ = writeln!(out, "Command: `{}`\n", self.command);
+        let _ = writeln!(out, "Operator: {}\n", crate::binaries::OPERATOR_BUILD);
         out.push_str(&self.scale_table());
         out.push('\n');
         out.push_str(&self.other_table());

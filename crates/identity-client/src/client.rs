@@ -142,7 +142,7 @@ impl Connection {
     /// that is not https (unless `allow_http`) or an unusable CA certificate. Makes no request.
     pub fn new(config: &ClientConfig) -> Result<Self, IdentityError> {
         let base = urls::validate(&config.base_url, config.allow_http, "base URL")?;
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::http_client_builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(config.max_idle_connections)

@@ -15,3 +15,13 @@ pub mod secret;
 mod transport;
 pub mod types;
 pub mod urls;
+
+/// reqwest's client builder, after installing the process's TLS crypto provider (rustls with
+/// ring). The workspace builds reqwest without a provider of its own (aws-lc-rs would add 1.5 MB
+/// of code to the binary) and reqwest panics when a client is built before one is installed, so
+/// every HTTP client, tests' included, starts here.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    // An error means a provider is installed already, and that one is used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}

@@ -51,7 +51,7 @@ async fn checks_track_gets_per_scope_and_reset_with_the_counters() {
     let sim = Simulator::start(SimulatorConfig::default())
         .await
         .expect("starts");
-    let http = reqwest::Client::new();
+    let http = identity_client::http_client_builder().build().unwrap();
     let token = token(&http, &sim).await;
     assert_eq!(
         get_setting(&http, &sim, &token, "partitionGlobalId=a").await,

@@ -34,7 +34,7 @@ async fn simulate_says_where_it_listens_and_serves_the_setting_api() {
         "the banner names the accepted credentials:\n{banner}"
     );
 
-    let http = reqwest::Client::new();
+    let http = identity_client::http_client_builder().build().unwrap();
     let token: serde_json::Value = http
         .post(format!("{base_url}/connect/token"))
         .form(&[

@@ -51,7 +51,7 @@ async fn counters(http: &reqwest::Client, url: &str) -> Value {
 #[tokio::test]
 async fn counters_count_a_get_and_a_list_and_reset() {
     let (_emulator, url) = start();
-    let http = reqwest::Client::new();
+    let http = identity_client::http_client_builder().build().unwrap();
     let get = http
         .get(format!("{url}/api/v1/namespaces/bench/secrets/missing"))
         .send()

@@ -1126,7 +1126,11 @@ struct RawWatch {
 
 impl RawWatch {
     async fn open(emu: &KubeEmulator, path_and_query: &str) -> RawWatch {
-        let resp = reqwest::get(format!("{}{path_and_query}", emu.url()))
+        let resp = identity_client::http_client_builder()
+            .build()
+            .unwrap()
+            .get(format!("{}{path_and_query}", emu.url()))
+            .send()
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);

@@ -84,7 +84,7 @@ fn policy(sim: &Simulator) -> IdentitySettingPolicy {
     let mut p = IdentitySettingPolicy::new(
         "lockout",
         IdentitySettingPolicySpec {
-            server: Some(ServerSpec {
+            server: Some(Box::new(ServerSpec {
                 url: format!("{}/", sim.base_url()),
                 credentials_secret_ref: LocalObjectRef {
                     name: "admin".into(),
@@ -93,7 +93,7 @@ fn policy(sim: &Simulator) -> IdentitySettingPolicy {
                 scopes: None,
                 authenticate_url: None,
                 ca_secret_ref: None,
-            }),
+            })),
             server_ref: None,
             partition_global_id: "magic-7".into(),
             user_id: None,

@@ -39,8 +39,9 @@ pub struct ServerSpec {
     #[schemars(length(min = 1, max = limits::MAX_URL))]
     pub authenticate_url: Option<String>,
     /// A Secret key holding a PEM CA bundle to trust in addition to the system roots.
+    // Boxed: rarely set, and a policy's inline server is in every cached policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_secret_ref: Option<SecretKeyRef>,
+    pub ca_secret_ref: Option<Box<SecretKeyRef>>,
 }
 
 /// How to get a token. When omitted it is inferred from the credentials Secret's keys:

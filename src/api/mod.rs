@@ -56,12 +56,14 @@ pub const FINALIZER: &str = "identitysettings.dev/finalizer";
 pub struct IdentitySettingPolicySpec {
     /// The identity service and the credentials to use with it, written in the policy. Set
     /// this or `serverRef`.
+    // Boxed, as the other fields that are often absent: every cached policy is one allocation
+    // of this struct's size (`the_cached_policy_fits_a_small_allocation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<ServerSpec>,
+    pub server: Option<Box<ServerSpec>>,
     /// A shared server definition to use instead of `server`: an `IdentityServer` in the
     /// policy's namespace, or a `ClusterIdentityServer` that allows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_ref: Option<ServerRef>,
+    pub server_ref: Option<Box<ServerRef>>,
     /// The organization whose settings are managed (`partitionGlobalId` in the identity API).
     #[schemars(length(min = 1, max = limits::MAX_PARTITION))]
     pub partition_global_id: String,
@@ -204,7 +206,7 @@ pub struct IdentitySettingPolicyStatus {
     /// namespace could have written it), and one that is gone when the policy is deleted is
     /// reported instead of silently skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_point: Option<RestorePointRecord>,
+    pub restore_point: Option<Box<RestorePointRecord>>,
     /// What the last settled check acted on, so that a restarted operator decides as the one
     /// before it would have: whether a difference found next is drift (same inputs) or a change
     /// (new inputs), and which keys the identity service refused for these inputs (not written
@@ -271,7 +273,7 @@ impl IdentitySettingPolicySpec {
     /// partition `p`, these settings and every optional field unset.
     pub(crate) fn for_tests(url: &str, credentials: &str, settings: Vec<SettingSpec>) -> Self {
         Self {
-            server: Some(ServerSpec::for_tests(url, credentials)),
+            server: Some(Box::new(ServerSpec::for_tests(url, credentials))),
             server_ref: None,
             partition_global_id: "p".into(),
             user_id: None,
@@ -289,5 +291,21 @@ impl IdentitySettingPolicySpec {
     /// The effective sync mode.
     pub fn mode(&self) -> SyncMode {
         self.mode.unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdentitySettingPolicy;
+
+    /// The policy cache holds one allocation of this struct per policy (in kube's `Arc`, behind
+    /// a deserialize guard of the same size). With the parts that are often absent boxed (the
+    /// inline server or the reference, the restore point) it fits jemalloc's 768-byte size
+    /// class, where it took the 1 024-byte one: 2.5 MB less at 10 000 policies.
+    #[test]
+    fn the_cached_policy_fits_a_small_allocation() {
+        let guard = std::mem::size_of::<kube::core::DeserializeGuard<IdentitySettingPolicy>>();
+        let arc_counts = 2 * std::mem::size_of::<usize>();
+        assert!(guard + arc_counts <= 768, "{guard} + {arc_counts} bytes");
     }
 }

@@ -115,7 +115,7 @@ impl Entry {
         secrets.dedup();
         Entry {
             secrets: secrets.into(),
-            server: policy.spec.server_ref.clone(),
+            server: policy.spec.server_ref.as_deref().cloned(),
             ready: ready_condition(policy),
             reads,
         }
@@ -547,10 +547,10 @@ mod tests {
         let index = PolicyIndex::default();
         let mut named = policy("a", "named", "creds", None);
         named.spec.server = None;
-        named.spec.server_ref = Some(ServerRef {
+        named.spec.server_ref = Some(Box::new(ServerRef {
             kind: ServerKind::IdentityServer,
             name: "idp".into(),
-        });
+        }));
         index.apply_for_tests(&guard(&named));
         index.apply_for_tests(&guard(&policy("a", "inline", "creds", None)));
         let change = |ns: &str, name: &str| ServerChange::Namespaced {

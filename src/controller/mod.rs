@@ -690,10 +690,10 @@ mod tests {
     #[test]
     fn the_secrets_a_spec_names_are_the_ones_a_valid_policy_reads() {
         let mut p = policy("a", "p", "creds", Some("smtp"));
-        p.spec.server.as_mut().expect("inline").ca_secret_ref = Some(SecretKeyRef {
+        p.spec.server.as_mut().expect("inline").ca_secret_ref = Some(Box::new(SecretKeyRef {
             name: "ca".into(),
             key: "ca.crt".into(),
-        });
+        }));
         let valid = crate::reconcile::validate::validate(&p.spec).expect("valid");
         let mut named: Vec<&str> = secret_names(&p.spec).collect();
         named.sort();

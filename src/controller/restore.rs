@@ -79,7 +79,7 @@ async fn current_record(
     let api: Api<IdentitySettingPolicy> =
         Api::namespaced(ctx.client.clone(), &policy.namespace().unwrap_or_default());
     let fresh = api.get(&policy.name_any()).await?;
-    Ok(fresh.status.and_then(|s| s.restore_point))
+    Ok(fresh.status.and_then(|s| s.restore_point).map(|r| *r))
 }
 
 /// The saved values, or `None` when the Secret does not exist. A Secret of that name that

@@ -175,11 +175,11 @@ fn policy(
     settings: Vec<SettingSpec>,
 ) -> Result<Manifest, ExportError> {
     let (server, server_ref, connection) = match &options.server {
-        Server::Inline(spec) => (Some(spec.clone()), None, spec),
+        Server::Inline(spec) => (Some(Box::new(spec.clone())), None, spec),
         Server::Ref {
             reference,
             connection,
-        } => (None, Some(reference.clone()), connection),
+        } => (None, Some(Box::new(reference.clone())), connection),
     };
     let spec = IdentitySettingPolicySpec {
         server,
@@ -195,7 +195,7 @@ fn policy(
     };
     // A referenced server is not here to look up: check the rest with the server read.
     let checked = IdentitySettingPolicySpec {
-        server: Some(connection.clone()),
+        server: Some(Box::new(connection.clone())),
         server_ref: None,
         ..spec.clone()
     };

@@ -60,7 +60,7 @@ async fn export(args: &ExportArgs, redactor: &mut Redactor) -> Result<(), Export
         ca_secret_ref: None,
     };
     let reader = IdentitySettingPolicySpec {
-        server: Some(connection.clone()),
+        server: Some(Box::new(connection.clone())),
         server_ref: None,
         partition_global_id: args.partition.trim().to_owned(),
         user_id: args.user.clone(),

@@ -106,11 +106,11 @@ mod tests {
                 digest: "d1".into(),
                 not_accepted: vec!["K".into()],
             }),
-            restore_point: Some(RestorePointRecord {
+            restore_point: Some(Box::new(RestorePointRecord {
                 secret_name: "p-restore".into(),
                 digest: "r".into(),
                 previous_digest: None,
-            }),
+            })),
             ..Default::default()
         };
         let new = IdentitySettingPolicyStatus {

@@ -194,7 +194,7 @@ pub fn validate_with(
                 (None, String::new(), None, ServerBudget::default())
             }
             (Some(server), None, _) => (
-                Some(server),
+                Some(&**server),
                 "spec.server".to_owned(),
                 None,
                 ServerBudget::default(),
@@ -241,7 +241,7 @@ pub fn validate_with(
         auth: server.auth,
         scopes: server.scopes.clone().unwrap_or_default(),
         authenticate_url: server.authenticate_url.clone(),
-        ca: server.ca_secret_ref.clone(),
+        ca: server.ca_secret_ref.as_deref().cloned(),
         server_secrets_namespace: secrets_namespace,
         budget,
         settings,
@@ -314,7 +314,7 @@ pub fn oversized_fields(
             MAX_TIME_TEXT,
         );
     }
-    for server in [spec.server.as_ref(), referenced].into_iter().flatten() {
+    for server in [spec.server.as_deref(), referenced].into_iter().flatten() {
         check(&|| "server.url".into(), server.url.len(), MAX_URL);
         if let Some(a) = &server.authenticate_url {
             check(&|| "server.authenticateUrl".into(), a.len(), MAX_URL);
@@ -444,7 +444,7 @@ pub fn validate_server(
         auth: server.auth,
         scopes: server.scopes.clone().unwrap_or_default(),
         authenticate_url: server.authenticate_url.clone(),
-        ca: server.ca_secret_ref.clone(),
+        ca: server.ca_secret_ref.as_deref().cloned(),
         server_secrets_namespace: secrets_namespace.map(str::to_owned),
         budget,
         settings: Vec::new(),
@@ -568,10 +568,10 @@ mod tests {
 
     fn spec() -> IdentitySettingPolicySpec {
         IdentitySettingPolicySpec {
-            server: Some(ServerSpec::for_tests(
+            server: Some(Box::new(ServerSpec::for_tests(
                 "https://cloud.example.com/acme/identity_",
                 "admin",
-            )),
+            ))),
             server_ref: None,
             partition_global_id: "magic-7".into(),
             user_id: None,

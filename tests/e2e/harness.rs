@@ -145,7 +145,10 @@ impl Operator {
     /// GETs a path of the operator's HTTP server: (status, body).
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         let url = format!("http://{}{path}", self.http_address().await);
-        let response = reqwest::get(&url).await.expect("operator HTTP answers");
+        let http = identity_client::http_client_builder()
+            .build()
+            .expect("an HTTP client");
+        let response = http.get(&url).send().await.expect("operator HTTP answers");
         let status = response.status().as_u16();
         (status, response.text().await.unwrap_or_default())
     }
@@ -779,7 +782,7 @@ pub fn policy(
     settings: Vec<SettingSpec>,
 ) -> IdentitySettingPolicy {
     let spec = IdentitySettingPolicySpec {
-        server: Some(server_spec(world, credentials)),
+        server: Some(Box::new(server_spec(world, credentials))),
         server_ref: None,
         partition_global_id: PARTITION.into(),
         user_id: None,

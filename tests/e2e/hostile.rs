@@ -607,10 +607,10 @@ async fn a_shared_server_is_bounded_by_partition_and_user_level() {
             vec![setting(&format!("Custom.Hostile.{name}"), "1")],
         );
         p.spec.server = None;
-        p.spec.server_ref = Some(ServerRef {
+        p.spec.server_ref = Some(Box::new(ServerRef {
             kind: ServerKind::ClusterIdentityServer,
             name: "shared".into(),
-        });
+        }));
         p.spec.partition_global_id = partition.into();
         p.spec.user_id = user.map(str::to_owned);
         p
@@ -721,10 +721,10 @@ async fn removing_a_namespace_label_after_an_api_server_restart_revokes_a_shared
         vec![setting("Custom.Hostile.ByLabel", "1")],
     );
     p.spec.server = None;
-    p.spec.server_ref = Some(ServerRef {
+    p.spec.server_ref = Some(Box::new(ServerRef {
         kind: ServerKind::ClusterIdentityServer,
         name: "by-label".into(),
-    });
+    }));
     world.create_policy(&p).await;
     world.spawn_operator(&[]).await;
     world.wait_reason("by-label", "Applied", SECS_20).await;

@@ -35,10 +35,10 @@ fn policy_using(
     let mut p = policy(world, name, "unused", vec![setting(key, "false")]);
     p.metadata.namespace = Some(namespace.into());
     p.spec.server = None;
-    p.spec.server_ref = Some(ServerRef {
+    p.spec.server_ref = Some(Box::new(ServerRef {
         kind,
         name: server.into(),
-    });
+    }));
     p
 }
 

@@ -23,5 +23,6 @@ pub mod urls;
 pub fn http_client_builder() -> reqwest::ClientBuilder {
     // An error means a provider is installed already, and that one is used.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    #[allow(clippy::disallowed_methods)] // the one place allowed to (see clippy.toml)
     reqwest::Client::builder()
 }

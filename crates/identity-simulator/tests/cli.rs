@@ -86,7 +86,11 @@ async fn latency_flag_delays_every_setting_request() {
     }
     let base_url = base_url.expect("a base URL");
     let started = std::time::Instant::now();
-    let status = reqwest::get(format!("{base_url}/api/Setting?partitionGlobalId=magic-7"))
+    let status = identity_client::http_client_builder()
+        .build()
+        .expect("an HTTP client")
+        .get(format!("{base_url}/api/Setting?partitionGlobalId=magic-7"))
+        .send()
         .await
         .expect("GET answers")
         .status();

@@ -5,10 +5,12 @@
 //! (`identity-settings-operator crd`) and a test fails when the committed YAML is stale.
 
 pub mod connection;
+pub mod key;
 pub mod limits;
 pub mod server;
 
 pub use connection::{AuthMethod, LocalObjectRef, SecretKeyRef, ServerSpec};
+pub use key::SettingKey;
 
 pub use settings_core::model::SyncMode;
 pub use settings_core::plan::{ChangeKind, PlannedChange};
@@ -144,7 +146,7 @@ pub struct SettingSpec {
         regex(pattern = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"),
         length(max = limits::MAX_KEY)
     )]
-    pub key: String,
+    pub key: SettingKey,
     /// The value as a string, even for numbers and booleans; structured values are JSON text
     /// (at most 4 096 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -248,7 +250,7 @@ pub struct RestorePointRecord {
 #[serde(rename_all = "camelCase")]
 pub struct DriftedSetting {
     /// The setting key.
-    pub key: String,
+    pub key: SettingKey,
     /// When a check first found the key differing (kept while it stays so).
     pub detected_at: Time,
 }
@@ -258,7 +260,7 @@ pub struct DriftedSetting {
 #[serde(rename_all = "camelCase")]
 pub struct AppliedSetting {
     /// The setting key.
-    pub key: String,
+    pub key: SettingKey,
     /// The identity service's id for this (partition, user, key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,

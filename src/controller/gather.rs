@@ -230,7 +230,7 @@ pub(super) async fn read_current(
             .spec
             .settings
             .iter()
-            .map(|s| s.key.clone())
+            .map(|s| s.key.to_string())
             .collect();
         Some(((other, applied(other_policy)), keys))
     });

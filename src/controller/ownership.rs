@@ -138,7 +138,7 @@ impl Ownership {
         self.lock()
             .owned_by_others(&claim)
             .into_iter()
-            .filter_map(|(i, owner)| Some((policy.spec.settings.get(i)?.key.clone(), owner)))
+            .filter_map(|(i, owner)| Some((policy.spec.settings.get(i)?.key.to_string(), owner)))
             .collect()
     }
 

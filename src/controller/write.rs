@@ -12,7 +12,8 @@ use super::context::Context;
 use super::error::ReconcileError;
 use super::events::{Event, EventType};
 use crate::api::{
-    FIELD_MANAGER, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus, SyncInputs,
+    FIELD_MANAGER, FINALIZER, IdentitySettingPolicy, IdentitySettingPolicyStatus, SettingKey,
+    SyncInputs,
 };
 use crate::reconcile::status::{
     Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
@@ -64,7 +65,7 @@ pub(super) async fn report(
     if !ctx.leading() {
         return Err(ReconcileError::NotLeading);
     }
-    let keys: Vec<String> = policy.spec.settings.iter().map(|s| s.key.clone()).collect();
+    let keys: Vec<SettingKey> = policy.spec.settings.iter().map(|s| s.key.clone()).collect();
     let old = policy.status.as_ref();
     let old_reason = old
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))

@@ -141,14 +141,14 @@ pub fn manifests(options: &Options, read: &[Read]) -> Result<Vec<Manifest>, Expo
             .iter()
             .map(|r| match &r.found {
                 Found::Value(v) => SettingSpec {
-                    key: r.key.clone(),
+                    key: r.key.as_str().into(),
                     value: Some(v.clone()),
                     value_from: None,
                 },
                 Found::Secret => {
                     secret_keys.push((r.key.clone(), name.clone()));
                     SettingSpec {
-                        key: r.key.clone(),
+                        key: r.key.as_str().into(),
                         value: None,
                         value_from: Some(Box::new(ValueSource {
                             secret_key_ref: SecretKeyRef {

@@ -66,7 +66,7 @@ async fn export(args: &ExportArgs, redactor: &mut Redactor) -> Result<(), Export
         user_id: args.user.clone(),
         // The operator's checks want a setting; the reads name their own keys.
         settings: vec![SettingSpec {
-            key: catalog::KEYS[0].key.to_owned(),
+            key: catalog::KEYS[0].key.into(),
             value: Some(String::new()),
             value_from: None,
         }],

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{AppliedSetting, DriftedSetting, IdentitySettingPolicyStatus};
+use crate::api::{AppliedSetting, DriftedSetting, IdentitySettingPolicyStatus, SettingKey};
 
 /// The condition type that says whether the identity service holds the policy's settings.
 pub const READY: &str = "Ready";
@@ -34,7 +34,7 @@ pub fn was_in_sync(status: Option<&IdentitySettingPolicyStatus>, generation: Opt
 pub fn next_status(
     old: Option<&IdentitySettingPolicyStatus>,
     generation: Option<i64>,
-    keys: &[String],
+    keys: &[SettingKey],
     outcome: &Outcome,
     now: Timestamp,
 ) -> IdentitySettingPolicyStatus {
@@ -61,9 +61,9 @@ pub fn next_status(
             AppliedSetting {
                 key: k.clone(),
                 id: ids
-                    .and_then(|m| m.get(k).copied())
+                    .and_then(|m| m.get(k.as_str()).copied())
                     .or_else(|| before.and_then(|b| b.id)),
-                last_applied_time: if written.contains(k) {
+                last_applied_time: if written.iter().any(|w| w == k.as_str()) {
                     Some(Time(now))
                 } else {
                     before.and_then(|b| b.last_applied_time.clone())
@@ -127,7 +127,7 @@ fn next_drift(
         .into_iter()
         .filter(|k| seen.insert(*k))
         .map(|key| DriftedSetting {
-            key: key.to_owned(),
+            key: SettingKey::new(key),
             detected_at: old
                 .drift
                 .iter()
@@ -267,7 +267,7 @@ mod tests {
         Timestamp::from_second(1_700_000_000 + secs).expect("valid")
     }
 
-    fn keys() -> Vec<String> {
+    fn keys() -> Vec<SettingKey> {
         vec!["A".into(), "B".into()]
     }
 
@@ -295,7 +295,7 @@ mod tests {
     fn duplicate_spec_keys_never_make_a_status_the_schema_refuses() {
         // An object stored before the schema forbade duplicates: appliedSettings is a list-map
         // keyed by `key`, so a status listing a key twice would be refused (422) on every retry.
-        let keys: Vec<String> = ["A.B", "A.B", "C.D"].map(String::from).to_vec();
+        let keys: Vec<SettingKey> = ["A.B", "A.B", "C.D"].map(SettingKey::from).to_vec();
         let outcome = Outcome::Failed {
             reason: "InvalidSpec",
             message: "spec.settings[1].key: \"A.B\" is listed twice".into(),

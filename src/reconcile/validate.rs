@@ -505,7 +505,7 @@ fn check_settings(
             (None, Some(from)) => ValueOrigin::Secret(from.secret_key_ref.clone()),
         };
         settings.push(DesiredSetting {
-            key: s.key.clone(),
+            key: s.key.to_string(),
             source,
         });
     }
@@ -594,7 +594,7 @@ mod tests {
         huge.partition_global_id = "P".repeat(300_000);
         huge.settings = (0..300)
             .map(|i| SettingSpec {
-                key: format!("Custom.{}{i}", "K".repeat(200)),
+                key: format!("Custom.{}{i}", "K".repeat(200)).into(),
                 value: Some("v".repeat(5000)),
                 value_from: None,
             })
@@ -700,7 +700,7 @@ mod tests {
         let with = |count: usize| IdentitySettingPolicySpec {
             settings: (0..count)
                 .map(|i| SettingSpec {
-                    key: format!("Custom.Key{i}"),
+                    key: format!("Custom.Key{i}").into(),
                     value: Some("1".into()),
                     value_from: None,
                 })

@@ -84,7 +84,7 @@ async fn a_new_policy_becomes_ready_with_the_servers_ids_and_then_stays_quiet() 
     for applied in &status.applied_settings {
         let row = stored
             .iter()
-            .find(|s| s.key == applied.key)
+            .find(|s| applied.key == s.key)
             .expect("stored on the server");
         assert_eq!(applied.id, Some(row.id), "status id of {}", applied.key);
         assert!(applied.last_applied_time.is_some());
@@ -286,7 +286,7 @@ fn condition<'a>(
 fn drifted_keys(p: &identity_settings_operator::api::IdentitySettingPolicy) -> Vec<String> {
     p.status
         .iter()
-        .flat_map(|s| s.drift.iter().map(|d| d.key.clone()))
+        .flat_map(|s| s.drift.iter().map(|d| d.key.to_string()))
         .collect()
 }
 
@@ -1475,7 +1475,7 @@ async fn a_policy_stored_with_a_duplicate_key_gets_an_invalid_spec_status() {
         .expect("status")
         .applied_settings
         .into_iter()
-        .map(|a| a.key)
+        .map(|a| a.key.to_string())
         .collect();
     assert_eq!(keys, ["Auth.UserLockOut.IsEnabled"]);
 }

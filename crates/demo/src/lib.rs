@@ -165,7 +165,7 @@ async fn converge(
         .iter()
         .flat_map(|p| &p.spec.settings)
         .filter(|s| s.value_from.is_some())
-        .map(|s| s.key.clone())
+        .map(|s| s.key.to_string())
         .collect();
     let scopes: BTreeSet<(String, Option<String>)> = policies
         .iter()

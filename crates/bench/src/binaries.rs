@@ -68,7 +68,10 @@ pub fn build() -> Result<Binaries> {
     })
 }
 
-/// `cargo build --locked` with these arguments, in the workspace.
+/// `cargo build --locked` with these arguments, in the workspace, without the variables `cargo
+/// run` gave the benchmark about its own package: build scripts (ring's) ask to be rerun when
+/// those change, so with them every build from the benchmark rebuilt ring and all that depends
+/// on it, the operator's LTO link included, that a build from a shell had just made.
 fn cargo_build(args: &[&str]) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
@@ -76,7 +79,26 @@ fn cargo_build(args: &[&str]) -> Command {
         .args(["build", "--locked"])
         .args(args)
         .current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_run_package_variable) {
+            command.env_remove(name);
+        }
+    }
     command
+}
+
+/// The variables `cargo run` sets about the package it runs (not the user's `CARGO_*` settings).
+fn is_cargo_run_package_variable(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_BIN_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        )
 }
 
 fn run_build(mut command: Command) -> Result<()> {
@@ -140,4 +162,28 @@ pub fn version_of(binary: &Path) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_cargo_run_package_variable as dropped;
+
+    #[test]
+    fn nested_builds_keep_the_users_cargo_settings_and_drop_the_benchmarks_package() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+        ] {
+            assert!(dropped(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+        ] {
+            assert!(!dropped(name), "{name}");
+        }
+    }
 }

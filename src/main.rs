@@ -14,7 +14,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// memory is many small long-lived objects; more arenas mostly add unreturned free space, and
 /// the per-thread caches keep the one arena uncontended), and free pages given back to the
 /// system at once. Measured at 10 000 policies (docs/benchmarks.md): 2.2 MiB less peak RSS than
-/// two arenas purged after a second, the same CPU.
+/// two arenas purged after a second, the same CPU (not measured apart at 100 000).
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: Option<&'static u8> =

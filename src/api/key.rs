@@ -5,8 +5,8 @@
 //! thousands of policies name the same few dozen keys of the identity service: as separate
 //! strings they were the largest part of a cached policy after its fixed struct (about 500 bytes
 //! at five keys). The pool keeps one copy of each key that some live object still holds, and
-//! forgets the others as it grows, so a tenant cycling through invented keys cannot grow it
-//! beyond twice the keys in use.
+//! forgets the others whenever it has doubled, so a tenant cycling through invented keys cannot
+//! grow it beyond about twice the most keys ever in use at once.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -172,6 +172,9 @@ impl Pool {
         if inner.keys.len() >= POOL_FLOOR.max(inner.kept.saturating_mul(2)) {
             inner.keys.retain(|k| Arc::strong_count(k) > 1);
             inner.kept = inner.keys.len();
+            // The table keeps its size after a retain: give back what the next doubling needs not.
+            let room = POOL_FLOOR.max(inner.kept.saturating_mul(2));
+            inner.keys.shrink_to(room);
         }
         let shared: Arc<str> = Arc::from(key);
         inner.keys.insert(shared.clone());
@@ -220,5 +223,20 @@ mod tests {
         for (i, key) in held.iter().enumerate() {
             assert!(Arc::ptr_eq(key, &pool.intern(&format!("held.{i}"))));
         }
+    }
+
+    #[test]
+    fn the_pool_gives_its_memory_back_after_the_keys_are_gone() {
+        let pool = Pool::default();
+        // 50 000 keys in use at once (a tenant's many policies), then all deleted.
+        let held: Vec<Arc<str>> = (0..50_000)
+            .map(|i| pool.intern(&format!("many.{i}")))
+            .collect();
+        drop(held);
+        for i in 0..100_000 {
+            drop(pool.intern(&format!("later.{i}")));
+        }
+        let capacity = pool.inner.lock().unwrap().keys.capacity();
+        assert!(capacity <= 8 * POOL_FLOOR, "room for {capacity} keys kept");
     }
 }

@@ -682,6 +682,34 @@ impl World {
         .await
     }
 
+    /// Waits for an Event of `reason` whose note contains `note`, in the suite's namespace;
+    /// returns the note. What a user sees on the real API server when it refuses the policy's
+    /// status write (an object stored past its schema fails rules that are not ratcheted).
+    pub async fn wait_event(&self, reason: &str, note: &str, timeout: Duration) -> String {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let found = events
+                .list(&Default::default())
+                .await
+                .map(|list| list.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .find_map(|e| e.note.filter(|n| n.contains(note)));
+            if let Some(note) = found {
+                return note;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {reason} Event with {note:?} after {timeout:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Waits until the object `name` of `api` is gone, polling; fails with `what` and the
     /// operator's log after `timeout`.
     pub async fn wait_gone<K>(&self, api: &Api<K>, name: &str, timeout: Duration, what: &str)

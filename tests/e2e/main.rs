@@ -1438,31 +1438,10 @@ async fn a_policy_stored_with_a_duplicate_key_gets_an_invalid_spec_status() {
         // The real server refuses every write to this object, status included: it fails the
         // schema's case-insensitive uniqueness rule, which is not ratcheted for a list holding
         // the same key twice (only a schema bypass can store one). The Event still tells.
-        let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
-        let deadline = tokio::time::Instant::now() + SECS_20;
-        loop {
-            let told = events
-                .list(&ListParams::default())
-                .await
-                .expect("events")
-                .items
-                .into_iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("InvalidSpec")
-                        && e.note
-                            .as_deref()
-                            .is_some_and(|n| n.contains("listed twice"))
-                });
-            if told {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no InvalidSpec Event:\n{}",
-                world.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        world
+            .wait_event("InvalidSpec", "listed twice", SECS_20)
+            .await;
+        return;
     }
     let p = world.wait_reason("dup", "InvalidSpec", SECS_20).await;
     assert!(

@@ -163,6 +163,12 @@ fn type_of(schema: &Value) -> String {
                 _ => format!("list of {item}"),
             }
         }
+        "object" if schema["additionalProperties"].is_object() => {
+            format!(
+                "map of string to {}",
+                type_of(&schema["additionalProperties"])
+            )
+        }
         "" => "any".to_owned(),
         t => match text(&schema["format"]) {
             "" => t.to_owned(),
@@ -233,13 +239,13 @@ mod tests {
             "| `spec.server.url` | string | yes |",
             "| `spec.serverRef.kind` | string | yes |",
             "| `spec.secretNamespace` | string | yes |",
-            "| `spec.allowedNamespaces.selector.matchLabels` | object | no |",
+            "| `spec.allowedNamespaces.selector.matchLabels` | map of string to string | no |",
             "| `spec.requestsPerSecond` | integer (uint32) | no |",
             "| `status.lastCheckedTime` | string (date-time) | no |",
             "| `spec.userId` | string | no |",
             "| `spec.settings` | list of object, keyed by `key` | yes |",
             "| `spec.settings[].valueFrom.secretKeyRef.name` | string | yes |",
-            "| `status.appliedSettings[].id` | integer (int64) | no |",
+            "| `status.settingIds` | map of string to integer (int64) | no |",
         ] {
             assert!(doc.contains(row), "missing {row:?} in\n{doc}");
         }

@@ -174,8 +174,8 @@ async fn a_reconcile_with_nothing_to_change_makes_one_get_no_put_and_no_status_w
     let status = applied.status.clone().expect("status written");
     assert_eq!(status.conditions[0].reason, "Applied");
     // magic-7 is seeded from the vendor example: these keys keep their ids 27 and 28.
-    let ids: Vec<_> = status.applied_settings.iter().map(|a| a.id).collect();
-    assert_eq!(ids, [Some(27), Some(28)]);
+    let ids: Vec<_> = status.setting_ids.iter().map(|(_, id)| id).collect();
+    assert_eq!(ids, [27, 28]);
 
     // The next reconcile has nothing to change: the server holds "True" as sent.
     let in_sync = applied;

@@ -1,7 +1,7 @@
 //! [`SettingKey`]: a setting's key as the cached policies hold it, one shared copy per distinct
 //! key in the process.
 //!
-//! Every policy names its keys twice (in `spec.settings` and `status.appliedSettings`), and
+//! Every policy names its keys twice (in `spec.settings` and `status.settingIds`), and
 //! thousands of policies name the same few dozen keys of the identity service: as separate
 //! strings they were the largest part of a cached policy after its fixed struct (about 500 bytes
 //! at five keys). The pool keeps one copy of each key that some live object still holds, and

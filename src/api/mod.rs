@@ -8,9 +8,11 @@ pub mod connection;
 pub mod key;
 pub mod limits;
 pub mod server;
+pub mod setting_ids;
 
 pub use connection::{AuthMethod, LocalObjectRef, SecretKeyRef, ServerSpec};
 pub use key::SettingKey;
+pub use setting_ids::SettingIds;
 
 pub use settings_core::model::SyncMode;
 pub use settings_core::plan::{ChangeKind, PlannedChange};
@@ -174,14 +176,15 @@ pub struct IdentitySettingPolicyStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` tells whether the identity service holds the policy's settings, and why not.
+    /// `Ready` tells whether the identity service holds the policy's settings, and why not;
+    /// `Drifted` is there while keys differ on the identity service and were not written back.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// One entry per key: the server's id for it and when the operator last wrote it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["key"]))]
-    pub applied_settings: Vec<AppliedSetting>,
+    /// The identity service's id of each key of the policy (key → id), for the keys the
+    /// service has.
+    #[serde(default, skip_serializing_if = "SettingIds::is_empty")]
+    pub setting_ids: SettingIds,
     /// How many settings the policy manages (shown by `kubectl get isp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setting_count: Option<i32>,
@@ -253,20 +256,6 @@ pub struct DriftedSetting {
     pub key: SettingKey,
     /// When a check first found the key differing (kept while it stays so).
     pub detected_at: Time,
-}
-
-/// The server's record of one managed key. Deliberately no value: values may be secret.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AppliedSetting {
-    /// The setting key.
-    pub key: SettingKey,
-    /// The identity service's id for this (partition, user, key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<i64>,
-    /// When the operator last wrote this key; absent if the server already held the value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_applied_time: Option<Time>,
 }
 
 #[cfg(test)]

@@ -124,7 +124,7 @@ fn give_up_in_deleted_namespace(policy: &IdentitySettingPolicy, error: &Reconcil
 
 /// Writes the restore point's values back, each scope's into that scope; the note for the
 /// Event, or `None` when nothing was saved. Only keys the policy manages (or managed: its
-/// `status.appliedSettings`) are written, and only on the server it uses now.
+/// `status.settingIds`) are written, and only on the server it uses now.
 async fn restore_saved(
     policy: &IdentitySettingPolicy,
     ctx: &Context,
@@ -147,8 +147,8 @@ async fn restore_saved(
             policy
                 .status
                 .iter()
-                .flat_map(|s| &s.applied_settings)
-                .map(|a| a.key.to_ascii_lowercase()),
+                .flat_map(|s| s.setting_ids.keys())
+                .map(|k| k.to_ascii_lowercase()),
         )
         .collect();
     let current = SavedScope::of(&valid.base_url, &valid.scope);

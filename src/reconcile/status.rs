@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{AppliedSetting, DriftedSetting, IdentitySettingPolicyStatus, SettingKey};
+use crate::api::{DriftedSetting, IdentitySettingPolicyStatus, SettingKey};
 
 /// The condition type that says whether the identity service holds the policy's settings.
 pub const READY: &str = "Ready";
@@ -40,35 +40,18 @@ pub fn next_status(
 ) -> IdentitySettingPolicyStatus {
     let empty = IdentitySettingPolicyStatus::default();
     let old = old.unwrap_or(&empty);
-    let old_applied: BTreeMap<&str, &AppliedSetting> = old
-        .applied_settings
-        .iter()
-        .map(|a| (a.key.as_str(), a))
-        .collect();
     let (ids, written): (Option<&BTreeMap<String, i64>>, &[String]) = match outcome {
         Outcome::Synced { ids, written, .. } => (Some(ids), written),
         Outcome::Drifted { ids, .. } | Outcome::Planned { ids, .. } => (Some(ids), &[]),
         Outcome::Failed { .. } => (None, &[]),
     };
-    // Each key once, in spec order: appliedSettings is a list-map keyed by `key`, and a status
-    // naming a key twice (a policy stored before the schema forbade duplicates) is refused.
-    let mut seen = std::collections::BTreeSet::new();
-    let applied_settings = keys
+    // The keys of the policy with the id this check found, or the one known before.
+    let setting_ids = keys
         .iter()
-        .filter(|k| seen.insert(k.as_str()))
-        .map(|k| {
-            let before = old_applied.get(k.as_str());
-            AppliedSetting {
-                key: k.clone(),
-                id: ids
-                    .and_then(|m| m.get(k.as_str()).copied())
-                    .or_else(|| before.and_then(|b| b.id)),
-                last_applied_time: if written.iter().any(|w| w == k.as_str()) {
-                    Some(Time(now))
-                } else {
-                    before.and_then(|b| b.last_applied_time.clone())
-                },
-            }
+        .filter_map(|k| {
+            ids.and_then(|m| m.get(k.as_str()).copied())
+                .or_else(|| old.setting_ids.get(k))
+                .map(|id| (k.clone(), id))
         })
         .collect();
     let drift = next_drift(old, outcome, now);
@@ -91,7 +74,7 @@ pub fn next_status(
     let mut next = IdentitySettingPolicyStatus {
         observed_generation: generation,
         conditions,
-        applied_settings,
+        setting_ids,
         setting_count: i32::try_from(keys.len()).ok(),
         last_sync_time: old.last_sync_time.clone(),
         last_applied_time: if written.is_empty() {
@@ -137,8 +120,10 @@ fn next_drift(
         .collect()
 }
 
-/// `Drifted`: True while keys differ and were not written back, False once a check found (or
-/// made) every value as the policy says; unchanged by a reconcile that did not compare.
+/// `Drifted`: there (True) while keys differ and were not written back, gone once a check found
+/// (or made) every value as the policy says — an abnormal condition is only shown while it
+/// holds, which also keeps every status write of a policy in sync one condition smaller;
+/// unchanged by a reconcile that did not compare.
 fn drifted_condition(
     old: &IdentitySettingPolicyStatus,
     generation: Option<i64>,
@@ -147,41 +132,32 @@ fn drifted_condition(
     total: usize,
     now: Timestamp,
 ) -> Option<Condition> {
-    let previous = old.conditions.iter().find(|c| c.type_ == DRIFTED);
+    // Only a `True` one: a `False` one written by an earlier version goes at the next write.
+    let previous = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == DRIFTED && c.status == "True");
     if outcome.differing().is_none() {
         return previous.cloned();
     }
-    let (status, reason, message) = if drift.is_empty() {
-        (
-            "False",
-            reason::NO_DRIFT,
-            "the identity service held every value of the policy at the last check".to_owned(),
-        )
-    } else {
-        let since = drift.iter().map(|d| d.detected_at.0).min().unwrap_or(now);
-        let keys: Vec<&str> = drift.iter().map(|d| d.key.as_str()).collect();
-        (
-            "True",
-            reason::DRIFTED,
-            format!(
-                "{} of {total} settings differ from the policy on the identity service (first \
-                 found {since}; see status.drift): {}",
-                drift.len(),
-                keys.join(", ")
-            ),
-        )
-    };
-    let last_transition_time = match previous {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => Time(now),
-    };
+    if drift.is_empty() {
+        return None;
+    }
+    let since = drift.iter().map(|d| d.detected_at.0).min().unwrap_or(now);
+    let keys: Vec<&str> = drift.iter().map(|d| d.key.as_str()).collect();
+    let message = format!(
+        "{} of {total} settings differ from the policy on the identity service (first found \
+         {since}; see status.drift): {}",
+        drift.len(),
+        keys.join(", ")
+    );
     Some(Condition {
         type_: DRIFTED.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
+        status: "True".to_owned(),
+        reason: reason::DRIFTED.to_owned(),
         message: truncate(message, 1024),
         observed_generation: generation,
-        last_transition_time,
+        last_transition_time: previous.map_or(Time(now), |c| c.last_transition_time.clone()),
     })
 }
 
@@ -293,25 +269,32 @@ mod tests {
 
     #[test]
     fn duplicate_spec_keys_never_make_a_status_the_schema_refuses() {
-        // An object stored before the schema forbade duplicates: appliedSettings is a list-map
-        // keyed by `key`, so a status listing a key twice would be refused (422) on every retry.
+        // An object stored before the schema forbade duplicates: its status names each key once.
         let keys: Vec<SettingKey> = ["A.B", "A.B", "C.D"].map(SettingKey::from).to_vec();
         let outcome = Outcome::Failed {
             reason: "InvalidSpec",
             message: "spec.settings[1].key: \"A.B\" is listed twice".into(),
             differing: None,
         };
-        let next = next_status(None, Some(1), &keys, &outcome, Timestamp::UNIX_EPOCH);
-        let listed: Vec<&str> = next
-            .applied_settings
+        let old = IdentitySettingPolicyStatus {
+            setting_ids: [("A.B".into(), 1), ("C.D".into(), 2)].into_iter().collect(),
+            ..IdentitySettingPolicyStatus::default()
+        };
+        let next = next_status(Some(&old), Some(1), &keys, &outcome, Timestamp::UNIX_EPOCH);
+        let listed: Vec<(&str, i64)> = next
+            .setting_ids
             .iter()
-            .map(|a| a.key.as_str())
+            .map(|(k, id)| (k.as_str(), id))
             .collect();
-        assert_eq!(listed, ["A.B", "C.D"]);
+        assert_eq!(listed, [("A.B", 1), ("C.D", 2)]);
+        assert_eq!(
+            serde_json::to_value(&next.setting_ids).expect("serializes"),
+            serde_json::json!({"A.B": 1, "C.D": 2})
+        );
     }
 
     #[test]
-    fn an_applied_policy_records_ids_times_and_a_ready_condition() {
+    fn an_applied_policy_records_ids_times_and_a_ready_condition_only() {
         let s = next_status(
             None,
             Some(1),
@@ -320,13 +303,13 @@ mod tests {
             t(0),
         );
         assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(s.setting_ids.get("A"), Some(4));
+        assert_eq!(s.setting_ids.get("B"), Some(7));
         assert_eq!(
-            s.applied_settings[0],
-            AppliedSetting {
-                key: "A".into(),
-                id: Some(4),
-                last_applied_time: Some(Time(t(0)))
-            }
+            s.conditions.len(),
+            1,
+            "no Drifted condition while nothing drifts: {:?}",
+            s.conditions
         );
         assert_eq!(s.conditions[0].status, "True");
         assert_eq!(s.conditions[0].reason, "Applied");
@@ -423,7 +406,7 @@ mod tests {
         let s2 = next_status(Some(&s1), Some(2), &keys(), &failed, t(30));
         assert_eq!(s2.conditions[0].status, "False");
         assert_eq!(s2.conditions[0].last_transition_time, Time(t(30)));
-        assert_eq!(s2.applied_settings[1].id, Some(7));
+        assert_eq!(s2.setting_ids.get("B"), Some(7));
         assert_eq!(
             s2.last_sync_time,
             Some(Time(t(0))),
@@ -477,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn drift_is_per_key_keeps_its_first_time_and_has_its_own_condition() {
+    fn drift_is_per_key_keeps_its_first_time_and_has_its_own_condition_while_it_lasts() {
         let drifted = |keys: &[&str]| Outcome::Drifted {
             ids: BTreeMap::new(),
             keys: keys.iter().map(|k| (*k).to_owned()).collect(),
@@ -517,7 +500,7 @@ mod tests {
         let s4 = next_status(Some(&s3), Some(1), &keys(), &refused, t(100));
         assert_eq!(s4.drift.len(), 1);
         assert_eq!(s4.drift[0].detected_at, Time(t(60)));
-        // Written back (or found in sync): no drift, Drifted=False, Ready separately True.
+        // Written back (or found in sync): no drift, no Drifted condition, Ready True.
         let s5 = next_status(
             Some(&s4),
             Some(1),
@@ -526,9 +509,11 @@ mod tests {
             t(120),
         );
         assert!(s5.drift.is_empty());
-        assert_eq!(condition(&s5, DRIFTED).status, "False");
-        assert_eq!(condition(&s5, DRIFTED).reason, reason::NO_DRIFT);
-        assert_eq!(condition(&s5, DRIFTED).last_transition_time, Time(t(120)));
+        assert!(
+            s5.conditions.iter().all(|c| c.type_ != DRIFTED),
+            "{:?}",
+            s5.conditions
+        );
         assert_eq!(condition(&s5, READY).status, "True");
         let s6 = next_status(
             Some(&s5),
@@ -538,6 +523,32 @@ mod tests {
             t(180),
         );
         assert_eq!(s6, s5, "a quiet check writes nothing");
+    }
+
+    #[test]
+    fn a_false_drifted_condition_of_an_earlier_version_goes_at_the_next_write() {
+        let mut old = next_status(
+            None,
+            Some(1),
+            &keys(),
+            &synced(reason::APPLIED, &["A", "B"]),
+            t(0),
+        );
+        old.conditions.push(Condition {
+            type_: DRIFTED.to_owned(),
+            status: "False".to_owned(),
+            reason: "NoDrift".to_owned(),
+            message: "the identity service held every value of the policy at the last check"
+                .to_owned(),
+            observed_generation: Some(1),
+            last_transition_time: Time(t(0)),
+        });
+        let in_sync = synced(reason::IN_SYNC, &[]);
+        let next = next_status(Some(&old), Some(1), &keys(), &in_sync, t(60));
+        assert!(next.conditions.iter().all(|c| c.type_ != DRIFTED));
+        let unreachable = Outcome::failed("ServerUnreachable", "down".into());
+        let next = next_status(Some(&old), Some(1), &keys(), &unreachable, t(60));
+        assert!(next.conditions.iter().all(|c| c.type_ != DRIFTED));
     }
 
     #[test]
@@ -559,7 +570,7 @@ mod tests {
         assert_eq!(condition(&s1, READY).status, "False");
         assert_eq!(condition(&s1, DRIFTED).status, "True");
         assert_eq!(s1.drift[0].key, "A");
-        assert_eq!(s1.applied_settings[0].id, Some(4));
+        assert_eq!(s1.setting_ids.get("A"), Some(4));
         assert_eq!(
             next_status(Some(&s1), Some(1), &keys(), &planned, t(60)),
             s1

@@ -5,8 +5,8 @@
 //! ServiceAccount, so its requests are counted and authorized as the operator's are.
 //!
 //! Its status write comes in two sizes ([`StatusShape`]): a bare `Ready` condition, and the
-//! status the operator writes for a newly applied policy (ids and times per key, two
-//! conditions, the inputs' digest), which costs the API server more per write. The second
+//! status the operator writes for a newly applied policy (the ids per key, the times, the
+//! inputs' digest), which costs the API server more per write. The second
 //! separates what the operator's pipeline costs from what its status costs.
 
 use futures::{StreamExt, TryStreamExt};
@@ -191,25 +191,17 @@ fn status(item: &Item, shape: StatusShape, now: jiff::Timestamp) -> Value {
     if shape == StatusShape::Minimal {
         return json!({"observedGeneration": generation, "conditions": [ready]});
     }
-    let drifted = json!({
-        "type": "Drifted",
-        "status": "False",
-        "reason": "NoDrift",
-        "message": "the identity service held every value of the policy at the last check",
-        "lastTransitionTime": time,
-        "observedGeneration": generation,
-    });
-    let applied: Vec<Value> = item
+    let ids: serde_json::Map<String, Value> = item
         .spec
         .settings
         .iter()
         .enumerate()
-        .map(|(i, s)| json!({"key": s.key, "id": 1000 + i, "lastAppliedTime": time}))
+        .map(|(i, s)| (s.key.clone(), json!(1000 + i)))
         .collect();
     json!({
         "observedGeneration": generation,
-        "conditions": [ready, drifted],
-        "appliedSettings": applied,
+        "conditions": [ready],
+        "settingIds": ids,
         "settingCount": count,
         "lastSyncTime": time,
         "lastAppliedTime": time,
@@ -217,11 +209,20 @@ fn status(item: &Item, shape: StatusShape, now: jiff::Timestamp) -> Value {
     })
 }
 
-/// The field paths of a status (list items merged, as `a.b[].c`), sorted: to check that the
-/// status [`StatusShape::AsTheOperator`] writes has the fields the operator's has.
+/// The status fields that are maps with user-chosen keys: their entries are one path, `.*`.
+const MAP_FIELDS: &[&str] = &["settingIds"];
+
+/// The field paths of a status, sorted: list items merged (`a.b[].c`) unless they have a `type`
+/// (conditions: `conditions[Ready].reason`), map entries merged (`settingIds.*`). To check that
+/// the status [`StatusShape::AsTheOperator`] writes has the fields the operator's has.
 pub fn status_paths(status: &Value) -> Vec<String> {
     fn walk(value: &Value, path: &str, out: &mut std::collections::BTreeSet<String>) {
         match value {
+            Value::Object(fields) if MAP_FIELDS.contains(&path) => {
+                for value in fields.values() {
+                    walk(value, &format!("{path}.*"), out);
+                }
+            }
             Value::Object(fields) => {
                 for (key, value) in fields {
                     let path = if path.is_empty() {
@@ -234,7 +235,8 @@ pub fn status_paths(status: &Value) -> Vec<String> {
             }
             Value::Array(items) => {
                 for item in items {
-                    walk(item, &format!("{path}[]"), out);
+                    let tag = item["type"].as_str().unwrap_or_default();
+                    walk(item, &format!("{path}[{tag}]"), out);
                 }
             }
             _ => {
@@ -281,8 +283,26 @@ mod tests {
 
     #[test]
     fn status_paths_merge_list_items() {
-        let status = json!({"a": 1, "l": [{"k": 1}, {"k": 2, "m": 3}], "o": {"p": "x"}});
-        assert_eq!(status_paths(&status), ["a", "l[].k", "l[].m", "o.p"]);
+        let status = json!({
+            "a": 1,
+            "l": [{"k": 1}, {"k": 2, "m": 3}],
+            "o": {"p": "x"},
+            "conditions": [{"type": "Ready", "reason": "R"}, {"type": "Drifted"}],
+            "settingIds": {"A.b": 1, "C": 2},
+        });
+        assert_eq!(
+            status_paths(&status),
+            [
+                "a",
+                "conditions[Drifted].type",
+                "conditions[Ready].reason",
+                "conditions[Ready].type",
+                "l[].k",
+                "l[].m",
+                "o.p",
+                "settingIds.*"
+            ]
+        );
         assert!(
             written_paths(StatusShape::AsTheOperator).len()
                 > written_paths(StatusShape::Minimal).len()

@@ -90,11 +90,17 @@ pub fn policies(policies: &[IdentitySettingPolicy]) -> String {
         .iter()
         .map(|p| {
             let (status, reason, message) = ready(p).unwrap_or(("Unknown", "", ""));
+            // In the policy's order of keys; `?` for a key the server has no id for yet.
             let ids: Vec<String> = p
-                .status
+                .spec
+                .settings
                 .iter()
-                .flat_map(|s| &s.applied_settings)
-                .map(|a| a.id.map_or_else(|| "?".to_owned(), |id| id.to_string()))
+                .map(|setting| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.setting_ids.get(&setting.key))
+                        .map_or_else(|| "?".to_owned(), |id| id.to_string())
+                })
                 .collect();
             vec![
                 p.metadata.namespace.clone().unwrap_or_default(),

@@ -23,8 +23,6 @@ pub mod reason {
     /// Some keys are managed by an older policy for the same server, partition and user: they
     /// are not written by this one.
     pub const CONFLICT: &str = Reason::Conflict.as_str();
-    /// `Drifted=False`: the last check found every value as the policy says (or wrote it back).
-    pub const NO_DRIFT: &str = "NoDrift";
 }
 
 /// What a reconcile found or did, reduced to what status shows.

@@ -75,6 +75,13 @@ pub struct RunArgs {
     /// the order they fell due.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// Threads that run the operator's work. One core is enough for 10 000 policies (about a
+    /// fifth of it at a cold start) and one thread wakes no other, so it costs less CPU than
+    /// several (docs/benchmarks.md); raise it only when the operator keeps a core busy.
+    /// Without it, the runtime would start one thread per core of the node, whatever the pod
+    /// may use.
+    #[arg(long, env = "WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub worker_threads: u16,
     /// Policies talking to one identity server (its URL) at the same time, at most (one done
     /// with its identity requests writes its status outside this share); also the idle
     /// connections kept open to it.
@@ -429,6 +436,16 @@ mod tests {
         assert_eq!(args.lease_duration, Duration::from_secs(2));
         assert!(Cli::try_parse_from(["x", "run", "--lease-duration", "2"]).is_err());
         assert!(Cli::try_parse_from(["x", "run", "--concurrency", "0"]).is_err());
+    }
+
+    /// One worker thread unless asked: not one per core of the node the pod landed on.
+    #[test]
+    fn the_operator_runs_on_one_thread_unless_asked() {
+        assert_eq!(run_args(&[]).worker_threads, 1);
+        assert_eq!(run_args(&["--worker-threads", "4"]).worker_threads, 4);
+        for bad in ["0", "65"] {
+            assert!(Cli::try_parse_from(["x", "run", "--worker-threads", bad]).is_err());
+        }
     }
 
     #[test]

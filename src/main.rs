@@ -20,8 +20,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static malloc_conf: Option<&'static u8> =
     Some(&b"narenas:1,background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0\0"[0]);
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -31,6 +30,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let worker_threads = match &cli.command {
+        Command::Run(args) => usize::from(args.worker_threads),
+        // The one-shot commands wait on one request at a time.
+        _ => 1,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(command(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command the user asked for.
+async fn command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Crd => match crdgen::crd_yaml() {
             Ok(yaml) => {

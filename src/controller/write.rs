@@ -16,7 +16,7 @@ use crate::api::{
     SyncInputs,
 };
 use crate::reconcile::status::{
-    Outcome, READY, event_action, event_worthy, next_status, reason, truncate,
+    Outcome, READY, event_action, event_worthy, next_status, reason, truncate, written_keys,
 };
 use crate::reconcile::status_patch::status_patch;
 
@@ -160,14 +160,7 @@ pub(super) async fn publish_write(
     keys: &[String],
     total: usize,
 ) {
-    let note = truncate(
-        format!(
-            "writing {} of {total} settings: {}",
-            keys.len(),
-            keys.join(", ")
-        ),
-        1024,
-    );
+    let note = truncate(format!("writing {}", written_keys(keys, total)), 1024);
     publish_note(ctx, policy, EventType::Normal, reason, note).await;
 }
 

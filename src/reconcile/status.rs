@@ -16,7 +16,7 @@ pub const READY: &str = "Ready";
 /// service and left them so (apart from `Ready`, which also covers errors and writes).
 pub const DRIFTED: &str = "Drifted";
 
-pub use settings_core::outcome::{Outcome, reason};
+pub use settings_core::outcome::{Outcome, reason, written_keys};
 
 /// True when `status` says `generation` was already in sync (Ready=True), or was suspended: a
 /// suspension ending is no new policy, so what differs then is drift (when the desired values
@@ -313,7 +313,18 @@ mod tests {
         );
         assert_eq!(s.conditions[0].status, "True");
         assert_eq!(s.conditions[0].reason, "Applied");
-        assert_eq!(s.conditions[0].message, "wrote 2 of 2 settings: A, B");
+        assert_eq!(
+            s.conditions[0].message, "wrote all 2 settings",
+            "a write of every key does not list them"
+        );
+        let partial = next_status(
+            Some(&s),
+            Some(2),
+            &keys(),
+            &synced(reason::APPLIED, &["B"]),
+            t(5),
+        );
+        assert_eq!(partial.conditions[0].message, "wrote 1 of 2 settings: B");
         assert_eq!(s.last_applied_time, Some(Time(t(0))));
         assert_eq!(s.last_sync_time, Some(Time(t(0))));
         assert_eq!(s.setting_count, Some(2));

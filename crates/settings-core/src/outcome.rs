@@ -115,11 +115,7 @@ impl Outcome {
                 } else {
                     "wrote"
                 };
-                format!(
-                    "{why} {} of {total} settings: {}",
-                    written.len(),
-                    written.join(", ")
-                )
+                format!("{why} {}", written_keys(written, total))
             }
             Outcome::Drifted { keys, .. } => format!(
                 "{} of {total} settings differ from the policy (observe mode, not written): {}",
@@ -139,4 +135,15 @@ impl Outcome {
             Outcome::Failed { message, .. } => message.clone(),
         }
     }
+}
+
+/// The settings a write covers, for its message and Event: `all 5 settings` when they are all
+/// of the policy's (which lists them; every status write and Event of a new policy carries
+/// this text), else `2 of 5 settings: A, B`.
+pub fn written_keys<K: AsRef<str>>(keys: &[K], total: usize) -> String {
+    if keys.len() == total && total > 1 {
+        return format!("all {total} settings");
+    }
+    let names: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+    format!("{} of {total} settings: {}", keys.len(), names.join(", "))
 }

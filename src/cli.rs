@@ -76,10 +76,10 @@ pub struct RunArgs {
     #[arg(long, env = "CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
     /// Threads that run the operator's work. One core is enough for 10 000 policies (about a
-    /// fifth of it at a cold start) and one thread wakes no other, so it costs less CPU than
-    /// several (docs/benchmarks.md); raise it only when the operator keeps a core busy.
-    /// Without it, the runtime would start one thread per core of the node, whatever the pod
-    /// may use.
+    /// fifth of it at a cold start against a real API server) and one thread wakes no other,
+    /// so it costs less CPU than several (docs/benchmarks.md); raise it only when the operator
+    /// keeps a core busy. Without it, the runtime would start one thread per core of the node,
+    /// whatever the pod may use.
     #[arg(long, env = "WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub worker_threads: u16,
     /// Policies talking to one identity server (its URL) at the same time, at most (one done

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use identity_settings_operator::cli::{Cli, Command, LogFormat, usage_exit_code};
+use identity_settings_operator::cli::{self, Cli, Command, LogFormat, usage_exit_code};
 use identity_settings_operator::{apidocs, crdgen, diff, export, operator};
 use tracing_subscriber::EnvFilter;
 
@@ -39,18 +39,32 @@ fn main() -> ExitCode {
         .worker_threads(worker_threads)
         .enable_all()
         .build();
-    match runtime {
-        Ok(runtime) => runtime.block_on(command(cli)),
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    match cli.command {
+        // The operator runs as a task, on the workers: `block_on` would run it on this thread,
+        // beside them, and every answer would cross threads (one worker, two busy threads).
+        Command::Run(args) => runtime.block_on(async {
+            match tokio::spawn(run_operator(args)).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: the operator stopped unexpectedly: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+        other => runtime.block_on(command(other)),
     }
 }
 
-/// Runs the command the user asked for.
-async fn command(cli: Cli) -> ExitCode {
-    match cli.command {
+/// Runs a one-shot command.
+async fn command(command: Command) -> ExitCode {
+    match command {
         Command::Crd => match crdgen::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -75,19 +89,22 @@ async fn command(cli: Cli) -> ExitCode {
         }
         Command::Diff(args) => ExitCode::from(diff::run(&args).await),
         Command::Export(args) => ExitCode::from(export::run(&args).await),
-        Command::Run(args) => {
-            if let Err(problem) = args.check() {
-                eprintln!("error: {problem}");
-                return ExitCode::from(2);
-            }
-            init_logging(args.log_format, "info");
-            match operator::run(*args).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "operator stopped");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Run(args) => run_operator(args).await,
+    }
+}
+
+/// Runs the operator until it is stopped; exit code 2 for flags that do not fit together.
+async fn run_operator(args: Box<cli::RunArgs>) -> ExitCode {
+    if let Err(problem) = args.check() {
+        eprintln!("error: {problem}");
+        return ExitCode::from(2);
+    }
+    init_logging(args.log_format, "info");
+    match operator::run(*args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "operator stopped");
+            ExitCode::FAILURE
         }
     }
 }

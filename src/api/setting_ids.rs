@@ -16,7 +16,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::SettingKey;
+use super::key::SettingKey;
 
 /// Key → the identity service's id for this (partition, user, key), sorted by key, each key
 /// once: two values that say the same compare equal, whatever order the API server sent.

@@ -317,7 +317,9 @@ async fn sync(
     } else {
         reason::APPLIED
     };
-    publish_write(ctx, policy, announced, &plan.keys(), valid.settings.len()).await;
+    // Out of all the policy's keys: a sync of the keys no older policy owns is not "all".
+    let total = policy.spec.settings.len();
+    publish_write(ctx, policy, announced, &plan.keys(), total).await;
     found.announced = Some(announced);
     let keys = plan.keys();
     forget_shared_read(ctx, policy, &keys);

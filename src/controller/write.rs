@@ -152,7 +152,7 @@ pub(super) async fn publish_note(
 }
 
 /// Announces a write before it is made: a Normal Event with the reason the write will report
-/// (`Applied` or `DriftCorrected`) and the keys it writes.
+/// (`Applied` or `DriftCorrected`) and the keys it writes, out of the policy's `total`.
 pub(super) async fn publish_write(
     ctx: &Context,
     policy: &IdentitySettingPolicy,

@@ -88,7 +88,7 @@ pub async fn kubectl_shows_the_columns_conditions_and_events() {
         .nth(1)
         .unwrap_or_else(|| panic!("describe shows no Events section:\n{describe}"));
     assert!(
-        events.contains("Applied") && events.contains("Auth.UserLockOut.IsEnabled"),
+        events.contains("Applied") && events.contains("writing all 2 settings"),
         "describe's Events do not show the write:\n{describe}"
     );
     assert!(describe.contains("Observed Generation:"), "{describe}");

@@ -479,6 +479,19 @@ async fn two_policies_on_one_key_do_not_flap_the_older_owns_it_until_it_goes() {
         Some("2525"),
         "its own key is written"
     );
+    // Its Event counts the write against the policy's own two keys, not the one it may write.
+    let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
+    let notes: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("second"))
+        .filter(|e| e.reason.as_deref() == Some("Applied"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert_eq!(notes, ["writing 1 of 2 settings: Email.Smtp.Port"]);
 
     // Several resyncs of both (10 s each): nobody writes the shared key again. (They read one
     // organization with the same credentials, so each check of the two is one shared GET.)

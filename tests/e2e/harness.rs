@@ -686,18 +686,15 @@ impl World {
     /// returns the note. What a user sees on the real API server when it refuses the policy's
     /// status write (an object stored past its schema fails rules that are not ratcheted).
     pub async fn wait_event(&self, reason: &str, note: &str, timeout: Duration) -> String {
-        let events: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), NS);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let found = events
-                .list(&Default::default())
+            // A failed list (an API server restarting) is no Event yet: look again.
+            let found = self
+                .event_notes(reason, None)
                 .await
-                .map(|list| list.items)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|e| e.reason.as_deref() == Some(reason))
-                .find_map(|e| e.note.filter(|n| n.contains(note)));
+                .find(|n| n.contains(note));
             if let Some(note) = found {
                 return note;
             }
@@ -708,6 +705,29 @@ impl World {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The notes of the Events of `reason` in the suite's namespace, about the object named
+    /// `regarding` when given.
+    pub async fn event_notes(
+        &self,
+        reason: &str,
+        regarding: Option<&str>,
+    ) -> Result<Vec<String>, kube::Error> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        Ok(events
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter(|e| {
+                regarding.is_none()
+                    || e.regarding.as_ref().and_then(|r| r.name.as_deref()) == regarding
+            })
+            .filter_map(|e| e.note)
+            .collect())
     }
 
     /// Waits until the object `name` of `api` is gone, polling; fails with `what` and the

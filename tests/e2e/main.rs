@@ -172,16 +172,7 @@ async fn changing_one_value_puts_exactly_that_key() {
     );
     // The Event says so too (kubectl describe): a second Applied within minutes is an Event of
     // its own, not a count bump of the first one, which names the first write's keys.
-    let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
-    let notes: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Applied"))
-        .filter_map(|e| e.note)
-        .collect();
+    let notes = world.event_notes("Applied", None).await.expect("events");
     assert!(
         notes.contains(&"writing 1 of 3 settings: Auth.Password.DefaultExpirationDays".to_owned()),
         "no Event says what the second write did: {notes:?}"
@@ -480,17 +471,10 @@ async fn two_policies_on_one_key_do_not_flap_the_older_owns_it_until_it_goes() {
         "its own key is written"
     );
     // Its Event counts the write against the policy's own two keys, not the one it may write.
-    let events: Api<Event> = Api::namespaced(world.client.clone(), NS);
-    let notes: Vec<String> = events
-        .list(&ListParams::default())
+    let notes = world
+        .event_notes("Applied", Some("second"))
         .await
-        .expect("events")
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("second"))
-        .filter(|e| e.reason.as_deref() == Some("Applied"))
-        .filter_map(|e| e.note)
-        .collect();
+        .expect("events");
     assert_eq!(notes, ["writing 1 of 2 settings: Email.Smtp.Port"]);
 
     // Several resyncs of both (10 s each): nobody writes the shared key again. (They read one

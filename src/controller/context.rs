@@ -516,7 +516,7 @@ mod tests {
         );
         watched.metadata.namespace = Some("ns".into());
         ctx.index.apply(
-            &kube::core::DeserializeGuard(Ok(watched)),
+            &crate::controller::Guarded(Ok(watched)),
             "https://x/identity_",
         );
         ctx.expect_newer(&a, None, Some("1".into()), Some("2"));

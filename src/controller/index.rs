@@ -404,7 +404,6 @@ mod tests {
     use crate::api::{IdentitySettingPolicyStatus, ServerKind};
     use crate::reconcile::claims::policy_name;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-    use kube::core::DeserializeGuard;
     use std::sync::Arc;
 
     fn policy(ns: &str, name: &str, creds: &str, smtp: Option<&str>) -> IdentitySettingPolicy {
@@ -412,7 +411,7 @@ mod tests {
     }
 
     fn guard(p: &IdentitySettingPolicy) -> Guarded {
-        DeserializeGuard(Ok(p.clone()))
+        Guarded(Ok(p.clone()))
     }
 
     fn with_ready(mut p: IdentitySettingPolicy, status: &str) -> IdentitySettingPolicy {

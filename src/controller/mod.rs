@@ -179,7 +179,6 @@ async fn run_one(
     };
     let trigger = watcher(policies, watcher::Config::default())
         .default_backoff()
-        .modify(slim)
         .reflect(writer)
         .inspect_ok(move |event| feed.observe(event))
         .applied_objects()
@@ -452,17 +451,6 @@ fn observe(ctx: &Context, guard: &Guarded) {
     }
 }
 
-/// Drops what the operator never reads from a cached policy — managed fields and kubectl's
-/// copy of the last applied manifest — which are most of an object's size: with thousands of
-/// policies, the cache is the operator's largest memory.
-fn slim(policy: &mut Guarded) {
-    let meta = policy.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
 /// Reconciles the policy if the work queue has a slot for it, as it is then (it may have
 /// changed or gone since it was due); else the queue notes it as waiting and this ends at once:
 /// its turn comes through `wake`, so thousands of waiting policies cost neither a task nor a
@@ -626,46 +614,18 @@ fn spec_or_deletion(policy: &Guarded) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::api::SecretKeyRef;
-    use kube::core::DeserializeGuard;
 
     fn policy(ns: &str, name: &str, creds: &str, smtp: Option<&str>) -> IdentitySettingPolicy {
         crate::controller::watched::test_policy(ns, name, creds, smtp)
     }
 
     #[test]
-    fn the_cache_keeps_no_managed_fields_nor_kubectls_copy_of_the_manifest() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-        let mut p = policy("a", "p", "creds", None);
-        p.metadata.managed_fields = Some(vec![ManagedFieldsEntry::default()]);
-        p.metadata.annotations = Some(
-            [
-                ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
-                ("team", "identity"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        );
-        let mut guard = DeserializeGuard(Ok(p));
-        slim(&mut guard);
-        let meta = guard.meta();
-        assert_eq!(meta.managed_fields, None);
-        assert_eq!(
-            meta.annotations
-                .as_ref()
-                .map(|a| a.keys().cloned().collect::<Vec<_>>()),
-            Some(vec!["team".to_owned()])
-        );
-        assert!(guard.0.is_ok(), "the policy itself is untouched");
-    }
-
-    #[test]
     fn only_generation_our_finalizer_and_deletion_change_the_predicate() {
         let mut p = policy("a", "p", "creds", None);
         p.metadata.generation = Some(3);
-        let unfinalized = spec_or_deletion(&DeserializeGuard(Ok(p.clone())));
+        let unfinalized = spec_or_deletion(&Guarded(Ok(p.clone())));
         p.metadata.finalizers = Some(vec![crate::api::FINALIZER.into()]);
-        let base = spec_or_deletion(&DeserializeGuard(Ok(p.clone())));
+        let base = spec_or_deletion(&Guarded(Ok(p.clone())));
         assert_ne!(
             base, unfinalized,
             "our finalizer arriving starts the first apply"
@@ -674,17 +634,17 @@ mod tests {
         p.metadata.finalizers = Some(vec!["x".into(), crate::api::FINALIZER.into()]);
         p.status = Some(Default::default());
         assert_eq!(
-            spec_or_deletion(&DeserializeGuard(Ok(p.clone()))),
+            spec_or_deletion(&Guarded(Ok(p.clone()))),
             base,
             "status and other metadata writes are ignored"
         );
         p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::now(),
         ));
-        assert_ne!(spec_or_deletion(&DeserializeGuard(Ok(p.clone()))), base);
+        assert_ne!(spec_or_deletion(&Guarded(Ok(p.clone()))), base);
         p.metadata.deletion_timestamp = None;
         p.metadata.generation = Some(4);
-        assert_ne!(spec_or_deletion(&DeserializeGuard(Ok(p))), base);
+        assert_ne!(spec_or_deletion(&Guarded(Ok(p))), base);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Args {
     /// docs/benchmarks.md).
     #[arg(long, value_enum, default_value = "emulator")]
     pub api_server: ApiServerKind,
+    /// With `--api-server real`: runs of each policy count (each side on fresh control planes,
+    /// in turn); the report gives each side's median run and every run's seconds.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
     /// Extra flag for the operator's `run`, repeatable (e.g. `--operator-arg=--concurrency=16`).
     #[arg(long = "operator-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub operator_args: Vec<String>,
@@ -57,6 +61,9 @@ impl Args {
     pub fn check(&self) -> Result<(), String> {
         if self.policies.is_empty() || self.policies.contains(&0) {
             return Err("--policies needs counts above 0".into());
+        }
+        if self.runs == 0 {
+            return Err("--runs needs at least 1".into());
         }
         if self.budget_policies > 0 && (self.budget_rps == 0 || self.budget_in_flight == 0) {
             return Err("--budget-rps and --budget-in-flight must be above 0".into());

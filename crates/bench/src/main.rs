@@ -33,6 +33,7 @@ mod real_report;
 mod reference;
 mod report;
 mod run;
+mod runs;
 mod sim;
 mod world;
 
@@ -142,11 +143,26 @@ async fn main() -> ExitCode {
 async fn real(args: &cli::Args, setup: &Setup<'_>, bin: &std::path::Path) -> ExitCode {
     let mut rows = Vec::new();
     for &count in &args.policies {
-        let row = run::real_scale(setup, count, args.resync).await;
-        if let Err(e) = &row {
-            eprintln!("  ! {count} policies: {e}");
+        let mut runs = Vec::new();
+        let mut failure = None;
+        for run in 1..=args.runs {
+            if args.runs > 1 {
+                eprintln!("• {count} policies, run {run} of {}", args.runs);
+            }
+            match run::real_scale(setup, count, args.resync).await {
+                Ok(row) => runs.push(row),
+                Err(e) => {
+                    eprintln!("  ! {count} policies: {e}");
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
         }
-        rows.push((count, row.map_err(|e| e.to_string())));
+        let row = match failure {
+            Some(e) => Err(e),
+            None => runs::median_row(runs).ok_or_else(|| "no run".to_owned()),
+        };
+        rows.push((count, row));
     }
     for row in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
         eprintln!(

@@ -384,6 +384,9 @@ pub struct RealRow {
     pub warn_lines: Option<usize>,
     /// The operator's log.
     pub log: PathBuf,
+    /// With `--runs` above 1, each run's cold-start seconds (see [`crate::runs::median_row`]);
+    /// empty from [`real_scale`].
+    pub runs: Vec<crate::runs::RunSeconds>,
 }
 
 /// CPU seconds of the world's kube-apiserver and etcd so far.
@@ -543,5 +546,6 @@ pub async fn real_scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Re
         restart,
         warn_lines: world::warn_lines(&log),
         log,
+        runs: vec![],
     })
 }

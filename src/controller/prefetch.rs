@@ -1,0 +1,139 @@
+//! The Secrets of the policies of the operator's first list, read while the rest of the list
+//! arrives. The first reconciles wait for the whole list (the claims on keys are known only
+//! then) and would then all wait for the GET of their shared credentials Secret: at a cold
+//! start of 1 000 policies on a real API server, 44 ms of the 0.2 s before the first write.
+//! Read ahead, the Secret is in the cache when they start.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use tokio::sync::mpsc;
+
+use super::context::Context;
+use super::gather::fetch_secrets;
+use crate::api::IdentitySettingPolicy;
+use crate::reconcile::resolve::referenced_secrets;
+use crate::reconcile::validate::{ValidPolicy, validate};
+
+/// Distinct Secrets read ahead per first list, at most, one at a time: a namespace of policies
+/// naming thousands of Secrets costs no more than this, and its reconciles read the rest.
+pub const LIMIT: usize = 16;
+
+/// One read ahead: the Secrets `names` of `namespace`, with the keys `valid` reads of them.
+pub struct Read {
+    namespace: String,
+    valid: ValidPolicy,
+    names: BTreeSet<String>,
+}
+
+/// What to read ahead for a policy of the first list: the Secrets its inline server and its
+/// settings name that were not read ahead yet (noted in `seen`, at most [`LIMIT`]). Policies
+/// that name a server definition, or that do not validate, are left to their reconcile.
+pub fn to_read(
+    seen: &mut HashSet<(String, String)>,
+    policy: &IdentitySettingPolicy,
+) -> Option<Read> {
+    if policy.spec.server.is_none() || seen.len() >= LIMIT {
+        return None;
+    }
+    let valid = validate(&policy.spec).ok()?;
+    let namespace = policy.namespace().unwrap_or_default();
+    let names: BTreeSet<String> = referenced_secrets(&valid)
+        .into_iter()
+        .filter(|name| seen.len() < LIMIT && seen.insert((namespace.clone(), name.clone())))
+        .collect();
+    (!names.is_empty()).then_some(Read {
+        namespace,
+        valid,
+        names,
+    })
+}
+
+/// Reads ahead, during the first list of one policy watch; dropped (or [`Self::done`]) when
+/// that list is done, which ends its task once the reads already asked for are made.
+pub struct SecretPrefetch {
+    sender: Option<mpsc::UnboundedSender<Read>>,
+    seen: HashSet<(String, String)>,
+}
+
+impl SecretPrefetch {
+    /// Starts the task that makes the reads, one at a time, into the context's Secret cache.
+    pub fn start(ctx: Arc<Context>) -> Self {
+        let (sender, mut reads) = mpsc::unbounded_channel::<Read>();
+        tokio::spawn(async move {
+            while let Some(read) = reads.recv().await {
+                // A failure is the reconcile's to report: it finds nothing cached and reads.
+                let _ = fetch_secrets(&ctx, &read.valid, &read.namespace, read.names).await;
+            }
+        });
+        Self {
+            sender: Some(sender),
+            seen: HashSet::new(),
+        }
+    }
+
+    /// A policy of the first list arrived.
+    pub fn listed(&mut self, policy: &IdentitySettingPolicy) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        if let Some(read) = to_read(&mut self.seen, policy) {
+            let _ = sender.send(read);
+        }
+    }
+
+    /// The first list is done: no more reads ahead.
+    pub fn done(&mut self) {
+        self.sender = None;
+        self.seen = HashSet::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::watched::test_policy;
+
+    fn names(read: Option<Read>) -> Vec<String> {
+        read.map(|r| r.names.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_shared_secret_is_read_ahead_once() {
+        let mut seen = HashSet::new();
+        let first = test_policy("a", "p1", "creds", Some("smtp"));
+        assert_eq!(names(to_read(&mut seen, &first)), ["creds", "smtp"]);
+        let second = test_policy("a", "p2", "creds", None);
+        assert!(to_read(&mut seen, &second).is_none(), "already asked for");
+        let elsewhere = test_policy("b", "p3", "creds", None);
+        assert_eq!(
+            names(to_read(&mut seen, &elsewhere)),
+            ["creds"],
+            "another namespace's"
+        );
+    }
+
+    #[test]
+    fn policies_naming_a_server_or_invalid_ones_are_left_to_their_reconcile() {
+        let mut seen = HashSet::new();
+        let mut by_reference = test_policy("a", "p", "creds", None);
+        by_reference.spec.server = None;
+        assert!(to_read(&mut seen, &by_reference).is_none());
+        let mut invalid = test_policy("a", "q", "creds", None);
+        invalid.spec.server.as_mut().expect("inline").url = "not a URL".into();
+        assert!(to_read(&mut seen, &invalid).is_none());
+        assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn no_more_than_the_limit_is_read_ahead() {
+        let mut seen = HashSet::new();
+        let asked: usize = (0..LIMIT + 10)
+            .map(|i| test_policy("a", &format!("p{i}"), &format!("creds-{i}"), None))
+            .map(|p| names(to_read(&mut seen, &p)).len())
+            .sum();
+        assert_eq!(asked, LIMIT);
+    }
+}

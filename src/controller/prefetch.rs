@@ -16,6 +16,8 @@ use crate::api::IdentitySettingPolicy;
 use crate::reconcile::resolve::referenced_secrets;
 use crate::reconcile::validate::{ValidPolicy, validate};
 
+use super::watched::secret_names;
+
 /// Distinct Secrets read ahead per first list, at most, one at a time: a namespace of policies
 /// naming thousands of Secrets costs no more than this, and its reconciles read the rest.
 pub const LIMIT: usize = 16;
@@ -29,16 +31,31 @@ pub struct Read {
 
 /// What to read ahead for a policy of the first list: the Secrets its inline server and its
 /// settings name that were not read ahead yet (noted in `seen`, at most [`LIMIT`]). Policies
-/// that name a server definition, or that do not validate, are left to their reconcile.
+/// that name a server definition, that do not validate, that are suspended (whose reconcile
+/// reads nothing) or being deleted are left to their reconcile. A policy whose Secrets were all
+/// asked for already costs a lookup, not a validation: the usual case, many policies sharing
+/// one credentials Secret.
 pub fn to_read(
     seen: &mut HashSet<(String, String)>,
     policy: &IdentitySettingPolicy,
+    now: jiff::Timestamp,
 ) -> Option<Read> {
-    if policy.spec.server.is_none() || seen.len() >= LIMIT {
+    if policy.spec.server.is_none()
+        || policy.metadata.deletion_timestamp.is_some()
+        || seen.len() >= LIMIT
+    {
+        return None;
+    }
+    let namespace = policy.namespace().unwrap_or_default();
+    let all_asked =
+        secret_names(&policy.spec).all(|name| seen.contains(&(namespace.clone(), name.to_owned())));
+    if all_asked {
         return None;
     }
     let valid = validate(&policy.spec).ok()?;
-    let namespace = policy.namespace().unwrap_or_default();
+    if valid.suspended_at(now).is_some() {
+        return None;
+    }
     let names: BTreeSet<String> = referenced_secrets(&valid)
         .into_iter()
         .filter(|name| seen.len() < LIMIT && seen.insert((namespace.clone(), name.clone())))
@@ -64,7 +81,10 @@ impl SecretPrefetch {
         tokio::spawn(async move {
             while let Some(read) = reads.recv().await {
                 // A failure is the reconcile's to report: it finds nothing cached and reads.
-                let _ = fetch_secrets(&ctx, &read.valid, &read.namespace, read.names).await;
+                // Cut off like a reconcile: a read that hangs holds the Secret's read turn,
+                // which every reconcile reading that Secret waits for.
+                let reading = fetch_secrets(&ctx, &read.valid, &read.namespace, read.names);
+                let _ = tokio::time::timeout(ctx.settings.reconcile_deadline, reading).await;
             }
         });
         Self {
@@ -78,7 +98,7 @@ impl SecretPrefetch {
         let Some(sender) = &self.sender else {
             return;
         };
-        if let Some(read) = to_read(&mut self.seen, policy) {
+        if let Some(read) = to_read(&mut self.seen, policy, jiff::Timestamp::now()) {
             let _ = sender.send(read);
         }
     }
@@ -95,6 +115,10 @@ mod tests {
     use super::*;
     use crate::controller::watched::test_policy;
 
+    fn now() -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+
     fn names(read: Option<Read>) -> Vec<String> {
         read.map(|r| r.names.into_iter().collect())
             .unwrap_or_default()
@@ -104,12 +128,15 @@ mod tests {
     fn a_shared_secret_is_read_ahead_once() {
         let mut seen = HashSet::new();
         let first = test_policy("a", "p1", "creds", Some("smtp"));
-        assert_eq!(names(to_read(&mut seen, &first)), ["creds", "smtp"]);
+        assert_eq!(names(to_read(&mut seen, &first, now())), ["creds", "smtp"]);
         let second = test_policy("a", "p2", "creds", None);
-        assert!(to_read(&mut seen, &second).is_none(), "already asked for");
+        assert!(
+            to_read(&mut seen, &second, now()).is_none(),
+            "already asked for"
+        );
         let elsewhere = test_policy("b", "p3", "creds", None);
         assert_eq!(
-            names(to_read(&mut seen, &elsewhere)),
+            names(to_read(&mut seen, &elsewhere, now())),
             ["creds"],
             "another namespace's"
         );
@@ -120,11 +147,24 @@ mod tests {
         let mut seen = HashSet::new();
         let mut by_reference = test_policy("a", "p", "creds", None);
         by_reference.spec.server = None;
-        assert!(to_read(&mut seen, &by_reference).is_none());
+        assert!(to_read(&mut seen, &by_reference, now()).is_none());
         let mut invalid = test_policy("a", "q", "creds", None);
         invalid.spec.server.as_mut().expect("inline").url = "not a URL".into();
-        assert!(to_read(&mut seen, &invalid).is_none());
+        assert!(to_read(&mut seen, &invalid, now()).is_none());
         assert!(seen.is_empty());
+    }
+
+    #[test]
+    fn suspended_policies_and_policies_being_deleted_read_nothing_ahead() {
+        let mut seen = HashSet::new();
+        let mut suspended = test_policy("a", "p", "creds", None);
+        suspended.spec.suspend = Some(true);
+        assert!(to_read(&mut seen, &suspended, now()).is_none());
+        let mut deleting = test_policy("a", "q", "creds", None);
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        assert!(to_read(&mut seen, &deleting, now()).is_none());
+        assert!(seen.is_empty(), "nothing asked for");
     }
 
     #[test]
@@ -132,7 +172,7 @@ mod tests {
         let mut seen = HashSet::new();
         let asked: usize = (0..LIMIT + 10)
             .map(|i| test_policy("a", &format!("p{i}"), &format!("creds-{i}"), None))
-            .map(|p| names(to_read(&mut seen, &p)).len())
+            .map(|p| names(to_read(&mut seen, &p, now())).len())
             .sum();
         assert_eq!(asked, LIMIT);
     }

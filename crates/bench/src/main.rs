@@ -149,7 +149,12 @@ async fn real(args: &cli::Args, setup: &Setup<'_>, bin: &std::path::Path) -> Exi
             if args.runs > 1 {
                 eprintln!("• {count} policies, run {run} of {}", args.runs);
             }
-            match run::real_scale(setup, count, args.resync).await {
+            let suffix = if args.runs > 1 {
+                format!("-run{run}")
+            } else {
+                String::new()
+            };
+            match run::real_scale(setup, count, &suffix, args.resync).await {
                 Ok(row) => runs.push(row),
                 Err(e) => {
                     eprintln!("  ! {count} policies: {e}");

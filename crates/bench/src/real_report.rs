@@ -136,7 +136,13 @@ fn runs_note(count: usize, runs: &[RunSeconds]) -> String {
     };
     let ratios = runs
         .iter()
-        .map(|r| format!("{:.2}", r.operator / r.reference.max(0.001)))
+        .map(|r| {
+            if r.converged {
+                format!("{:.2}", r.operator / r.reference.max(0.001))
+            } else {
+                "n/a (a side did not converge)".to_owned()
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ");
     format!(

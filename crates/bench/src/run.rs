@@ -404,12 +404,13 @@ fn api_server_cpu(world: &World) -> f64 {
 async fn reference_cold_start(
     setup: &Setup<'_>,
     count: usize,
+    run: &str,
     resync: Duration,
     shape: StatusShape,
 ) -> Result<ColdStart> {
     let name = match shape {
-        StatusShape::Minimal => format!("reference{count}"),
-        StatusShape::AsTheOperator => format!("reference-same-status{count}"),
+        StatusShape::Minimal => format!("reference{count}{run}"),
+        StatusShape::AsTheOperator => format!("reference-same-status{count}{run}"),
     };
     let world = populated_world(setup, &name, count, resync, 0).await?;
     let kubeconfig = std::fs::read_to_string(world.operator_kubeconfig()).map_err(|source| {
@@ -475,16 +476,23 @@ async fn status_mismatch(world: &World) -> Result<Vec<String>> {
 
 /// One real-apiserver run with `count` policies: the reference client's cold start, then the
 /// operator's on a fresh control plane, then an operator restart over the policies in sync.
-pub async fn real_scale(setup: &Setup<'_>, count: usize, resync: Duration) -> Result<RealRow> {
+/// `run` is added to the names of its directories (e.g. `-run2`), so that each run keeps its
+/// logs.
+pub async fn real_scale(
+    setup: &Setup<'_>,
+    count: usize,
+    run: &str,
+    resync: Duration,
+) -> Result<RealRow> {
     eprintln!("• real API server: {count} policies, reference client");
-    let reference = reference_cold_start(setup, count, resync, StatusShape::Minimal).await?;
+    let reference = reference_cold_start(setup, count, run, resync, StatusShape::Minimal).await?;
     eprintln!(
         "• real API server: {count} policies, reference client writing the operator's status"
     );
     let reference_same_status =
-        reference_cold_start(setup, count, resync, StatusShape::AsTheOperator).await?;
+        reference_cold_start(setup, count, run, resync, StatusShape::AsTheOperator).await?;
     eprintln!("• real API server: {count} policies, operator");
-    let world = populated_world(setup, &format!("real{count}"), count, resync, 0).await?;
+    let world = populated_world(setup, &format!("real{count}{run}"), count, resync, 0).await?;
     let cpu_before = api_server_cpu(&world);
     let mut operator = world.spawn_operator(setup.bins, setup.operator_args)?;
     eprintln!("  operator log: {}", operator.log.display());

@@ -14,6 +14,8 @@ pub struct RunSeconds {
     pub reference: f64,
     /// The reference client writing the operator's status.
     pub reference_same_status: f64,
+    /// Whether every side converged in this run (its seconds are the time waited otherwise).
+    pub converged: bool,
 }
 
 impl RunSeconds {
@@ -24,12 +26,19 @@ impl RunSeconds {
             operator: secs(&row.operator),
             reference: secs(&row.reference),
             reference_same_status: secs(&row.reference_same_status),
+            converged: [&row.operator, &row.reference, &row.reference_same_status]
+                .iter()
+                .all(|c| c.waited.all),
         }
     }
 }
 
-/// The run of `rows` whose `side` took the median time (the lower middle of an even count).
+/// The run of `rows` whose `side` took the median time (the lower middle of an even count);
+/// a run where that side did not converge, if there is one: it is not hidden by the others.
 fn median_by(rows: &[RealRow], side: impl Fn(&RealRow) -> &ColdStart) -> Option<&RealRow> {
+    if let Some(unfinished) = rows.iter().find(|r| !side(r).waited.all) {
+        return Some(unfinished);
+    }
     let mut sorted: Vec<&RealRow> = rows.iter().collect();
     sorted.sort_by_key(|r| side(r).waited.elapsed);
     sorted.get(sorted.len().saturating_sub(1) / 2).copied()
@@ -102,6 +111,19 @@ mod tests {
         assert_eq!(median.log.to_str(), Some("/tmp/operator-3.2.log"));
         let operators: Vec<f64> = median.runs.iter().map(|r| r.operator).collect();
         assert_eq!(operators, [3.3, 3.1, 3.2], "every run, in order");
+    }
+
+    #[test]
+    fn a_run_that_did_not_converge_is_not_hidden_by_the_median() {
+        let mut stuck = row(3.4, 2.6, 2.9);
+        stuck.operator.waited.all = false;
+        let rows = vec![row(3.1, 2.6, 2.9), stuck, row(3.2, 2.6, 2.9)];
+        let median = median_row(rows).expect("a row");
+        assert!(!median.operator.waited.all);
+        assert_eq!(
+            median.runs.iter().map(|r| r.converged).collect::<Vec<_>>(),
+            [true, false, true]
+        );
     }
 
     #[test]

@@ -183,7 +183,7 @@ async fn run_one(
         namespace: namespace.clone(),
         listing: None,
         first_list: Some((listed.policies, listed.unlisted)),
-        prefetch: prefetch::SecretPrefetch::start(ctx.clone()),
+        prefetch: Some(prefetch::SecretPrefetch::start(ctx.clone())),
     };
     let trigger = watcher(policies, watcher::Config::default().page_size(LIST_PAGE))
         .default_backoff()
@@ -397,7 +397,7 @@ struct PolicyFeed {
     /// controllers) have yet to deliver theirs.
     first_list: Option<(oneshot::Sender<()>, Arc<std::sync::atomic::AtomicUsize>)>,
     /// Until the first list is done: its policies' Secrets read ahead.
-    prefetch: prefetch::SecretPrefetch,
+    prefetch: Option<prefetch::SecretPrefetch>,
 }
 
 impl PolicyFeed {
@@ -409,8 +409,8 @@ impl PolicyFeed {
                 if let Some(listing) = &mut self.listing {
                     listing.insert(watched::name_of(guard));
                 }
-                if let (Some(_), Ok(policy)) = (&self.first_list, &guard.0) {
-                    self.prefetch.listed(policy);
+                if let (Some(prefetch), Ok(policy)) = (&mut self.prefetch, &guard.0) {
+                    prefetch.listed(policy);
                 }
                 self.applied(guard);
             }
@@ -423,8 +423,8 @@ impl PolicyFeed {
                 }
                 // The first list is seen on the watch itself: `Store::wait_until_ready` wakes
                 // only one of several waiters, and the controller is already one.
+                self.prefetch = None;
                 if let Some((listed, unlisted)) = self.first_list.take() {
-                    self.prefetch.done();
                     let _ = listed.send(());
                     if unlisted.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
                         ctx.ownership.mark_complete();

@@ -67,10 +67,10 @@ pub fn to_read(
     })
 }
 
-/// Reads ahead, during the first list of one policy watch; dropped (or [`Self::done`]) when
-/// that list is done, which ends its task once the reads already asked for are made.
+/// Reads ahead, during the first list of one policy watch; dropped when that list is done,
+/// which ends its task once the reads already asked for are made.
 pub struct SecretPrefetch {
-    sender: Option<mpsc::UnboundedSender<Read>>,
+    sender: mpsc::UnboundedSender<Read>,
     seen: HashSet<(String, String)>,
 }
 
@@ -88,25 +88,16 @@ impl SecretPrefetch {
             }
         });
         Self {
-            sender: Some(sender),
+            sender,
             seen: HashSet::new(),
         }
     }
 
     /// A policy of the first list arrived.
     pub fn listed(&mut self, policy: &IdentitySettingPolicy) {
-        let Some(sender) = &self.sender else {
-            return;
-        };
         if let Some(read) = to_read(&mut self.seen, policy, jiff::Timestamp::now()) {
-            let _ = sender.send(read);
+            let _ = self.sender.send(read);
         }
-    }
-
-    /// The first list is done: no more reads ahead.
-    pub fn done(&mut self) {
-        self.sender = None;
-        self.seen = HashSet::new();
     }
 }
 

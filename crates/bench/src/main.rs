@@ -143,30 +143,7 @@ async fn main() -> ExitCode {
 async fn real(args: &cli::Args, setup: &Setup<'_>, bin: &std::path::Path) -> ExitCode {
     let mut rows = Vec::new();
     for &count in &args.policies {
-        let mut runs = Vec::new();
-        let mut failure = None;
-        for run in 1..=args.runs {
-            if args.runs > 1 {
-                eprintln!("• {count} policies, run {run} of {}", args.runs);
-            }
-            let suffix = if args.runs > 1 {
-                format!("-run{run}")
-            } else {
-                String::new()
-            };
-            match run::real_scale(setup, count, &suffix, args.resync).await {
-                Ok(row) => runs.push(row),
-                Err(e) => {
-                    eprintln!("  ! {count} policies: {e}");
-                    failure = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        let row = match failure {
-            Some(e) => Err(e),
-            None => runs::median_row(runs).ok_or_else(|| "no run".to_owned()),
-        };
+        let row = median_of_runs(setup, count, args).await;
         rows.push((count, row));
     }
     for row in rows.iter().filter_map(|(_, r)| r.as_ref().ok()) {
@@ -186,6 +163,32 @@ async fn real(args: &cli::Args, setup: &Setup<'_>, bin: &std::path::Path) -> Exi
         rows,
     };
     publish(&report.markdown(), args.write.as_deref(), doc::REAL, failed)
+}
+
+/// `args.runs` runs of `count` policies on the real API server, as one row of medians; the
+/// first failed run ends them and is the row.
+async fn median_of_runs(
+    setup: &Setup<'_>,
+    count: usize,
+    args: &cli::Args,
+) -> Result<run::RealRow, String> {
+    let mut rows = Vec::new();
+    for run in 1..=args.runs {
+        let suffix = if args.runs > 1 {
+            eprintln!("• {count} policies, run {run} of {}", args.runs);
+            format!("-run{run}")
+        } else {
+            String::new()
+        };
+        let row = run::real_scale(setup, count, &suffix, args.resync)
+            .await
+            .map_err(|e| {
+                eprintln!("  ! {count} policies: {e}");
+                e.to_string()
+            })?;
+        rows.push(row);
+    }
+    runs::median_row(rows).ok_or_else(|| "no run".to_owned())
 }
 
 /// Prints the report, writes it between `markers` of the `write` document if given, and
